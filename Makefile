@@ -1,0 +1,50 @@
+# inferbox: the two commands users run are `make conformance` and `make test`.
+# Both run `setup` first; setup is idempotent and takes well under a second when nothing changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.inferbox-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup conformance test lint typecheck unit mutants bench clean help
+
+help:
+	@echo "make conformance   stand up the embedded platform and run pytest -m conformance"
+	@echo "make test          lint, type-check, unit tests, conformance suite and the mutant run"
+	@echo "make setup         create $(VENV) and install everything (idempotent)"
+	@echo "make bench         print the benchmark figures"
+
+setup: $(STAMP)
+	@scripts/system-deps --check-or-install
+
+$(STAMP): pyproject.toml scripts/check-python
+	@scripts/check-python $(PYTHON)
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+conformance: setup
+	$(BIN)/pytest -m conformance -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy inferbox fixtures
+
+unit: setup
+	$(BIN)/pytest tests -p no:cacheprovider $(PYTEST_ARGS)
+
+mutants: setup
+	$(BIN)/inferbox mutants run
+
+test: lint typecheck unit conformance mutants
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

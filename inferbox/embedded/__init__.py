@@ -1,0 +1,1 @@
+"""The embedded target: the platform's manifests interpreted into local processes."""

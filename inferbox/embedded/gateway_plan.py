@@ -1,0 +1,339 @@
+"""What the gateway must do, derived from Gateway API and Envoy Gateway objects (no Envoy yet).
+
+The plan follows Envoy Gateway's semantics for the declared subset:
+
+- an HTTPRoute attaches to the Gateway only if the listener's ``allowedRoutes`` admits its namespace
+  and a route hostname falls under the listener hostname; otherwise it is not programmed;
+- ``PathPrefix`` matches whole path elements (``/v1/models`` matches ``/v1/models/x:predict`` but
+  not ``/v1/modelsx``);
+- a backend in another namespace needs a ReferenceGrant there; an unresolved backend answers 500;
+- the Service ``istio-system/istio-ingressgateway`` is Istio's ingress, which routes by host name
+  to the Knative service of an InferenceService (``<isvc>.<namespace>.<knative domain>``);
+- a SecurityPolicy on a route overrides one on the Gateway; a JWT failure answers 401, an
+  authorization denial 403;
+- a BackendTrafficPolicy's local rate-limit rules each get their own token bucket per route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from inferbox.errors import ManifestError
+from inferbox.manifests import K8sObject, ManifestSet
+
+GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
+ISTIO_INGRESS = ("istio-system", "istio-ingressgateway")
+SVC_SUFFIX = ".svc.cluster.local"
+UNIT_SECONDS = {"Second": 1, "Minute": 60, "Hour": 3600}
+
+
+@dataclass(frozen=True)
+class ServiceBackend:
+    namespace: str
+    name: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ModelBackend:
+    """An InferenceService reached through the ingress and Knative's host routing."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    reason: str
+
+
+Backend = ServiceBackend | ModelBackend | Unresolved
+
+
+@dataclass(frozen=True)
+class WeightedBackend:
+    backend: Backend
+    weight: int
+
+
+@dataclass(frozen=True)
+class JwtProvider:
+    key: str  # unique across policies: <namespace>/<policy>/<provider>
+    issuer: str
+    audiences: tuple[str, ...]
+    jwks_uri: str
+    claim_to_headers: tuple[tuple[str, str], ...]  # (header, claim)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """All parts must match: JWT claims (claim -> allowed values) and request headers."""
+
+    provider_key: str | None
+    claims: tuple[tuple[str, tuple[str, ...]], ...]
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Authorization:
+    default_allow: bool
+    rules: tuple[tuple[str, bool, Principal], ...]  # (name, allow, principal)
+
+
+@dataclass(frozen=True)
+class SecurityPlan:
+    policy: str  # namespace/name of the SecurityPolicy in force
+    providers: tuple[JwtProvider, ...]
+    jwt_optional: bool
+    authorization: Authorization | None
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    headers: tuple[tuple[str, str], ...]  # all must match exactly
+    requests: int
+    per_seconds: int
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    key: str  # unique: <namespace>/<route>/<rule>/<match>
+    route: str  # namespace/name
+    hostnames: tuple[str, ...]
+    path_type: str
+    path: str
+    backends: tuple[WeightedBackend, ...]
+    security: SecurityPlan | None
+    rate_limits: tuple[RateLimitRule, ...]
+
+
+@dataclass
+class GatewayPlan:
+    gateway: str
+    listener_port: int
+    remove_request_headers: tuple[str, ...]
+    routes: list[RoutePlan] = field(default_factory=list)
+    detached_routes: dict[str, str] = field(default_factory=dict)  # route -> why not attached
+
+
+def knative_domain(manifests: ManifestSet) -> str:
+    config = manifests.get("ConfigMap", "config-domain", "knative-serving")
+    if config is None:
+        return "example.com"  # Knative's default external domain
+    domains = [d for d, selector in (config.body.get("data") or {}).items() if not selector]
+    return domains[0] if domains else "example.com"
+
+
+def _hostname_matches(listener: str | None, host: str) -> bool:
+    if not listener:
+        return True
+    if listener.startswith("*."):
+        return host.endswith(listener[1:]) and len(host) > len(listener) - 1
+    return host == listener
+
+
+def _namespace_admitted(listener: dict[str, Any], gateway: K8sObject, namespace: str,
+                        manifests: ManifestSet) -> bool:
+    allowed = ((listener.get("allowedRoutes") or {}).get("namespaces") or {})
+    mode = allowed.get("from", "Same")
+    if mode == "All":
+        return True
+    if mode == "Same":
+        return namespace == gateway.namespace
+    wanted = (allowed.get("selector") or {}).get("matchLabels") or {}
+    ns = manifests.get("Namespace", namespace)
+    labels = ns.labels if ns else {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _granted(manifests: ManifestSet, from_ns: str, to_ns: str, service: str) -> bool:
+    for grant in manifests.of_kind("ReferenceGrant"):
+        if grant.namespace != to_ns:
+            continue
+        froms = grant.spec.get("from") or []
+        tos = grant.spec.get("to") or []
+        from_ok = any(f.get("kind") == "HTTPRoute" and f.get("namespace") == from_ns for f in froms)
+        to_ok = any(t.get("kind") == "Service" and t.get("name", service) == service for t in tos)
+        if from_ok and to_ok:
+            return True
+    return False
+
+
+def _resolve_backend(ref: dict[str, Any], route: K8sObject, hostnames: tuple[str, ...],
+                     manifests: ManifestSet, domain: str) -> list[Backend]:
+    route_ns = route.namespace or "default"
+    namespace = ref.get("namespace", route_ns)
+    name = ref["name"]
+    if namespace != route_ns and not _granted(manifests, route_ns, namespace, name):
+        return [Unresolved(f"no ReferenceGrant in {namespace} lets HTTPRoutes from {route_ns} use Service {name}")]
+    if (namespace, name) == ISTIO_INGRESS:
+        backends: list[Backend] = []
+        for host in hostnames:
+            labels = host.removesuffix("." + domain).split(".") if host.endswith("." + domain) else []
+            isvc = manifests.get("InferenceService", labels[0], labels[1]) if len(labels) == 2 else None
+            backends.append(ModelBackend(isvc.namespace or "default", isvc.name) if isvc else
+                            Unresolved(f"Istio ingress has no Knative service for host {host}"))
+        return backends
+    if manifests.get("Service", name, namespace) is None:
+        return [Unresolved(f"Service {namespace}/{name} does not exist")]
+    return [ServiceBackend(namespace, name, int(ref["port"]))]
+
+
+def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) -> SecurityPlan | None:
+    def targets(policy: K8sObject, kind: str, name: str) -> bool:
+        return any(t.get("kind") == kind and t.get("name") == name for t in policy.spec.get("targetRefs") or [])
+
+    policies = manifests.of_kind("SecurityPolicy")
+    on_route = [p for p in policies if p.namespace == route.namespace and targets(p, "HTTPRoute", route.name)]
+    on_gateway = [p for p in policies if p.namespace == gateway.namespace and targets(p, "Gateway", gateway.name)]
+    chosen = on_route or on_gateway  # the more specific target wins
+    if not chosen:
+        return None
+    if len(chosen) > 1:
+        raise ManifestError(
+            f"{route.ref} is targeted by {len(chosen)} SecurityPolicies ({', '.join(p.name for p in chosen)})",
+            "Envoy Gateway applies only one; merge them into one policy",
+        )
+    policy = chosen[0]
+    jwt = policy.spec.get("jwt") or {}
+    providers = tuple(
+        JwtProvider(
+            key=f"{policy.namespace}/{policy.name}/{p['name']}",
+            issuer=p.get("issuer", ""),
+            audiences=tuple(p.get("audiences") or ()),
+            jwks_uri=p["remoteJWKS"]["uri"],
+            claim_to_headers=tuple((c["header"], c["claim"]) for c in p.get("claimToHeaders") or ()),
+        )
+        for p in jwt.get("providers") or ()
+    )
+    authorization = None
+    authz = policy.spec.get("authorization")
+    if authz is not None:
+        rules = []
+        for rule in authz.get("rules") or ():
+            principal = rule.get("principal") or {}
+            jwt_principal = principal.get("jwt")
+            provider_key = None
+            claims: tuple[tuple[str, tuple[str, ...]], ...] = ()
+            if jwt_principal:
+                matching = [p for p in providers if p.key.endswith("/" + jwt_principal["provider"])]
+                if not matching:
+                    raise ManifestError(
+                        f"{policy.source}: {policy.ref}: authorization rule {rule.get('name')} names JWT provider "
+                        f"{jwt_principal['provider']}, which this policy does not define",
+                        "a JWT principal needs JWT authentication configured in the same SecurityPolicy",
+                    )
+                provider_key = matching[0].key
+                claims = tuple((c["name"], tuple(c["values"])) for c in jwt_principal.get("claims") or ())
+            headers = tuple((h["name"].lower(), h["value"]) for h in principal.get("headers") or ())
+            rules.append((str(rule.get("name", "")), rule["action"] == "Allow", Principal(provider_key, claims, headers)))
+        default_allow = authz.get("defaultAction", "Deny") == "Allow"
+        if any(allow == default_allow for _, allow, _ in rules):
+            raise ManifestError(
+                f"{policy.source}: {policy.ref}: rules with the same action as defaultAction are not supported "
+                "by the embedded target",
+                "list only rules whose action differs from defaultAction",
+            )
+        authorization = Authorization(default_allow, tuple(rules))
+    return SecurityPlan(f"{policy.namespace}/{policy.name}", providers, bool(jwt.get("optional", False)),
+                        authorization)
+
+
+def _rate_limits_for(route: K8sObject, manifests: ManifestSet) -> tuple[RateLimitRule, ...]:
+    rules: list[RateLimitRule] = []
+    for policy in manifests.of_kind("BackendTrafficPolicy"):
+        if policy.namespace != route.namespace:
+            continue
+        if not any(t.get("kind") == "HTTPRoute" and t.get("name") == route.name
+                   for t in policy.spec.get("targetRefs") or []):
+            continue
+        local = ((policy.spec.get("rateLimit") or {}).get("local") or {})
+        for rule in local.get("rules") or ():
+            headers: list[tuple[str, str]] = []
+            for selector in rule.get("clientSelectors") or ():
+                headers.extend((h["name"].lower(), h["value"]) for h in selector.get("headers") or ())
+            limit = rule["limit"]
+            rules.append(RateLimitRule(tuple(headers), int(limit["requests"]), UNIT_SECONDS[limit["unit"]]))
+    return tuple(rules)
+
+
+def plan_gateway(manifests: ManifestSet) -> GatewayPlan:
+    """The gateway's routes, security and rate limits for the one Gateway in the manifests."""
+    classes = {c.name for c in manifests.of_kind("GatewayClass")
+               if c.spec.get("controllerName") == GATEWAY_CONTROLLER}
+    gateways = [g for g in manifests.of_kind("Gateway") if g.spec.get("gatewayClassName") in classes]
+    if len(gateways) != 1:
+        raise ManifestError(
+            f"the embedded target needs exactly one Gateway of an Envoy Gateway class, found {len(gateways)}",
+            "define one Gateway whose gatewayClassName names a GatewayClass with controllerName "
+            f"{GATEWAY_CONTROLLER}",
+        )
+    gateway = gateways[0]
+    listeners = gateway.spec.get("listeners") or []
+    if len(listeners) != 1:
+        raise ManifestError(f"{gateway.source}: {gateway.ref}: the embedded target supports one listener",
+                            "use a single HTTP listener")
+    listener = listeners[0]
+    removed: list[str] = []
+    for ctp in manifests.of_kind("ClientTrafficPolicy"):
+        if ctp.namespace == gateway.namespace and any(
+            t.get("kind") == "Gateway" and t.get("name") == gateway.name for t in ctp.spec.get("targetRefs") or []
+        ):
+            removed.extend(h.lower() for h in ((ctp.spec.get("headers") or {}).get("earlyRequestHeaders") or {})
+                           .get("remove") or [])
+    plan = GatewayPlan(gateway=f"{gateway.namespace}/{gateway.name}", listener_port=int(listener["port"]),
+                       remove_request_headers=tuple(removed))
+    domain = knative_domain(manifests)
+    for route in manifests.of_kind("HTTPRoute"):
+        ref = f"{route.namespace}/{route.name}"
+        parents = [p for p in route.spec.get("parentRefs") or []
+                   if p.get("name") == gateway.name and p.get("namespace", route.namespace) == gateway.namespace]
+        if not parents:
+            plan.detached_routes[ref] = "its parentRefs do not name the Gateway"
+            continue
+        if not _namespace_admitted(listener, gateway, route.namespace or "default", manifests):
+            plan.detached_routes[ref] = f"the listener's allowedRoutes does not admit namespace {route.namespace}"
+            continue
+        hostnames = tuple(h for h in route.spec.get("hostnames") or [] if _hostname_matches(listener.get("hostname"), h))
+        if not hostnames:
+            plan.detached_routes[ref] = "no hostname falls under the listener's hostname"
+            continue
+        security = _security_for(route, gateway, manifests)
+        rate_limits = _rate_limits_for(route, manifests)
+        for rule_index, rule in enumerate(route.spec.get("rules") or []):
+            matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]
+            for host in hostnames:
+                backends: list[WeightedBackend] = []
+                for backend_ref in rule.get("backendRefs") or []:
+                    weight = int(backend_ref.get("weight", 1))
+                    for backend in _resolve_backend(backend_ref, route, (host,), manifests, domain):
+                        backends.append(WeightedBackend(backend, weight))
+                for match_index, match in enumerate(matches):
+                    path = match.get("path") or {"type": "PathPrefix", "value": "/"}
+                    plan.routes.append(
+                        RoutePlan(
+                            key=f"{ref}/{rule_index}/{match_index}/{host}",
+                            route=ref,
+                            hostnames=(host,),
+                            path_type=path.get("type", "PathPrefix"),
+                            path=path.get("value", "/"),
+                            backends=tuple(backends),
+                            security=security,
+                            rate_limits=rate_limits,
+                        )
+                    )
+    return plan
+
+
+def jwks_service(uri: str) -> tuple[str, str, int] | None:
+    """(namespace, service, port) for an in-cluster JWKS URI like http://svc.ns.svc.cluster.local:8080/..."""
+    rest = uri.split("://", 1)[-1]
+    hostport = rest.split("/", 1)[0]
+    host, _, port = hostport.partition(":")
+    if not host.endswith(SVC_SUFFIX):
+        return None
+    parts = host.removesuffix(SVC_SUFFIX).split(".")
+    if len(parts) != 2:
+        return None
+    return parts[1], parts[0], int(port or (443 if uri.startswith("https") else 80))

@@ -1,0 +1,64 @@
+"""Health probes for pods, sent from inside the pod's network place, and named waits."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+
+from inferbox.embedded.netns import connect_in_netns
+from inferbox.embedded.network import Pod
+from inferbox.errors import PlatformError
+
+
+class _PodConnection(http.client.HTTPConnection):
+    def __init__(self, pod: Pod, port: int, timeout: float) -> None:
+        super().__init__(pod.ip, port, timeout=timeout)
+        self._pod = pod
+
+    def connect(self) -> None:
+        if self._pod.netns_path:
+            self.sock = connect_in_netns(self._pod.netns_path, self.host, self.port, self.timeout)
+        else:
+            self.sock = socket.create_connection((self.host, self.port), self.timeout)
+
+
+def pod_http_status(pod: Pod, port: int, path: str, timeout: float = 1.0) -> int:
+    """Status of GET ``path`` on a pod's port, connecting from the pod's own network place."""
+    conn = _PodConnection(pod, port, timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def wait_until(
+    what: str,
+    ready: Callable[[], bool],
+    timeout_s: float,
+    still_possible: Callable[[], str | None] = lambda: None,
+    fix: str = "",
+    poll_s: float = 0.03,
+) -> float:
+    """Polls ``ready`` until it is true; returns the seconds it took.
+
+    ``still_possible`` returns a reason when waiting longer is pointless (the process died), so a
+    failure is reported at once instead of at the deadline.
+    """
+    start = time.monotonic()
+    while True:
+        try:
+            if ready():
+                return time.monotonic() - start
+        except (OSError, http.client.HTTPException, httpx.HTTPError):
+            pass
+        reason = still_possible()
+        if reason:
+            raise PlatformError(f"{what} will not become ready: {reason}", fix)
+        if time.monotonic() - start > timeout_s:
+            raise PlatformError(f"{what} did not become ready within {timeout_s:.0f}s", fix)
+        time.sleep(poll_s)

@@ -1,0 +1,139 @@
+"""Starting, watching and stopping the platform's processes, always by PID.
+
+Every process is started in its own session (a Ctrl-C in the terminal reaches only the owner, which
+then stops everything in order) and recorded in a registry file with its kernel start time, so that
+a PID reused by an unrelated process is never signalled. A reaper process (see reaper.py) reads the
+same registry and cleans up if the owner dies without stopping the platform.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferbox.embedded.network import Pod
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may contain spaces; fields after it are space separated.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def is_same_process(pid: int, start_time: int) -> bool:
+    return proc_start_time(pid) == start_time
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    pod: Pod
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    start_time: int
+    started_at: float
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def terminate(pid: int, start_time: int, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``, only if ``pid`` is still the process we started."""
+    if not is_same_process(pid, start_time):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not is_same_process(pid, start_time) or _is_zombie(pid):
+            return
+        time.sleep(0.02)
+    if is_same_process(pid, start_time):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
+
+
+class Supervisor:
+    """Owns the platform's processes."""
+
+    def __init__(self, state_dir: Path, log_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.log_dir = log_dir
+        self.registry = state_dir / "processes"
+        self.processes: list[ManagedProcess] = []
+        state_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, argv: list[str], pod: Pod, env: dict[str, str] | None = None) -> ManagedProcess:
+        log_path = self.log_dir / f"{name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            popen = subprocess.Popen(
+                [*pod.exec_prefix(), *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        start_time = proc_start_time(popen.pid) or 0
+        with open(self.registry, "a") as registry:
+            registry.write(f"{popen.pid} {start_time} {name}\n")
+        proc = ManagedProcess(name, pod, popen, log_path, start_time, time.monotonic())
+        self.processes.append(proc)
+        return proc
+
+    def stop(self, proc: ManagedProcess, grace_s: float = 5.0) -> None:
+        terminate(proc.pid, proc.start_time, grace_s)
+        try:
+            proc.popen.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.popen.wait()
+        if proc in self.processes:
+            self.processes.remove(proc)
+
+    def stop_all(self, grace_s: float = 5.0) -> None:
+        # Signal everything first, then wait: shutdown takes the slowest process's time, not the sum.
+        for proc in self.processes:
+            if proc.alive():
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in list(self.processes):
+            self.stop(proc, grace_s)
+        self.registry.unlink(missing_ok=True)

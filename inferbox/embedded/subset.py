@@ -1,0 +1,260 @@
+"""The declared subset of each Kubernetes API that the embedded target interprets.
+
+Anything outside these shapes is an error naming the kind and the field: an ignored security
+field would be a hole that the suite then "proves" closed. Fields marked Noted only make sense on a
+real cluster (images, probes, resource requests) and are listed by ``inferbox up --explain``.
+"""
+
+from __future__ import annotations
+
+from inferbox.errors import ManifestError
+from inferbox.manifests import K8sObject, ManifestSet
+from inferbox.shapes import Noted, OneOf, Shape, StringMap, check_shape, noted_fields
+
+ON_CLUSTER = "used by the Kubernetes scheduler or kubelet only"
+
+METADATA: Shape = {
+    "name": str,
+    "namespace": str,
+    "labels": StringMap(),
+    "annotations": StringMap(),
+}
+
+PARENT_REF: Shape = {"group": str, "kind": OneOf(("Gateway",)), "name": str, "namespace": str}
+TARGET_REF: Shape = {
+    "group": OneOf(("gateway.networking.k8s.io",)),
+    "kind": OneOf(("HTTPRoute", "Gateway")),
+    "name": str,
+}
+HEADER_MATCH: Shape = {"name": str, "type": OneOf(("Exact",)), "value": str}
+PATH_MATCH: Shape = {"type": OneOf(("Exact", "PathPrefix")), "value": str}
+RESOURCES: Shape = Noted("CPU and memory requests/limits are " + ON_CLUSTER)
+PROBE: Shape = Noted("probes are run by the kubelet; the embedded target waits on its own health checks")
+
+CONTAINER: Shape = {
+    "name": str,
+    "image": str,
+    "imagePullPolicy": Noted(ON_CLUSTER),
+    "args": [str],
+    "command": [str],
+    "env": [{"name": str, "value": str}],
+    "ports": [{"name": str, "containerPort": int, "protocol": OneOf(("TCP",))}],
+    "readinessProbe": PROBE,
+    "livenessProbe": PROBE,
+    "resources": RESOURCES,
+    "volumeMounts": [{"name": str, "mountPath": str, "readOnly": bool}],
+}
+
+SHAPES: dict[str, Shape] = {
+    "Namespace": {"apiVersion": str, "kind": str, "metadata": METADATA},
+    "ServiceAccount": {"apiVersion": str, "kind": str, "metadata": METADATA},
+    "ConfigMap": {"apiVersion": str, "kind": str, "metadata": METADATA, "data": StringMap()},
+    "Service": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "selector": StringMap(),
+            "ports": [{"name": str, "port": int, "targetPort": int, "protocol": OneOf(("TCP",))}],
+        },
+    },
+    "Deployment": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "replicas": int,
+            "selector": {"matchLabels": StringMap()},
+            "template": {
+                "metadata": {"labels": StringMap(), "annotations": StringMap()},
+                "spec": {
+                    "serviceAccountName": str,
+                    "containers": [CONTAINER],
+                    "volumes": [{"name": str, "secret": {"secretName": str}}],
+                },
+            },
+        },
+    },
+    "GatewayClass": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "controllerName": OneOf(("gateway.envoyproxy.io/gatewayclass-controller",)),
+            "parametersRef": {"group": str, "kind": OneOf(("EnvoyProxy",)), "name": str, "namespace": str},
+        },
+    },
+    "EnvoyProxy": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {"provider": Noted("how Envoy Gateway deploys its proxy pods and Service on a cluster")},
+    },
+    "Gateway": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "gatewayClassName": str,
+            "listeners": [
+                {
+                    "name": str,
+                    "protocol": OneOf(("HTTP",)),
+                    "port": int,
+                    "hostname": str,
+                    "allowedRoutes": {
+                        "namespaces": {
+                            "from": OneOf(("Same", "All", "Selector")),
+                            "selector": {"matchLabels": StringMap()},
+                        }
+                    },
+                }
+            ],
+        },
+    },
+    "ClientTrafficPolicy": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "targetRefs": [TARGET_REF],
+            "headers": {"earlyRequestHeaders": {"remove": [str]}},
+        },
+    },
+    "HTTPRoute": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "parentRefs": [PARENT_REF],
+            "hostnames": [str],
+            "rules": [
+                {
+                    "matches": [{"path": PATH_MATCH}],
+                    "backendRefs": [
+                        {"group": OneOf(("",)), "kind": OneOf(("Service",)), "name": str, "namespace": str,
+                         "port": int, "weight": int}
+                    ],
+                }
+            ],
+        },
+    },
+    "ReferenceGrant": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "from": [{"group": str, "kind": str, "namespace": str}],
+            "to": [{"group": str, "kind": str, "name": str}],
+        },
+    },
+    "SecurityPolicy": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "targetRefs": [TARGET_REF],
+            "jwt": {
+                "optional": bool,
+                "providers": [
+                    {
+                        "name": str,
+                        "issuer": str,
+                        "audiences": [str],
+                        "remoteJWKS": {"uri": str},
+                        "claimToHeaders": [{"header": str, "claim": str}],
+                    }
+                ],
+            },
+            "authorization": {
+                "defaultAction": OneOf(("Allow", "Deny")),
+                "rules": [
+                    {
+                        "name": str,
+                        "action": OneOf(("Allow", "Deny")),
+                        "principal": {
+                            "jwt": {
+                                "provider": str,
+                                "claims": [
+                                    {"name": str, "valueType": OneOf(("String",)), "values": [str]}
+                                ],
+                            },
+                            "headers": [HEADER_MATCH],
+                        },
+                    }
+                ],
+            },
+        },
+    },
+    "BackendTrafficPolicy": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "targetRefs": [TARGET_REF],
+            "rateLimit": {
+                "type": OneOf(("Local",)),
+                "local": {
+                    "rules": [
+                        {
+                            "clientSelectors": [{"headers": [HEADER_MATCH]}],
+                            "limit": {"requests": int, "unit": OneOf(("Second", "Minute", "Hour"))},
+                        }
+                    ]
+                },
+            },
+        },
+    },
+    "InferenceService": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "predictor": {
+                "minReplicas": int,
+                "maxReplicas": int,
+                "model": {
+                    "modelFormat": {"name": str, "version": str},
+                    "protocolVersion": OneOf(("v1", "v2")),
+                    "storageUri": str,
+                    "resources": RESOURCES,
+                },
+                "containers": [CONTAINER],
+            }
+        },
+    },
+}
+
+
+def check_supported(obj: K8sObject) -> None:
+    """Raises ManifestError naming the kind and field the embedded target cannot interpret."""
+    shape = SHAPES.get(obj.kind)
+    if shape is None:
+        raise ManifestError(
+            f"{obj.source}: {obj.ref}: kind {obj.kind} is not supported by the embedded target",
+            f"remove it, or run on a cluster (--platform kind/existing); supported kinds: {', '.join(sorted(SHAPES))}",
+        )
+    problem = check_shape(obj.body, shape)
+    if problem is None:
+        return
+    allowed = f" (supported here: {', '.join(problem.allowed)})" if problem.allowed else ""
+    raise ManifestError(
+        f"{obj.source}: {obj.ref}: field {problem.path} {problem.message}{allowed}; "
+        "the embedded target interprets a declared subset of each API and never ignores a field",
+        "remove or correct the field, or run this manifest on a cluster (--platform kind/existing)",
+    )
+
+
+def check_all_supported(manifests: ManifestSet) -> None:
+    for obj in manifests:
+        check_supported(obj)
+
+
+def not_interpreted(manifests: ManifestSet) -> list[tuple[str, str, str]]:
+    """(object, field, why) for every Noted field present: accepted, meaningful only on a cluster."""
+    rows: list[tuple[str, str, str]] = []
+    for obj in manifests:
+        shape = SHAPES.get(obj.kind)
+        if shape is not None:
+            rows.extend((obj.ref, path, why) for path, why in noted_fields(obj.body, shape))
+    return rows

@@ -1,0 +1,1 @@
+"""The platform's JWT server: client-credentials token endpoint and JWKS, with persisted, rotating keys."""

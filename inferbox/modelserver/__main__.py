@@ -1,0 +1,58 @@
+"""Starts KServe's ModelServer for one artifact.
+
+``python -m inferbox.modelserver --model_name NAME --model {iris,digits} --http_port PORT``; every
+other flag is KServe's own (it parses sys.argv itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import warnings
+
+
+def _bind_host_override() -> None:
+    # KServe's REST server binds 0.0.0.0 with no flag to change it. Inside a pod's network
+    # namespace that is the pod's own address; on the loopback fallback it would expose the model
+    # to the machine's network, so the embedded target asks for 127.0.0.1 instead.
+    host = os.environ.get("INFERBOX_BIND_HOST")
+    if not host:
+        return
+    import uvicorn
+    from kserve.protocol.rest import server
+
+    class _Config(uvicorn.Config):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs["host"] = host
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    server.uvicorn.Config = _Config  # type: ignore[misc]
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated.*")
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--model", required=True, choices=["iris", "digits"])
+    parser.add_argument("--model_name", required=True)
+    ours, _ = parser.parse_known_args()
+
+    import kserve
+    from kserve import logging as kserve_logging
+
+    from inferbox.modelserver.models import ArtifactModel
+
+    # Per-request access and timing lines cost a third of the server's throughput and grow the
+    # logs without bound under load; keep KServe's format, drop those two loggers to WARNING.
+    config = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
+    for name in ("uvicorn.access", "kserve.trace"):
+        config["loggers"][name]["level"] = "WARNING"
+    kserve_logging.configure_logging(config)
+    _bind_host_override()
+    model = ArtifactModel(ours.model_name, ours.model)
+    model.load()
+    kserve.ModelServer(enable_latency_logging=False).start([model])
+
+
+if __name__ == "__main__":
+    main()
