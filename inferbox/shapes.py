@@ -33,7 +33,7 @@ class Noted:
     why: str
 
 
-Shape = Union[dict[str, "Shape"], list["Shape"], type, OneOf, StringMap, Noted]
+Shape = Union[dict[str, "Shape"], list["Shape"], type, OneOf, StringMap, Noted]  # noqa: UP007 - recursive alias
 
 
 @dataclass(frozen=True)

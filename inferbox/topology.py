@@ -78,9 +78,7 @@ def _model_kind(spec: dict[str, object]) -> str:
 
 
 def read_topology(manifests: ManifestSet) -> Topology:
-    tenant_names = sorted(
-        ns.labels[TENANT_LABEL] for ns in manifests.of_kind("Namespace") if TENANT_LABEL in ns.labels
-    )
+    tenant_names = sorted(ns.labels[TENANT_LABEL] for ns in manifests.of_kind("Namespace") if TENANT_LABEL in ns.labels)
     models = []
     for isvc in manifests.of_kind("InferenceService"):
         predictor = isvc.spec.get("predictor") or {}
@@ -97,7 +95,5 @@ def read_topology(manifests: ManifestSet) -> Topology:
         Route(r.namespace or "default", r.name, tuple(r.spec.get("hostnames") or ()))
         for r in manifests.of_kind("HTTPRoute")
     ]
-    tenants = tuple(
-        Tenant(name, tuple(sorted(m.name for m in models if m.tenant == name))) for name in tenant_names
-    )
+    tenants = tuple(Tenant(name, tuple(sorted(m.name for m in models if m.tenant == name))) for name in tenant_names)
     return Topology(tenants=tenants, models=tuple(sorted(models, key=lambda m: m.name)), routes=tuple(routes))

@@ -45,7 +45,7 @@ TYPES = {
 }
 UNLIMITED = 4294967295
 ACCESS_LOG_FORMAT = (
-    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%\" %RESPONSE_CODE% %RESPONSE_FLAGS% "
+    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%" %RESPONSE_CODE% %RESPONSE_FLAGS% '
     "%RESPONSE_CODE_DETAILS% host=%REQ(:AUTHORITY)% route=%ROUTE_NAME% upstream=%UPSTREAM_HOST% "
     "duration=%DURATION%ms id=%REQ(X-REQUEST-ID)%\n"
 )
@@ -85,8 +85,13 @@ class EdsFiles:
         self._version += 1
         body = {
             "version_info": str(self._version),
-            "resources": [{"@type": TYPES["cla"], "cluster_name": cluster,
-                           "endpoints": [{"lb_endpoints": _lb_endpoints(endpoints)}]}],
+            "resources": [
+                {
+                    "@type": TYPES["cla"],
+                    "cluster_name": cluster,
+                    "endpoints": [{"lb_endpoints": _lb_endpoints(endpoints)}],
+                }
+            ],
         }
         tmp = self.directory / f".{cluster}.{secrets.token_hex(4)}.tmp"
         tmp.write_text(yaml.safe_dump(body))
@@ -109,15 +114,27 @@ def _principal(principal: Principal) -> dict[str, Any]:
     for claim, values in principal.claims:
         assert principal.provider_key is not None
         alternatives = [
-            {"metadata": {"filter": JWT_FILTER, "path": _claim_path(principal.provider_key, claim),
-                          "value": {"string_match": {"exact": value}}}}
+            {
+                "metadata": {
+                    "filter": JWT_FILTER,
+                    "path": _claim_path(principal.provider_key, claim),
+                    "value": {"string_match": {"exact": value}},
+                }
+            }
             for value in values
         ]
         ids.append(alternatives[0] if len(alternatives) == 1 else {"or_ids": {"ids": alternatives}})
     if principal.provider_key and not principal.claims:
         # A JWT principal without claims: any token verified by that provider.
-        ids.append({"metadata": {"filter": JWT_FILTER, "path": [{"key": principal.provider_key}],
-                                 "value": {"present_match": True}}})
+        ids.append(
+            {
+                "metadata": {
+                    "filter": JWT_FILTER,
+                    "path": [{"key": principal.provider_key}],
+                    "value": {"present_match": True},
+                }
+            }
+        )
     for name, value in principal.headers:
         ids.append({"header": {"name": name, "string_match": {"exact": value}}})
     if not ids:
@@ -140,16 +157,25 @@ def _rate_limit(route: RoutePlan) -> dict[str, Any]:
     descriptors, actions = [], []
     for index, rule in enumerate(route.rate_limits):
         entry = {"key": "rule", "value": str(index)}
-        descriptors.append({
-            "entries": [entry],
-            "token_bucket": {"max_tokens": rule.requests, "tokens_per_fill": rule.requests,
-                             "fill_interval": f"{rule.per_seconds}s"},
-        })
+        descriptors.append(
+            {
+                "entries": [entry],
+                "token_bucket": {
+                    "max_tokens": rule.requests,
+                    "tokens_per_fill": rule.requests,
+                    "fill_interval": f"{rule.per_seconds}s",
+                },
+            }
+        )
         if rule.headers:
-            action = {"header_value_match": {
-                "descriptor_key": "rule", "descriptor_value": str(index), "expect_match": True,
-                "headers": [{"name": name, "string_match": {"exact": value}} for name, value in rule.headers],
-            }}
+            action = {
+                "header_value_match": {
+                    "descriptor_key": "rule",
+                    "descriptor_value": str(index),
+                    "expect_match": True,
+                    "headers": [{"name": name, "string_match": {"exact": value}} for name, value in rule.headers],
+                }
+            }
         else:
             action = {"generic_key": {"descriptor_key": "rule", "descriptor_value": str(index)}}
         actions.append({"actions": [action]})
@@ -175,11 +201,9 @@ def _route_action(route: RoutePlan) -> dict[str, Any]:
         reason = unresolved[0].reason if unresolved else "the rule has no backend"
         return {"direct_response": {"status": 500, "body": {"inline_string": f"invalid backend: {reason}\n"}}}
     if len(resolved) == 1:
-        target: dict[str, Any] = {"cluster": cluster_name(resolved[0][0])}  # type: ignore[arg-type]
+        target: dict[str, Any] = {"cluster": cluster_name(resolved[0][0])}
     else:
-        target = {"weighted_clusters": {"clusters": [
-            {"name": cluster_name(b), "weight": w} for b, w in resolved  # type: ignore[arg-type]
-        ]}}
+        target = {"weighted_clusters": {"clusters": [{"name": cluster_name(b), "weight": w} for b, w in resolved]}}
     return {"route": {**target, "timeout": "60s"}}
 
 
@@ -193,8 +217,12 @@ def _envoy_route(route: RoutePlan) -> dict[str, Any]:
         per_filter[RBAC_FILTER] = _rbac(route.security.authorization)
     if route.rate_limits:
         per_filter[RATELIMIT_FILTER] = _rate_limit(route)
-    return {"name": route.key, "match": _path_match(route), **_route_action(route),
-            "typed_per_filter_config": per_filter}
+    return {
+        "name": route.key,
+        "match": _path_match(route),
+        **_route_action(route),
+        "typed_per_filter_config": per_filter,
+    }
 
 
 def _route_order(route: RoutePlan) -> tuple[int, int]:
@@ -218,26 +246,41 @@ class GatewayPorts:
     admin_internal: int = 0  # Envoy's admin inside the gateway's namespace (namespaced pods only)
 
 
-def admin_proxy_listener(name: str, host_port: int, host_netns: str, admin_port: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def admin_proxy_listener(
+    name: str, host_port: int, host_netns: str, admin_port: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A host-facing, read-only (GET) listener in front of an Envoy admin bound inside a namespace.
 
     Envoy binds its admin interface in its own namespace only, so this is how the host reads
     /ready and /stats/prometheus (Istio exposes its stats port the same way).
     """
     cluster = f"{name}-admin"
-    route = {"match": {"prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
-             "route": {"cluster": cluster}}
+    route = {
+        "match": {"prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+        "route": {"cluster": cluster},
+    }
     hcm = {
-        "@type": TYPES["hcm"], "stat_prefix": f"{name}_admin",
+        "@type": TYPES["hcm"],
+        "stat_prefix": f"{name}_admin",
         "route_config": {"virtual_hosts": [{"name": "admin", "domains": ["*"], "routes": [route]}]},
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": TYPES["router"]}}],
     }
-    listener = {"name": f"{name}-admin", "address": socket_address("127.0.0.1", host_port, host_netns),
-                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                                "typed_config": hcm}]}]}
-    cluster_def = {"name": cluster, "type": "STATIC", "connect_timeout": "1s",
-                   "load_assignment": {"cluster_name": cluster, "endpoints": [
-                       {"lb_endpoints": _lb_endpoints([("127.0.0.1", admin_port)])}]}}
+    listener = {
+        "name": f"{name}-admin",
+        "address": socket_address("127.0.0.1", host_port, host_netns),
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+    cluster_def = {
+        "name": cluster,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": cluster,
+            "endpoints": [{"lb_endpoints": _lb_endpoints([("127.0.0.1", admin_port)])}],
+        },
+    }
     return listener, cluster_def
 
 
@@ -247,6 +290,7 @@ def render_gateway(
     host_netns: str | None,
     eds: EdsFiles,
     service_endpoints: Callable[[str, str, int], list[Endpoint]],
+    knobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Envoy bootstrap for the gateway; model clusters read their endpoints from ``eds``."""
     jwt_clusters: dict[str, ServiceBackend] = {}
@@ -274,6 +318,8 @@ def render_gateway(
             }
             if provider.issuer:
                 entry["issuer"] = provider.issuer
+            if knobs and "gateway.jwtClockSkewSeconds" in knobs:
+                entry["clock_skew_seconds"] = int(knobs["gateway.jwtClockSkewSeconds"])
             if provider.audiences:
                 entry["audiences"] = list(provider.audiences)
             providers[provider.key] = entry
@@ -284,18 +330,32 @@ def render_gateway(
         for host in route.hostnames:
             vhosts.setdefault(host, []).append(route)
     virtual_hosts = [
-        {"name": host, "domains": [host, f"{host}:*"],
-         "routes": [_envoy_route(r) for r in sorted(routes, key=_route_order)]}
+        {
+            "name": host,
+            "domains": [host, f"{host}:*"],
+            "routes": [_envoy_route(r) for r in sorted(routes, key=_route_order)],
+        }
         for host, routes in sorted(vhosts.items())
     ]
 
     http_filters: list[dict[str, Any]] = []
     if providers:
-        http_filters.append({"name": JWT_FILTER, "typed_config": {
-            "@type": TYPES["jwt"], "providers": providers, "requirement_map": requirements}})
+        http_filters.append(
+            {
+                "name": JWT_FILTER,
+                "typed_config": {
+                    "@type": TYPES["jwt"],
+                    "providers": providers,
+                    "requirement_map": requirements,
+                },
+            }
+        )
     http_filters += [
         {"name": RBAC_FILTER, "typed_config": {"@type": TYPES["rbac"]}},
-        {"name": RATELIMIT_FILTER, "typed_config": {"@type": TYPES["ratelimit"], "stat_prefix": "http_local_rate_limiter"}},
+        {
+            "name": RATELIMIT_FILTER,
+            "typed_config": {"@type": TYPES["ratelimit"], "stat_prefix": "http_local_rate_limiter"},
+        },
         {"name": "envoy.filters.http.router", "typed_config": {"@type": TYPES["router"]}},
     ]
     hcm: dict[str, Any] = {
@@ -304,19 +364,35 @@ def render_gateway(
         "generate_request_id": True,
         "route_config": {"name": "gateway", "virtual_hosts": virtual_hosts},
         "http_filters": http_filters,
-        "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
-            "@type": TYPES["file_log"], "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}}}],
+        "access_log": [
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": TYPES["file_log"],
+                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
+                },
+            }
+        ],
     }
     if plan.remove_request_headers:
-        hcm["early_header_mutation_extensions"] = [{
-            "name": "envoy.http.early_header_mutation.header_mutation",
-            "typed_config": {"@type": TYPES["early"],
-                             "mutations": [{"remove": h} for h in plan.remove_request_headers]},
-        }]
+        hcm["early_header_mutation_extensions"] = [
+            {
+                "name": "envoy.http.early_header_mutation.header_mutation",
+                "typed_config": {
+                    "@type": TYPES["early"],
+                    "mutations": [{"remove": h} for h in plan.remove_request_headers],
+                },
+            }
+        ]
 
     def listener(name: str, address: dict[str, Any]) -> dict[str, Any]:
-        return {"name": name, "address": address, "filter_chains": [{"filters": [
-            {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}
+        return {
+            "name": name,
+            "address": address,
+            "filter_chains": [
+                {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+            ],
+        }
 
     listeners = [listener("public", socket_address("127.0.0.1", ports.public, host_netns))]
     if ports.pod_ip:
@@ -332,19 +408,38 @@ def render_gateway(
             elif isinstance(weighted.backend, ModelBackend):
                 models[cluster_name(weighted.backend)] = weighted.backend
     for name, svc in sorted(services.items()):
-        clusters.append({
-            "name": name, "type": "STATIC", "connect_timeout": "2s",
-            "load_assignment": {"cluster_name": name, "endpoints": [
-                {"lb_endpoints": _lb_endpoints(service_endpoints(svc.namespace, svc.name, svc.port))}]},
-        })
+        clusters.append(
+            {
+                "name": name,
+                "type": "STATIC",
+                "connect_timeout": "2s",
+                "load_assignment": {
+                    "cluster_name": name,
+                    "endpoints": [
+                        {"lb_endpoints": _lb_endpoints(service_endpoints(svc.namespace, svc.name, svc.port))}
+                    ],
+                },
+            }
+        )
     for name in sorted(models):
         if not eds.path(name).exists():
             eds.write(name, [])
-        clusters.append({
-            "name": name, "type": "EDS", "connect_timeout": "2s",
-            "eds_cluster_config": {"eds_config": {"resource_api_version": "V3", "path_config_source": {
-                "path": str(eds.path(name)), "watched_directory": {"path": str(eds.directory)}}}},
-        })
+        clusters.append(
+            {
+                "name": name,
+                "type": "EDS",
+                "connect_timeout": "2s",
+                "eds_cluster_config": {
+                    "eds_config": {
+                        "resource_api_version": "V3",
+                        "path_config_source": {
+                            "path": str(eds.path(name)),
+                            "watched_directory": {"path": str(eds.directory)},
+                        },
+                    }
+                },
+            }
+        )
     admin_port = ports.admin
     if host_netns:
         admin_port = ports.admin_internal
@@ -355,6 +450,7 @@ def render_gateway(
         "node": {"id": "inference-gateway", "cluster": plan.gateway},
         "admin": {"address": socket_address("127.0.0.1", admin_port)},
         "static_resources": {"listeners": listeners, "clusters": clusters},
-        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
-            "overload": {"global_downstream_max_connections": 50000}}}]},
+        "layered_runtime": {
+            "layers": [{"name": "static", "static_layer": {"overload": {"global_downstream_max_connections": 50000}}}]
+        },
     }

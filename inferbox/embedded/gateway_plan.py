@@ -133,9 +133,8 @@ def _hostname_matches(listener: str | None, host: str) -> bool:
     return host == listener
 
 
-def _namespace_admitted(listener: dict[str, Any], gateway: K8sObject, namespace: str,
-                        manifests: ManifestSet) -> bool:
-    allowed = ((listener.get("allowedRoutes") or {}).get("namespaces") or {})
+def _namespace_admitted(listener: dict[str, Any], gateway: K8sObject, namespace: str, manifests: ManifestSet) -> bool:
+    allowed = (listener.get("allowedRoutes") or {}).get("namespaces") or {}
     mode = allowed.get("from", "Same")
     if mode == "All":
         return True
@@ -160,8 +159,9 @@ def _granted(manifests: ManifestSet, from_ns: str, to_ns: str, service: str) -> 
     return False
 
 
-def _resolve_backend(ref: dict[str, Any], route: K8sObject, hostnames: tuple[str, ...],
-                     manifests: ManifestSet, domain: str) -> list[Backend]:
+def _resolve_backend(
+    ref: dict[str, Any], route: K8sObject, hostnames: tuple[str, ...], manifests: ManifestSet, domain: str
+) -> list[Backend]:
     route_ns = route.namespace or "default"
     namespace = ref.get("namespace", route_ns)
     name = ref["name"]
@@ -172,8 +172,11 @@ def _resolve_backend(ref: dict[str, Any], route: K8sObject, hostnames: tuple[str
         for host in hostnames:
             labels = host.removesuffix("." + domain).split(".") if host.endswith("." + domain) else []
             isvc = manifests.get("InferenceService", labels[0], labels[1]) if len(labels) == 2 else None
-            backends.append(ModelBackend(isvc.namespace or "default", isvc.name) if isvc else
-                            Unresolved(f"Istio ingress has no Knative service for host {host}"))
+            backends.append(
+                ModelBackend(isvc.namespace or "default", isvc.name)
+                if isvc
+                else Unresolved(f"Istio ingress has no Knative service for host {host}")
+            )
         return backends
     if manifests.get("Service", name, namespace) is None:
         return [Unresolved(f"Service {namespace}/{name} does not exist")]
@@ -227,7 +230,13 @@ def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) 
                 provider_key = matching[0].key
                 claims = tuple((c["name"], tuple(c["values"])) for c in jwt_principal.get("claims") or ())
             headers = tuple((h["name"].lower(), h["value"]) for h in principal.get("headers") or ())
-            rules.append((str(rule.get("name", "")), rule["action"] == "Allow", Principal(provider_key, claims, headers)))
+            rules.append(
+                (
+                    str(rule.get("name", "")),
+                    rule["action"] == "Allow",
+                    Principal(provider_key, claims, headers),
+                )
+            )
         default_allow = authz.get("defaultAction", "Deny") == "Allow"
         if any(allow == default_allow for _, allow, _ in rules):
             raise ManifestError(
@@ -236,8 +245,7 @@ def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) 
                 "list only rules whose action differs from defaultAction",
             )
         authorization = Authorization(default_allow, tuple(rules))
-    return SecurityPlan(f"{policy.namespace}/{policy.name}", providers, bool(jwt.get("optional", False)),
-                        authorization)
+    return SecurityPlan(f"{policy.namespace}/{policy.name}", providers, bool(jwt.get("optional", False)), authorization)
 
 
 def _rate_limits_for(route: K8sObject, manifests: ManifestSet) -> tuple[RateLimitRule, ...]:
@@ -245,10 +253,11 @@ def _rate_limits_for(route: K8sObject, manifests: ManifestSet) -> tuple[RateLimi
     for policy in manifests.of_kind("BackendTrafficPolicy"):
         if policy.namespace != route.namespace:
             continue
-        if not any(t.get("kind") == "HTTPRoute" and t.get("name") == route.name
-                   for t in policy.spec.get("targetRefs") or []):
+        if not any(
+            t.get("kind") == "HTTPRoute" and t.get("name") == route.name for t in policy.spec.get("targetRefs") or []
+        ):
             continue
-        local = ((policy.spec.get("rateLimit") or {}).get("local") or {})
+        local = (policy.spec.get("rateLimit") or {}).get("local") or {}
         for rule in local.get("rules") or ():
             headers: list[tuple[str, str]] = []
             for selector in rule.get("clientSelectors") or ():
@@ -260,42 +269,52 @@ def _rate_limits_for(route: K8sObject, manifests: ManifestSet) -> tuple[RateLimi
 
 def plan_gateway(manifests: ManifestSet) -> GatewayPlan:
     """The gateway's routes, security and rate limits for the one Gateway in the manifests."""
-    classes = {c.name for c in manifests.of_kind("GatewayClass")
-               if c.spec.get("controllerName") == GATEWAY_CONTROLLER}
+    classes = {c.name for c in manifests.of_kind("GatewayClass") if c.spec.get("controllerName") == GATEWAY_CONTROLLER}
     gateways = [g for g in manifests.of_kind("Gateway") if g.spec.get("gatewayClassName") in classes]
     if len(gateways) != 1:
         raise ManifestError(
             f"the embedded target needs exactly one Gateway of an Envoy Gateway class, found {len(gateways)}",
-            "define one Gateway whose gatewayClassName names a GatewayClass with controllerName "
-            f"{GATEWAY_CONTROLLER}",
+            f"define one Gateway whose gatewayClassName names a GatewayClass with controllerName {GATEWAY_CONTROLLER}",
         )
     gateway = gateways[0]
     listeners = gateway.spec.get("listeners") or []
     if len(listeners) != 1:
-        raise ManifestError(f"{gateway.source}: {gateway.ref}: the embedded target supports one listener",
-                            "use a single HTTP listener")
+        raise ManifestError(
+            f"{gateway.source}: {gateway.ref}: the embedded target supports one listener",
+            "use a single HTTP listener",
+        )
     listener = listeners[0]
     removed: list[str] = []
     for ctp in manifests.of_kind("ClientTrafficPolicy"):
         if ctp.namespace == gateway.namespace and any(
             t.get("kind") == "Gateway" and t.get("name") == gateway.name for t in ctp.spec.get("targetRefs") or []
         ):
-            removed.extend(h.lower() for h in ((ctp.spec.get("headers") or {}).get("earlyRequestHeaders") or {})
-                           .get("remove") or [])
-    plan = GatewayPlan(gateway=f"{gateway.namespace}/{gateway.name}", listener_port=int(listener["port"]),
-                       remove_request_headers=tuple(removed))
+            removed.extend(
+                h.lower()
+                for h in ((ctp.spec.get("headers") or {}).get("earlyRequestHeaders") or {}).get("remove") or []
+            )
+    plan = GatewayPlan(
+        gateway=f"{gateway.namespace}/{gateway.name}",
+        listener_port=int(listener["port"]),
+        remove_request_headers=tuple(removed),
+    )
     domain = knative_domain(manifests)
     for route in manifests.of_kind("HTTPRoute"):
         ref = f"{route.namespace}/{route.name}"
-        parents = [p for p in route.spec.get("parentRefs") or []
-                   if p.get("name") == gateway.name and p.get("namespace", route.namespace) == gateway.namespace]
+        parents = [
+            p
+            for p in route.spec.get("parentRefs") or []
+            if p.get("name") == gateway.name and p.get("namespace", route.namespace) == gateway.namespace
+        ]
         if not parents:
             plan.detached_routes[ref] = "its parentRefs do not name the Gateway"
             continue
         if not _namespace_admitted(listener, gateway, route.namespace or "default", manifests):
             plan.detached_routes[ref] = f"the listener's allowedRoutes does not admit namespace {route.namespace}"
             continue
-        hostnames = tuple(h for h in route.spec.get("hostnames") or [] if _hostname_matches(listener.get("hostname"), h))
+        hostnames = tuple(
+            h for h in route.spec.get("hostnames") or [] if _hostname_matches(listener.get("hostname"), h)
+        )
         if not hostnames:
             plan.detached_routes[ref] = "no hostname falls under the listener's hostname"
             continue

@@ -13,10 +13,10 @@ import ctypes
 import os
 import socket
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 import httpcore
+from httpcore._backends.sync import SyncStream
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -82,16 +82,16 @@ class NetnsBackend(httpcore.NetworkBackend):
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Iterable[tuple[int, int, int | bytes] | tuple[int, int, None, int]] | None = None,
+        socket_options: Any = None,
     ) -> httpcore.NetworkStream:
         sock = connect_in_netns(self.netns_path, host, port, timeout)
-        return httpcore._backends.sync.SyncStream(sock)
+        return SyncStream(sock)
 
     def connect_unix_socket(
         self,
         path: str,
         timeout: float | None = None,
-        socket_options: Iterable[tuple[int, int, int | bytes] | tuple[int, int, None, int]] | None = None,
+        socket_options: Any = None,
     ) -> httpcore.NetworkStream:
         return self._sync.connect_unix_socket(path, timeout, socket_options)
 

@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 
 from inferbox.embedded import envoy as envoy_cfg
-from inferbox.embedded.gateway_plan import GatewayPlan, plan_gateway
+from inferbox.embedded.gateway_plan import GatewayPlan, ModelBackend, plan_gateway
 from inferbox.embedded.health import pod_http_status, wait_until
+from inferbox.embedded.knobs import read_knobs
 from inferbox.embedded.network import NETNS_PREFIX, Network, Pod, ensure_port_free, free_port, make_network
 from inferbox.embedded.processes import ManagedProcess, Supervisor, proc_start_time
 from inferbox.embedded.subset import check_all_supported
@@ -33,7 +34,6 @@ from inferbox.embedded.workloads import (
     service_selects,
     service_target_port,
 )
-from inferbox.errors import PlatformError
 from inferbox.jwtserver.clients import generate_clients, write_clients, write_credentials
 from inferbox.jwtserver.keystore import KeyStore
 from inferbox.manifests import ManifestSet, load_manifests
@@ -57,6 +57,7 @@ class EmbeddedOptions:
     admin_port: int = 0
     network: str = "auto"
     ready_timeout_s: float = float(os.environ.get("INFERBOX_READY_TIMEOUT", "90"))
+    knobs: dict[str, Any] = field(default_factory=read_knobs)
 
 
 @dataclass
@@ -139,8 +140,13 @@ class EmbeddedPlatform:
 
     def _start_reaper(self) -> None:
         self._reaper = subprocess.Popen(
-            [sys.executable, "-m", "inferbox.embedded.reaper", str(self.options.state_dir),
-             f"{NETNS_PREFIX}{self.instance}-"],
+            [
+                sys.executable,
+                "-m",
+                "inferbox.embedded.reaper",
+                str(self.options.state_dir),
+                f"{NETNS_PREFIX}{self.instance}-",
+            ],
             stdin=subprocess.PIPE,
             start_new_session=True,
         )
@@ -167,7 +173,7 @@ class EmbeddedPlatform:
         for name, value in env.items():
             for mount, secret in spec.secret_mounts.items():
                 if value == mount or value.startswith(mount.rstrip("/") + "/"):
-                    env[name] = str(secret_dir(self.options.state_dir, secret)) + value[len(mount.rstrip("/")):]
+                    env[name] = str(secret_dir(self.options.state_dir, secret)) + value[len(mount.rstrip("/")) :]
         env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
         if not pod.netns:
             env["INFERBOX_BIND_HOST"] = "127.0.0.1"
@@ -181,13 +187,15 @@ class EmbeddedPlatform:
         return [*spec.argv, f"--http_port={port}"]
 
     def start_replica(self, spec: WorkloadSpec) -> Replica:
-        assert self.network and self.supervisor
+        assert self.network
+        assert self.supervisor
         with self._lock:
             existing = self.replicas.setdefault(spec.component, [])
             index = max((r.index for r in existing), default=-1) + 1
             pod = self.network.add_pod(f"{spec.component}-{index}")
-            process = self.supervisor.start(f"{spec.component}-{index}", self._argv_for(spec, pod), pod,
-                                            self._env_for(spec, pod))
+            process = self.supervisor.start(
+                f"{spec.component}-{index}", self._argv_for(spec, pod), pod, self._env_for(spec, pod)
+            )
             replica = Replica(spec, index, pod, process, time.monotonic())
             existing.append(replica)
             return replica
@@ -201,11 +209,18 @@ class EmbeddedPlatform:
         def dead() -> str | None:
             if replica.process.alive():
                 return None
-            return f"its process exited (code {replica.process.popen.returncode}); log {replica.process.log_path}:\n" \
-                   f"{replica.process.log_tail()}"
+            return (
+                f"its process exited (code {replica.process.popen.returncode}); log {replica.process.log_path}:\n"
+                f"{replica.process.log_tail()}"
+            )
 
-        wait_until(f"{replica.name}", ready, self.options.ready_timeout_s, dead,
-                   fix=f"see {replica.process.log_path}; raise INFERBOX_READY_TIMEOUT on a slow machine")
+        wait_until(
+            f"{replica.name}",
+            ready,
+            self.options.ready_timeout_s,
+            dead,
+            fix=f"see {replica.process.log_path}; raise INFERBOX_READY_TIMEOUT on a slow machine",
+        )
         replica.ready_at = time.monotonic()
 
     def _start_workloads(self) -> None:
@@ -237,8 +252,9 @@ class EmbeddedPlatform:
         for spec in self.workloads:
             if service_selects(service, spec):
                 target = service_target_port(service, port, spec)
-                endpoints += [r.pod.endpoint(target) for r in self.replicas.get(spec.component, [])
-                              if r.ready_at is not None]
+                endpoints += [
+                    r.pod.endpoint(target) for r in self.replicas.get(spec.component, []) if r.ready_at is not None
+                ]
         return endpoints
 
     def model_endpoints(self, namespace: str, name: str) -> list[tuple[str, int]]:
@@ -250,7 +266,8 @@ class EmbeddedPlatform:
         return self.options.state_dir / "xds"
 
     def _start_gateway(self) -> None:
-        assert self.network and self.supervisor
+        assert self.network
+        assert self.supervisor
         pod = self.network.add_pod("envoy-gateway-system.inference-gateway")
         self.gateway_port = self.options.gateway_port or free_port()
         self.admin_port = self.options.admin_port or free_port()
@@ -258,18 +275,38 @@ class EmbeddedPlatform:
         for spec in self.workloads:
             if spec.kind == "InferenceService":
                 self.publish_endpoints(spec.namespace, spec.name)
-        ports = envoy_cfg.GatewayPorts(public=self.gateway_port, admin=self.admin_port,
-                                       pod_ip=pod.ip if pod.netns else None, pod_port=GATEWAY_POD_PORT,
-                                       admin_internal=15000)
-        bootstrap = envoy_cfg.render_gateway(self.plan, ports, self.network.host_netns_path(), self.eds,
-                                             self.service_endpoints)
+        ports = envoy_cfg.GatewayPorts(
+            public=self.gateway_port,
+            admin=self.admin_port,
+            pod_ip=pod.ip if pod.netns else None,
+            pod_port=GATEWAY_POD_PORT,
+            admin_internal=15000,
+        )
+        bootstrap = envoy_cfg.render_gateway(
+            self.plan,
+            ports,
+            self.network.host_netns_path(),
+            self.eds,
+            self.service_endpoints,
+            self.options.knobs,
+        )
         config = self.options.state_dir / "gateway-envoy.yaml"
         config.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
         self.gateway_pod = pod
         self.gateway_process = self.supervisor.start(
             "gateway",
-            [envoy_binary(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
-             "--log-level", "warning", "--service-cluster", "inference-gateway"],
+            [
+                envoy_binary(),
+                "-c",
+                str(config),
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "warning",
+                "--service-cluster",
+                "inference-gateway",
+            ],
             pod,
         )
         process = self.gateway_process
@@ -282,12 +319,11 @@ class EmbeddedPlatform:
         def dead() -> str | None:
             return None if process.alive() else f"Envoy exited; log {process.log_path}:\n{process.log_tail()}"
 
-        wait_until("the gateway (Envoy)", ready, self.options.ready_timeout_s, dead,
-                   fix=f"see {process.log_path}")
+        wait_until("the gateway (Envoy)", ready, self.options.ready_timeout_s, dead, fix=f"see {process.log_path}")
 
     def publish_endpoints(self, namespace: str, name: str) -> None:
         """Tells the gateway the ready replicas of a model (an atomic EDS file update)."""
-        cluster = envoy_cfg.cluster_name(envoy_cfg.ModelBackend(namespace, name))
+        cluster = envoy_cfg.cluster_name(ModelBackend(namespace, name))
         self.eds.write(cluster, self.model_endpoints(namespace, name))
 
     # -- facts for the contract --------------------------------------------------------------
@@ -310,8 +346,11 @@ class EmbeddedPlatform:
             "log_dir": str(self.options.log_dir),
             "gateway_url": self.gateway_url,
             "admin_url": self.admin_url,
-            "gateway_pod": {"ip": self.gateway_pod.ip, "netns": self.gateway_pod.netns,
-                            "port": GATEWAY_POD_PORT},
+            "gateway_pod": {
+                "ip": self.gateway_pod.ip,
+                "netns": self.gateway_pod.netns,
+                "port": GATEWAY_POD_PORT,
+            },
             "network": self.network.kind if self.network else "none",
             "key_dir": str(self.key_dir),
             "credentials": str(self.credentials_path),
@@ -329,10 +368,20 @@ class EmbeddedPlatform:
     def component_status(self) -> dict[str, dict[str, Any]]:
         status: dict[str, dict[str, Any]] = {}
         if self.gateway_process:
-            status["gateway"] = {"alive": self.gateway_process.alive(), "pid": self.gateway_process.pid,
-                                 "log": str(self.gateway_process.log_path)}
+            status["gateway"] = {
+                "alive": self.gateway_process.alive(),
+                "pid": self.gateway_process.pid,
+                "start_time": self.gateway_process.start_time,
+                "log": str(self.gateway_process.log_path),
+            }
         for replicas in self.replicas.values():
             for r in replicas:
-                status[r.name] = {"alive": r.process.alive(), "pid": r.process.pid, "ready": r.ready_at is not None,
-                                  "pod_ip": r.pod.ip, "log": str(r.process.log_path)}
+                status[r.name] = {
+                    "alive": r.process.alive(),
+                    "pid": r.process.pid,
+                    "start_time": r.process.start_time,
+                    "ready": r.ready_at is not None,
+                    "pod_ip": r.pod.ip,
+                    "log": str(r.process.log_path),
+                }
         return status

@@ -8,6 +8,7 @@ same registry and cleans up if the owner dies without stopping the platform.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -130,10 +131,8 @@ class Supervisor:
         # Signal everything first, then wait: shutdown takes the slowest process's time, not the sum.
         for proc in self.processes:
             if proc.alive():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         for proc in list(self.processes):
             self.stop(proc, grace_s)
         self.registry.unlink(missing_ok=True)

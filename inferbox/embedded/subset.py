@@ -132,8 +132,14 @@ SHAPES: dict[str, Shape] = {
                 {
                     "matches": [{"path": PATH_MATCH}],
                     "backendRefs": [
-                        {"group": OneOf(("",)), "kind": OneOf(("Service",)), "name": str, "namespace": str,
-                         "port": int, "weight": int}
+                        {
+                            "group": OneOf(("",)),
+                            "kind": OneOf(("Service",)),
+                            "name": str,
+                            "namespace": str,
+                            "port": int,
+                            "weight": int,
+                        }
                     ],
                 }
             ],
@@ -175,9 +181,7 @@ SHAPES: dict[str, Shape] = {
                         "principal": {
                             "jwt": {
                                 "provider": str,
-                                "claims": [
-                                    {"name": str, "valueType": OneOf(("String",)), "values": [str]}
-                                ],
+                                "claims": [{"name": str, "valueType": OneOf(("String",)), "values": [str]}],
                             },
                             "headers": [HEADER_MATCH],
                         },

@@ -55,8 +55,9 @@ def _deployment(obj: K8sObject) -> WorkloadSpec:
     template = obj.spec["template"]
     containers = template["spec"]["containers"]
     if len(containers) != 1:
-        raise ManifestError(f"{obj.source}: {obj.ref}: the embedded target runs single-container pods",
-                            "use one container")
+        raise ManifestError(
+            f"{obj.source}: {obj.ref}: the embedded target runs single-container pods", "use one container"
+        )
     container = containers[0]
     image = _image_name(container["image"])
     if image != "inferbox/jwt-server":
@@ -115,8 +116,10 @@ def _inference_service(obj: K8sObject) -> WorkloadSpec:
             args[key] = value
         port = _container_port(container, MODEL_PORT)
         if "--model" not in args:
-            raise ManifestError(f"{obj.source}: {obj.ref}: the model-server container needs --model=NAME",
-                                "add --model=iris or --model=digits to args")
+            raise ManifestError(
+                f"{obj.source}: {obj.ref}: the model-server container needs --model=NAME",
+                "add --model=iris or --model=digits to args",
+            )
     args.pop("--http_port", None)  # the port is the pod's, set when a replica starts
     return WorkloadSpec(
         component=f"{namespace}.{obj.name}",
@@ -141,8 +144,10 @@ def read_workloads(manifests: ManifestSet) -> list[WorkloadSpec]:
 
 def service_selects(service: K8sObject, spec: WorkloadSpec) -> bool:
     selector = service.spec.get("selector") or {}
-    return bool(selector) and service.namespace == spec.namespace and all(
-        spec.labels.get(k) == v for k, v in selector.items()
+    return (
+        bool(selector)
+        and service.namespace == spec.namespace
+        and all(spec.labels.get(k) == v for k, v in selector.items())
     )
 
 

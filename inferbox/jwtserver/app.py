@@ -33,15 +33,18 @@ class IssuerSettings:
     audience: str
     token_ttl_s: int
     rotation_grace_s: int
-    # Development switch: issue tokens for this tenant to anyone. Never set on a shared platform;
-    # the suite's mutants set it to prove the token-endpoint check notices.
+    # Development switch: hand tokens for this tenant to anyone, credentials or not. Never set on a
+    # shared platform; the suite's mutants set it to prove the token-endpoint checks notice.
     anonymous_tenant: str | None = None
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Basic realm="inference-in-a-box"'} if status == 401 else {}
-    return JSONResponse({"error": error, "error_description": description}, status_code=status,
-                        headers={**headers, "Cache-Control": "no-store"})
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={**headers, "Cache-Control": "no-store"},
+    )
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -60,8 +63,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 def create_app(settings: IssuerSettings, keys: KeyStore, clients: ClientRegistry) -> Starlette:
     registry = CollectorRegistry()
     issued = Counter("jwt_server_tokens_issued", "Tokens issued", ["tenant"], registry=registry)
-    refused = Counter("jwt_server_token_requests_refused", "Token requests refused", ["reason"],
-                      registry=registry)
+    refused = Counter("jwt_server_token_requests_refused", "Token requests refused", ["reason"], registry=registry)
 
     def mint(client: Client) -> str:
         now = int(time.time())
@@ -80,6 +82,12 @@ def create_app(settings: IssuerSettings, keys: KeyStore, clients: ClientRegistry
 
     async def token(request: Request) -> Response:
         form = await request.form()
+        if settings.anonymous_tenant:
+            anonymous = Client("anonymous", settings.anonymous_tenant, "anonymous", "")
+            issued.labels(anonymous.tenant).inc()
+            return JSONResponse(
+                {"access_token": mint(anonymous), "token_type": "Bearer", "expires_in": settings.token_ttl_s}
+            )
         grant = form.get("grant_type")
         if grant != "client_credentials":
             refused.labels("unsupported_grant_type").inc()
@@ -87,11 +95,6 @@ def create_app(settings: IssuerSettings, keys: KeyStore, clients: ClientRegistry
         creds = _basic_credentials(request)
         if creds is None and isinstance(form.get("client_id"), str) and isinstance(form.get("client_secret"), str):
             creds = (str(form["client_id"]), str(form["client_secret"]))
-        if creds is None and settings.anonymous_tenant:
-            anonymous = Client("anonymous", settings.anonymous_tenant, "anonymous", "")
-            issued.labels(anonymous.tenant).inc()
-            return JSONResponse({"access_token": mint(anonymous), "token_type": "Bearer",
-                                 "expires_in": settings.token_ttl_s})
         if creds is None:
             refused.labels("no_credentials").inc()
             return _oauth_error(401, "invalid_client", "client authentication is required")

@@ -46,8 +46,14 @@ def private_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 def public_jwk(key: rsa.RSAPublicKey, kid: str) -> dict[str, str]:
     numbers = key.public_numbers()
-    return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": _b64url_uint(numbers.n),
-            "e": _b64url_uint(numbers.e)}
+    return {
+        "kty": "RSA",
+        "use": "sig",
+        "alg": "RS256",
+        "kid": kid,
+        "n": _b64url_uint(numbers.n),
+        "e": _b64url_uint(numbers.e),
+    }
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import argparse
 import copy
 import os
 import warnings
+from typing import Any
 
 
 def _bind_host_override() -> None:
@@ -23,11 +24,11 @@ def _bind_host_override() -> None:
     from kserve.protocol.rest import server
 
     class _Config(uvicorn.Config):
-        def __init__(self, *args: object, **kwargs: object) -> None:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["host"] = host
-            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            super().__init__(*args, **kwargs)
 
-    server.uvicorn.Config = _Config  # type: ignore[misc]
+    server.uvicorn.Config = _Config
 
 
 def main() -> None:
@@ -35,6 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--model", required=True, choices=["iris", "digits"])
     parser.add_argument("--model_name", required=True)
+    # Without validation, malformed inputs surface as 500s, as with a model that trusts its callers.
+    parser.add_argument("--validate_inputs", default="true", choices=["true", "false"])
     ours, _ = parser.parse_known_args()
 
     import kserve
@@ -49,7 +52,7 @@ def main() -> None:
         config["loggers"][name]["level"] = "WARNING"
     kserve_logging.configure_logging(config)
     _bind_host_override()
-    model = ArtifactModel(ours.model_name, ours.model)
+    model = ArtifactModel(ours.model_name, ours.model, validate=ours.validate_inputs == "true")
     model.load()
     kserve.ModelServer(enable_latency_logging=False).start([model])
 

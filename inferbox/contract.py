@@ -1,0 +1,94 @@
+"""The platform contract: the one typed interface every suite uses, whatever the target.
+
+Suites never import a target. They receive a ``Platform`` (the ``platform`` session fixture) and
+use only what is declared here: what exists (tenants, models, routes, read from the manifests), the
+promises (the conformance profile), the gateway, tokens (real ones from the token endpoint and
+crafted ones signed with the platform's key), clients, component health, logs and capabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from inferbox.client import GatewayClient
+from inferbox.jwtserver.clients import Credentials
+from inferbox.jwtserver.keystore import SigningKey
+from inferbox.profile import ConformanceProfile
+from inferbox.tokens import TokenForge
+from inferbox.topology import Topology
+
+
+class Feature(StrEnum):
+    """Platform features a check exercises (recorded in the report, like Gateway API's features)."""
+
+    TOKEN_ENDPOINT = "token-endpoint"  # noqa: S105 - a feature name, not a secret
+    JWT_AUTHENTICATION = "jwt-authentication"
+    TENANT_AUTHORIZATION = "tenant-authorization"
+    IDENTITY_HEADERS = "identity-headers"
+    RATE_LIMIT = "rate-limit"
+    SERVING_V1 = "serving-v1"
+    SERVING_V2 = "serving-v2"
+    MODEL_METADATA = "model-metadata"
+
+
+class Capability(StrEnum):
+    """What a target can do for the suite. A check needing a missing one is skipped, naming it."""
+
+    # The suite can sign tokens with the platform's own key (to craft expired, wrong-audience... tokens).
+    TOKEN_SIGNING_KEY = "token-signing-key"  # noqa: S105 - a capability name, not a secret
+    # The platform's workloads live in separate network places (network namespaces or pods).
+    WORKLOAD_NETWORK = "workload-network"
+
+
+@dataclass(frozen=True)
+class ComponentHealth:
+    name: str
+    healthy: bool
+    detail: str = ""
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """A running Inference-in-a-Box platform, as the suites see it."""
+
+    @property
+    def target(self) -> str:
+        """embedded, kind or existing."""
+
+    @property
+    def profile(self) -> ConformanceProfile:
+        """The promises the platform is checked against."""
+
+    @property
+    def topology(self) -> Topology:
+        """Tenants, models and routes, read from the manifests."""
+
+    @property
+    def capabilities(self) -> frozenset[Capability]: ...
+
+    @property
+    def gateway_url(self) -> str:
+        """Base URL of the gateway as this machine reaches it (requests carry the Host header)."""
+
+    def gateway(self) -> GatewayClient:
+        """A client that calls models and the token endpoint through the gateway."""
+
+    def credentials(self, tenant: str) -> Credentials:
+        """The tenant's client credentials for the token endpoint."""
+
+    def signing_key(self) -> SigningKey:
+        """The platform issuer's current signing key (needs Capability.TOKEN_SIGNING_KEY)."""
+
+    def tokens(self) -> TokenForge:
+        """Crafts valid and deliberately broken tokens with the platform's key and the profile's claims."""
+
+    def components(self) -> list[ComponentHealth]:
+        """Health of every platform component."""
+
+    def logs(self, component: str) -> str:
+        """The log of one component (names as returned by components())."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the components actually running."""

@@ -1,0 +1,34 @@
+"""Target knobs: settings of the embedded target that no manifest field expresses.
+
+They exist for mutants, to break what a check guards when the break cannot be written as a
+manifest change (for example, Envoy Gateway has no field for the JWT clock skew). Knobs come from
+the INFERBOX_KNOBS environment variable as a JSON object; an unknown knob is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from inferbox.errors import PlatformError
+
+KNOBS: dict[str, str] = {
+    "gateway.jwtClockSkewSeconds": "clock skew the gateway's JWT validation tolerates (Envoy's default is 60)",
+}
+
+
+def read_knobs(raw: str | None = None) -> dict[str, Any]:
+    raw = os.environ.get("INFERBOX_KNOBS", "") if raw is None else raw
+    if not raw:
+        return {}
+    try:
+        knobs = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PlatformError(
+            f"INFERBOX_KNOBS is not valid JSON: {exc}", 'use e.g. {"gateway.jwtClockSkewSeconds": 0}'
+        ) from exc
+    unknown = sorted(set(knobs) - set(KNOBS))
+    if unknown:
+        raise PlatformError(f"unknown target knob(s): {', '.join(unknown)}", f"known knobs: {', '.join(KNOBS)}")
+    return dict(knobs)

@@ -1,0 +1,121 @@
+"""Starting, finding and stopping embedded platforms that outlive one command (``inferbox up``,
+``pytest --keep-platform``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from inferbox.embedded.processes import is_same_process
+from inferbox.embedded.reaper import reap
+from inferbox.errors import PlatformError
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("INFERBOX_STATE_DIR") or Path.cwd() / ".inferbox" / "embedded")
+
+
+def running_state(state_dir: Path) -> dict[str, Any] | None:
+    """The state of a live daemon platform in ``state_dir``; leftovers of a dead one are cleaned."""
+    path = state_dir / "state.json"
+    if not path.exists():
+        return None
+    state: dict[str, Any] = json.loads(path.read_text())
+    if is_same_process(int(state["owner_pid"]), int(state["owner_start_time"])):
+        return state
+    reap(state_dir, f"ib-{state['instance']}-")
+    return None
+
+
+def start_daemon(
+    manifests: Path,
+    state_dir: Path,
+    gateway_port: int = 0,
+    admin_port: int = 0,
+    network: str = "auto",
+    timeout_s: float = 180.0,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Starts a platform in a background process and waits until it is ready."""
+    if running_state(state_dir):
+        raise PlatformError(
+            f"an embedded platform is already running from {state_dir}",
+            "use it, or stop it first with `inferbox down`",
+        )
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("state.json", "error.json"):
+        (state_dir / stale).unlink(missing_ok=True)
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    with open(log_dir / "daemon.log", "ab") as log:
+        daemon = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "inferbox.embedded.daemon",
+                "--manifests",
+                str(manifests.resolve()),
+                "--state-dir",
+                str(state_dir),
+                "--log-dir",
+                str(log_dir),
+                "--gateway-port",
+                str(gateway_port),
+                "--admin-port",
+                str(admin_port),
+                "--network",
+                network,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout_s
+    progress("starting JWT server, model servers and gateway")
+    while time.monotonic() < deadline:
+        if (state_dir / "state.json").exists():
+            state: dict[str, Any] = json.loads((state_dir / "state.json").read_text())
+            return state
+        if (state_dir / "error.json").exists() or daemon.poll() is not None:
+            daemon.wait(timeout=30)
+            error = (
+                json.loads((state_dir / "error.json").read_text())
+                if (state_dir / "error.json").exists()
+                else {
+                    "problem": f"the platform process exited with code {daemon.returncode}",
+                    "fix": f"see {log_dir / 'daemon.log'}",
+                }
+            )
+            raise PlatformError(error["problem"], error["fix"])
+        time.sleep(0.1)
+    os.kill(daemon.pid, signal.SIGTERM)
+    daemon.wait(timeout=30)
+    raise PlatformError(
+        f"the embedded platform did not become ready within {timeout_s:.0f}s",
+        f"see the component logs in {log_dir}",
+    )
+
+
+def stop_daemon(state_dir: Path, timeout_s: float = 30.0) -> bool:
+    """Stops the daemon platform in ``state_dir``; returns False if none was running."""
+    path = state_dir / "state.json"
+    if not path.exists():
+        return False
+    state = json.loads(path.read_text())
+    pid, start = int(state["owner_pid"]), int(state["owner_start_time"])
+    if is_same_process(pid, start):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while is_same_process(pid, start) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    # Whatever state the daemon left, nothing of this instance survives.
+    reap(state_dir, f"ib-{state['instance']}-")
+    return True

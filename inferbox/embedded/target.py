@@ -1,0 +1,102 @@
+"""The embedded target as a ``Platform``: built from a running platform's state (in this process or
+in an ``inferbox up`` daemon)."""
+
+from __future__ import annotations
+
+import json
+import platform as pyplatform
+import subprocess
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from inferbox.client import GatewayClient
+from inferbox.contract import Capability, ComponentHealth
+from inferbox.embedded.processes import is_same_process
+from inferbox.jwtserver.clients import Credentials, read_credentials
+from inferbox.jwtserver.keystore import KeyStore, SigningKey
+from inferbox.manifests import load_manifests
+from inferbox.profile import ConformanceProfile
+from inferbox.tokens import TokenForge
+from inferbox.topology import Topology, read_topology
+
+
+@dataclass
+class EmbeddedTarget:
+    state: dict[str, Any]
+    profile: ConformanceProfile
+    topology: Topology = field(init=False)
+    target: str = "embedded"
+
+    def __post_init__(self) -> None:
+        self.topology = read_topology(load_manifests(self.state["manifests_dir"]))
+        self._credentials: dict[str, Credentials] = read_credentials(Path(self.state["credentials"]))
+        self._keys = KeyStore(self.state["key_dir"])
+        self._clients: list[GatewayClient] = []
+
+    @classmethod
+    def from_state_file(cls, path: Path, profile: ConformanceProfile) -> EmbeddedTarget:
+        return cls(json.loads(path.read_text()), profile)
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        caps = {Capability.TOKEN_SIGNING_KEY}
+        if self.state.get("network") == "netns":
+            caps.add(Capability.WORKLOAD_NETWORK)
+        return frozenset(caps)
+
+    @property
+    def gateway_url(self) -> str:
+        return str(self.state["gateway_url"])
+
+    def gateway(self) -> GatewayClient:
+        client = GatewayClient(self.gateway_url, self.profile)
+        self._clients.append(client)
+        return client
+
+    def credentials(self, tenant: str) -> Credentials:
+        return self._credentials[tenant]
+
+    def signing_key(self) -> SigningKey:
+        return self._keys.active()
+
+    def tokens(self) -> TokenForge:
+        return TokenForge(self.signing_key(), self.profile)
+
+    def components(self) -> list[ComponentHealth]:
+        health = []
+        for name, info in sorted(self.state.get("components", {}).items()):
+            alive = is_same_process(int(info["pid"]), int(info["start_time"]))
+            health.append(ComponentHealth(name, alive, f"pid {info['pid']}" if alive else "process is gone"))
+        try:
+            ready = httpx.get(f"{self.state['admin_url']}/ready", timeout=2.0).status_code == 200
+        except httpx.HTTPError as exc:
+            ready, detail = False, str(exc)
+        else:
+            detail = "listeners ready" if ready else "Envoy reports not ready"
+        health.append(ComponentHealth("gateway-listeners", ready, detail))
+        return health
+
+    def logs(self, component: str) -> str:
+        path = Path(self.state["log_dir"]) / f"{component}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def versions(self) -> dict[str, str]:
+        from inferbox.embedded.platform import envoy_binary
+
+        out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, check=False).stdout
+        envoy_version = out.split("/")[1] if out.count("/") >= 2 else out.strip()
+        versions = {"envoy": envoy_version, "python": pyplatform.python_version()}
+        for package in ("kserve", "scikit-learn", "fastapi", "inferbox"):
+            try:
+                versions[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                versions[package] = "not installed"
+        return versions
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()

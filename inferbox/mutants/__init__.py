@@ -1,0 +1,1 @@
+"""Mutants: small breaks of the platform, each with the checks that must notice it."""

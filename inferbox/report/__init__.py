@@ -1,0 +1,1 @@
+"""Run reports: report.json (versioned), junit.xml, summary.html and component logs."""

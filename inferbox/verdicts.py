@@ -1,0 +1,52 @@
+"""Who answered a request: the gateway's authentication, authorization or rate limiter, or the model.
+
+A 401 from a model server is not the gateway rejecting a token, so checks assert the source. The
+signatures are those of Envoy's filters, which Envoy Gateway programs on a cluster and the embedded
+target runs for real: jwt_authn answers 401 with a ``Bearer`` challenge and a "Jwt ..."/"Jwks ..."
+body (403 "Audiences in Jwt are not allowed" for a token of another audience), RBAC answers 403
+"RBAC: access denied", the local rate limiter answers 429 "local_rate_limited".
+KServe's model server answers JSON.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import httpx
+
+# Envoy jwt_authn's failure messages (JwtMissed, JwtExpired, JwksKidAlgMismatch, JwtAudienceNotAllowed...).
+JWT_AUTHN_BODIES = ("Jwt ", "Jwks ", "Audiences in Jwt")
+
+
+class Source(StrEnum):
+    GATEWAY_AUTHENTICATION = "gateway-authentication"
+    GATEWAY_AUTHORIZATION = "gateway-authorization"
+    GATEWAY_RATE_LIMIT = "gateway-rate-limit"
+    GATEWAY_ROUTING = "gateway-routing"
+    MODEL = "model"
+    UNKNOWN = "unknown"
+
+
+def source_of(response: httpx.Response) -> Source:
+    body = response.text
+    content_type = response.headers.get("content-type", "")
+    if (
+        response.status_code in (401, 403)
+        and response.headers.get("www-authenticate", "").startswith("Bearer")
+        and body.startswith(JWT_AUTHN_BODIES)
+    ):
+        return Source.GATEWAY_AUTHENTICATION
+    if response.status_code == 403 and body.startswith("RBAC: access denied"):
+        return Source.GATEWAY_AUTHORIZATION
+    if response.status_code == 429 and "local_rate_limited" in body:
+        return Source.GATEWAY_RATE_LIMIT
+    if response.status_code == 404 and not body and response.headers.get("server") == "envoy":
+        return Source.GATEWAY_ROUTING
+    if "application/json" in content_type and response.headers.get("x-envoy-upstream-service-time") is not None:
+        return Source.MODEL
+    return Source.UNKNOWN
+
+
+def describe(response: httpx.Response) -> str:
+    """One line for assertion messages: status, source and the start of the body."""
+    return f"{response.status_code} from {source_of(response)}: {response.text[:120]!r}"

@@ -1,0 +1,50 @@
+"""Fixtures shared by the conformance suites; everything here speaks only to the platform contract."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from inferbox.client import GatewayClient
+from inferbox.contract import Platform
+from inferbox.tokens import decode_unverified
+from inferbox.topology import Model
+
+
+@pytest.fixture(scope="session")
+def gateway(platform: Platform) -> Iterator[GatewayClient]:
+    client = platform.gateway()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def token_for(platform: Platform, gateway: GatewayClient) -> Callable[[str], str]:
+    """A real token for a tenant from the platform's token endpoint, renewed before it expires."""
+    cache: dict[str, tuple[str, float]] = {}
+
+    def get(tenant: str) -> str:
+        token, expires = cache.get(tenant, ("", 0.0))
+        if time.time() > expires - 30:
+            token = gateway.token(platform.credentials(tenant))
+            expires = float(decode_unverified(token)[1]["exp"])
+            cache[tenant] = (token, expires)
+        return token
+
+    return get
+
+
+def model_ids(models: tuple[Model, ...]) -> list[str]:
+    return [f"{m.tenant}/{m.name}" for m in models]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``model`` parameters cover every model the manifests define (read from the manifests)."""
+    if "model" in metafunc.fixturenames:
+        from inferbox.manifests import load_manifests
+        from inferbox.topology import read_topology
+
+        topology = read_topology(load_manifests(metafunc.config.getoption("manifests")))
+        metafunc.parametrize("model", topology.models, ids=model_ids(topology.models), scope="session")
