@@ -1,0 +1,120 @@
+"""Gateway overhead and bring-up time of the embedded platform.
+
+Starts the embedded platform (timing start to all components ready), then sends the same V1
+predict request at one fixed rate directly to a model replica and through the gateway (with a valid
+JWT), alternating the two so both see the same machine conditions. Both clients sit in the same
+network place: a client pod on the platform's bridge when workloads are in network namespaces, the
+host's loopback otherwise. Prints p50/p90/p99 of both and the added latency.
+
+Targets (issue): added p50 <= 1 ms and p99 <= 3 ms; bring-up <= 10 s.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import httpcore
+import httpx
+
+from bench.stats import summary_ms
+from inferbox.embedded.netns import NetnsBackend
+from inferbox.embedded.platform import GATEWAY_POD_PORT, EmbeddedOptions, EmbeddedPlatform
+from inferbox.jwtserver.clients import read_credentials
+from inferbox.manifests import DEFAULT_MANIFEST_DIR
+
+RATE_PER_S = float(os.environ.get("BENCH_RATE", "40"))  # per path; under the tenant's 100/s budget together
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "800"))  # per path
+WARMUP = 50
+BODY = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
+
+
+def _client(netns_path: str | None) -> httpx.Client:
+    transport = httpx.HTTPTransport()
+    if netns_path:
+        # The client's connections start inside the bench pod's namespace (see inferbox.embedded.netns).
+        transport._pool = httpcore.ConnectionPool(network_backend=NetnsBackend(netns_path))
+    return httpx.Client(transport=transport, timeout=10.0)
+
+
+def run() -> dict[str, object]:
+    state = Path(tempfile.mkdtemp(prefix="inferbox-bench-"))
+    platform = EmbeddedPlatform(EmbeddedOptions(DEFAULT_MANIFEST_DIR, state, state / "logs"))
+    started = time.monotonic()
+    platform.start()
+    bring_up = time.monotonic() - started
+    try:
+        creds = read_credentials(platform.credentials_path)["tenant-a"]
+        with httpx.Client(base_url=platform.gateway_url) as host_client:
+            token = host_client.post(
+                "/token",
+                headers={"Host": "auth.inference.example"},
+                data={"grant_type": "client_credentials"},
+                auth=(creds.client_id, creds.client_secret),
+            ).json()["access_token"]
+        assert platform.network is not None
+        client_pod = platform.network.add_pod("bench.client")
+        replica = platform.replicas["tenant-a.sklearn-iris"][0]
+        host, port = replica.endpoint
+        direct_url = f"http://{host}:{port}/v1/models/sklearn-iris:predict"
+        if client_pod.netns:
+            gateway_url = f"http://{platform.gateway_pod.ip}:{GATEWAY_POD_PORT}/v1/models/sklearn-iris:predict"
+        else:
+            gateway_url = f"{platform.gateway_url}/v1/models/sklearn-iris:predict"
+        gateway_headers = {"Host": "sklearn-iris.tenant-a.inference.example", "Authorization": f"Bearer {token}"}
+        direct_s: list[float] = []
+        gateway_s: list[float] = []
+        with _client(client_pod.netns_path) as client:
+            interval = 1.0 / (2 * RATE_PER_S)
+            next_send = time.monotonic()
+            for i in range(WARMUP + REQUESTS):
+                for url, headers, samples in (
+                    (direct_url, {}, direct_s),
+                    (gateway_url, gateway_headers, gateway_s),
+                ):
+                    delay = next_send - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)  # pacing to the fixed rate, not synchronisation
+                    begin = time.perf_counter()
+                    response = client.post(url, json=BODY, headers=headers)
+                    elapsed = time.perf_counter() - begin
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{url}: {response.status_code} {response.text[:200]}")
+                    if i >= WARMUP:
+                        samples.append(elapsed)
+                    next_send += interval
+        direct, through = summary_ms(direct_s), summary_ms(gateway_s)
+        return {
+            "network": platform.network.kind,
+            "bring_up_s": round(bring_up, 2),
+            "rate_per_path": RATE_PER_S,
+            "requests_per_path": REQUESTS,
+            "direct_ms": direct,
+            "gateway_ms": through,
+            "added_ms": {k: round(through[k] - direct[k], 3) for k in direct},
+        }
+    finally:
+        platform.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def main() -> None:
+    figures = run()
+    print("gateway overhead (embedded target, V1 predict, valid JWT, fixed rate)")
+    print(
+        f"  network: {figures['network']}, {figures['requests_per_path']} requests per path "
+        f"at {figures['rate_per_path']}/s each, alternating"
+    )
+    print(f"  bring-up (start to all components ready): {figures['bring_up_s']} s   [target <= 10 s]")
+    for label, key in (("direct to model", "direct_ms"), ("through gateway", "gateway_ms"), ("added", "added_ms")):
+        values = figures[key]
+        assert isinstance(values, dict)
+        print(f"  {label:16} p50 {values['p50']:7.3f} ms   p90 {values['p90']:7.3f} ms   p99 {values['p99']:7.3f} ms")
+    print("  targets: added p50 <= 1 ms, added p99 <= 3 ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The embedded platform starts, keeps models off the host network, and leaves nothing behind:
+not after a clean stop, not after a failed start, not after its owner is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inferbox.embedded.network import list_netns, netns_supported
+from inferbox.embedded.platform import EmbeddedOptions, EmbeddedPlatform
+from inferbox.embedded.processes import is_same_process
+from inferbox.errors import ManifestError, PlatformError
+from inferbox.waiting import eventually
+
+pytestmark = pytest.mark.slow
+NETNS, WHY_NOT = netns_supported()
+
+
+def _listening(pid: int) -> list[str]:
+    """Local addresses ``pid`` listens on in this (the host's) network namespace."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines() if f"pid={pid}," in line]
+
+
+def _options(tmp_path: Path, manifests: Path | None = None, **kw: object) -> EmbeddedOptions:
+    from inferbox.manifests import DEFAULT_MANIFEST_DIR
+
+    return EmbeddedOptions(manifests or DEFAULT_MANIFEST_DIR, tmp_path / "state", tmp_path / "logs", **kw)  # type: ignore[arg-type]
+
+
+def _leftovers(instance: str, pids: list[tuple[int, int]]) -> list[str]:
+    found = [f"process {pid}" for pid, start in pids if is_same_process(pid, start)]
+    return found + list_netns(f"ib-{instance}-")
+
+
+@pytest.mark.parametrize("network", ["netns", "loopback"])
+def test_start_serve_and_stop_cleanly(tmp_path: Path, network: str) -> None:
+    if network == "netns" and not NETNS:
+        pytest.skip(f"network namespaces unavailable here: {WHY_NOT}")
+    platform = EmbeddedPlatform(_options(tmp_path, network=network))
+    platform.start()
+    try:
+        assert platform.network is not None
+        assert platform.network.kind == network
+        models = [r for reps in platform.replicas.values() for r in reps if r.workload.kind == "InferenceService"]
+        assert models
+        for replica in models:
+            addresses = _listening(replica.process.pid)
+            if network == "netns":
+                assert addresses == [], f"{replica.name} listens in the host namespace: {addresses}"
+            else:
+                assert addresses, f"{replica.name} listens nowhere"
+                assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
+        gateway = platform.gateway_process
+        assert gateway is not None
+        assert f"127.0.0.1:{platform.gateway_port}" in _listening(gateway.pid)
+        pids = [(p.pid, p.start_time) for p in platform.supervisor.processes] if platform.supervisor else []
+    finally:
+        platform.stop()
+    assert not _leftovers(platform.instance, pids)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", platform.gateway_port)) != 0, "the gateway port is still open"
+
+
+def test_a_port_in_use_is_named_with_the_option_to_change_it(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        platform = EmbeddedPlatform(_options(tmp_path, gateway_port=port))
+        with pytest.raises(PlatformError) as caught:
+            platform.start()
+    assert str(port) in caught.value.problem
+    assert "--gateway-port" in caught.value.fix
+    assert not list_netns(f"ib-{platform.instance}-")
+
+
+def test_a_model_that_cannot_start_is_named_and_everything_is_cleaned(tmp_path: Path, manifest_copy: Path) -> None:
+    path = manifest_copy / "tenants" / "tenant-c" / "pytorch-resnet.yaml"
+    isvc = yaml.safe_load(path.read_text())
+    isvc["spec"]["predictor"]["containers"][0]["args"][1] = "--model=no-such-artifact"
+    path.write_text(yaml.safe_dump(isvc))
+    platform = EmbeddedPlatform(_options(tmp_path, manifest_copy))
+    with pytest.raises(PlatformError) as caught:
+        platform.start()
+    assert "tenant-c.pytorch-resnet" in caught.value.problem
+    assert "exited" in caught.value.problem
+    assert not list_netns(f"ib-{platform.instance}-")
+    assert not platform.supervisor or not platform.supervisor.processes
+
+
+def test_an_unsupported_field_stops_before_anything_starts(tmp_path: Path, manifest_copy: Path) -> None:
+    path = manifest_copy / "tenants" / "tenant-a" / "sklearn-iris.yaml"
+    path.write_text(path.read_text().replace("    minReplicas: 1", "    minReplicas: 1\n    canaryTrafficPercent: 10"))
+    with pytest.raises(ManifestError, match=r"spec\.predictor\.canaryTrafficPercent"):
+        EmbeddedPlatform(_options(tmp_path, manifest_copy))
+
+
+OWNER = """
+import json, sys, time
+from pathlib import Path
+from inferbox.embedded.platform import EmbeddedOptions, EmbeddedPlatform
+from inferbox.manifests import DEFAULT_MANIFEST_DIR
+state = Path(sys.argv[1])
+platform = EmbeddedPlatform(EmbeddedOptions(DEFAULT_MANIFEST_DIR, state, state / "logs"))
+platform.start()
+pids = [[p.pid, p.start_time] for p in platform.supervisor.processes]
+print(json.dumps({"instance": platform.instance, "pids": pids}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_killing_the_owner_leaves_nothing_behind(tmp_path: Path) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(tmp_path / "state")],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert owner.stdout is not None
+        line = owner.stdout.readline()
+        assert line, "the owner process did not start the platform"
+        started = json.loads(line)
+        assert started["pids"]
+    finally:
+        os.kill(owner.pid, signal.SIGKILL)  # no chance to clean up: the reaper must
+        owner.wait()
+
+    def nothing_left() -> None:
+        left = _leftovers(started["instance"], [(int(p[0]), int(p[1])) for p in started["pids"]])
+        assert not left, f"still there: {left}"
+
+    eventually(nothing_left, timeout_s=20, interval_s=0.2)

@@ -1,0 +1,67 @@
+"""Every mutant applies cleanly, stays inside what the embedded target interprets, and names tests
+that exist."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inferbox.embedded.gateway_plan import plan_gateway
+from inferbox.embedded.subset import check_all_supported
+from inferbox.manifests import DEFAULT_MANIFEST_DIR, dump_objects, load_manifests
+from inferbox.mutants.model import Mutant, apply_pointer, load_mutants, mutate
+
+MUTANTS = load_mutants()
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_there_are_at_least_ten_mutants() -> None:
+    assert len(MUTANTS) >= 10
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_mutant_applies_and_changes_the_platform(mutant: Mutant, tmp_path: Path) -> None:
+    mutated = load_manifests(mutate(mutant, DEFAULT_MANIFEST_DIR, tmp_path / "m"))
+    check_all_supported(mutated)
+    plan_gateway(mutated)
+    if mutant.patches:
+        assert dump_objects(mutated) != dump_objects(load_manifests(DEFAULT_MANIFEST_DIR)), "the patch changed nothing"
+
+
+@pytest.fixture(scope="module")
+def collected_ids() -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "conformance", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {line.strip() for line in done.stdout.splitlines() if "::" in line}
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_mutant_names_existing_conformance_tests(mutant: Mutant, collected_ids: set[str]) -> None:
+    missing = [test for test in mutant.kills if test not in collected_ids]
+    assert not missing, f"{mutant.name} names tests that do not exist: {missing}"
+
+
+def test_every_conformance_check_has_a_mutant(collected_ids: set[str]) -> None:
+    """Each check (test function) is named by at least one mutant, for at least one of its cases."""
+    checks = {test.split("[")[0] for test in collected_ids}
+    guarded = {test.split("[")[0] for m in MUTANTS for test in m.kills}
+    assert not checks - guarded, f"checks no mutant proves: {sorted(checks - guarded)}"
+
+
+def test_json_pointer_operations() -> None:
+    doc = {"a": {"b": [1, 2]}}
+    apply_pointer(doc, "add", "/a/b/-", 3)
+    apply_pointer(doc, "replace", "/a/b/0", 9)
+    apply_pointer(doc, "remove", "/a/b/1")
+    apply_pointer(doc, "add", "/a/c", "x")
+    assert doc == {"a": {"b": [9, 3], "c": "x"}}
+    with pytest.raises(KeyError):
+        apply_pointer(doc, "remove", "/a/zzz")
