@@ -26,8 +26,8 @@ from inferbox.embedded.platform import GATEWAY_POD_PORT, EmbeddedOptions, Embedd
 from inferbox.jwtserver.clients import read_credentials
 from inferbox.manifests import DEFAULT_MANIFEST_DIR
 
-RATE_PER_S = float(os.environ.get("BENCH_RATE", "40"))  # per path; under the tenant's 100/s budget together
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "800"))  # per path
+RATE_PER_S = float(os.environ.get("BENCH_RATE", "80"))  # per path; the gateway path stays under the 100/s budget
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1200"))  # per path
 WARMUP = 50
 BODY = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
 
