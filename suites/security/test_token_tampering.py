@@ -55,5 +55,7 @@ def test_edited_tokens_are_refused(
         return
     segments[part] = edited
     response = gateway.metadata_v1(model, ".".join(segments))
-    assert response.status_code == 401, f"edited {('header', 'payload', 'signature')[part]}: {describe(response)}"
-    assert source_of(response) is Source.GATEWAY_AUTHENTICATION, describe(response)
+    # jwt_authn answers 401, or 403 when the edit happens to land in the audience (checked first).
+    where = ("header", "payload", "signature")[part]
+    assert response.status_code in (401, 403), f"edited {where}: {describe(response)}"
+    assert source_of(response) is Source.GATEWAY_AUTHENTICATION, f"edited {where}: {describe(response)}"
