@@ -43,6 +43,7 @@ KIALI_CHARTS = "https://kiali.org/helm-charts"
 MONITORING = "monitoring"
 JAEGER_OTLP = "jaeger-collector.monitoring.svc.cluster.local"
 PROBE_NAME = "inferbox-webhook-probe"
+CRDS = (("apiextensions.k8s.io", "CustomResourceDefinition", None),)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def gateway_crds_step(versions: Versions) -> Step:
             # bundle and a gateway-api bump is a one-line change.
             ApplyUrl(
                 f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{gateway_api}/{channel}-install.yaml",
-                creates=(("apiextensions.k8s.io", "CustomResourceDefinition", None),),
+                creates=CRDS,
             ),
             # Helm never upgrades CRDs; render Envoy Gateway's and apply them ourselves.
             HelmChartCrds(
@@ -233,9 +234,7 @@ def knative_step(versions: Versions) -> Step:
         f"Knative Serving {version}",
         ("cluster",),
         (
-            ApplyUrl(
-                f"{base}/serving-crds.yaml", creates=(("apiextensions.k8s.io", "CustomResourceDefinition", None),)
-            ),
+            ApplyUrl(f"{base}/serving-crds.yaml", creates=CRDS),
             CrdsEstablished(catalog.crd_names(catalog.KNATIVE_SERVING)),
             ApplyUrl(
                 f"{base}/serving-core.yaml",

@@ -123,6 +123,7 @@ def run_plan(
     commands: CommandRunner | None = None,
     api_factory: Callable[[], KubeApi] | None = None,
     fetch: Callable[[str, float], str] = fetch_url,
+    poll_interval_s: float = 2.0,
 ) -> list[StepReport]:
     state.create()
     context = plan.cluster.context
@@ -135,6 +136,7 @@ def run_plan(
         fetch=fetch,
         repo_root=REPO_ROOT,
         progress=progress,
+        poll_interval_s=poll_interval_s,
     )
     try:
         return Runner(plan, ctx, evidence_root, only=only).run()

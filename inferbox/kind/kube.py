@@ -164,10 +164,10 @@ class KubeApi:
     def path(self, api_version: str, kind: str, namespace: str | None = None, name: str | None = None) -> str:
         res = self.resource(api_version, kind)
         root = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        if res.namespaced:
-            if not namespace:
-                raise KubeError(400, f"{kind} {name or ''} is namespaced: give it a namespace", "BadRequest")
+        if res.namespaced and namespace:
             root += f"/namespaces/{namespace}"
+        elif res.namespaced and name:
+            raise KubeError(400, f"{kind} {name} is namespaced: give it a namespace", "BadRequest")
         root += f"/{res.plural}"
         return f"{root}/{name}" if name else root
 

@@ -53,6 +53,11 @@ class Wait:
         return ()
 
 
+def _as_object(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Route parents and policy ancestors carry ``conditions`` directly, objects under ``status``."""
+    return {"status": {"conditions": entry.get("conditions") or []}}
+
+
 def _cond_text(obj: Mapping[str, Any] | None, kind: str) -> str:
     cond = condition(obj, kind)
     if cond is None:
@@ -223,8 +228,8 @@ class RouteAccepted(Wait):
                 problems.append(f"parent {parent_name}: no status yet")
                 continue
             for kind in ("Accepted", "ResolvedRefs"):
-                if not is_true(entry, kind):
-                    problems.append(f"parent {parent_name}: {_cond_text(entry, kind)}")
+                if not is_true(_as_object(entry), kind):
+                    problems.append(f"parent {parent_name}: {_cond_text(_as_object(entry), kind)}")
         return Check(not problems, "; ".join(problems) or f"accepted by {', '.join(map(str, wanted))}")
 
     def namespaces(self) -> tuple[str, ...]:
@@ -255,9 +260,9 @@ class PolicyAccepted(Wait):
         if not ancestors:
             return Check(False, "not attached to any target yet (no status.ancestors)")
         problems = [
-            f"{(a.get('ancestorRef') or {}).get('name')}: {_cond_text(a, 'Accepted')}"
+            f"{(a.get('ancestorRef') or {}).get('name')}: {_cond_text(_as_object(a), 'Accepted')}"
             for a in ancestors
-            if not is_true(a, "Accepted")
+            if not is_true(_as_object(a), "Accepted")
         ]
         return Check(not problems, "; ".join(problems) or f"Accepted by {len(ancestors)} ancestor(s)")
 
