@@ -90,7 +90,9 @@ def _retrying(ctx: RunContext, timeout_s: float, transient: Callable[[BaseExcept
     return Retrying(
         stop=stop_after_delay(timeout_s),
         # Backs off from half a poll interval to five of them (1 s to 10 s by default).
-        wait=wait_exponential(multiplier=ctx.poll_interval_s / 2, min=ctx.poll_interval_s / 2, max=ctx.poll_interval_s * 5),
+        wait=wait_exponential(
+            multiplier=ctx.poll_interval_s / 2, min=ctx.poll_interval_s / 2, max=ctx.poll_interval_s * 5
+        ),
         retry=retry_if_exception(lambda exc: transient(exc) and not ctx.cancelled.is_set()),
         reraise=True,
     )

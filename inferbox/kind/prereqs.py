@@ -125,9 +125,14 @@ def check_tools(
     return findings
 
 
-def require_tools(target: str, versions: Versions, runner: CommandRunner | None = None) -> list[Finding]:
+def require_tools(
+    target: str,
+    versions: Versions,
+    runner: CommandRunner | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+) -> list[Finding]:
     """Raises listing every fatal finding; returns the warnings."""
-    findings = check_tools(target, versions, runner)
+    findings = check_tools(target, versions, runner, which)
     fatal = [f for f in findings if f.fatal]
     if fatal:
         raise ToolMissingError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,12 +112,16 @@ class KindPreflight:
 
 
 def preflight_kind(
-    settings: Settings, reuse: bool, progress: Callable[[str], None], runner: CommandRunner
+    settings: Settings,
+    reuse: bool,
+    progress: Callable[[str], None],
+    runner: CommandRunner,
+    which: Callable[[str], str | None] = shutil.which,
 ) -> KindPreflight:
     """Everything checked before the first change: objects, tools, and a cluster that must not be
     reused (this run would delete it at the end)."""
     plan = plan_for("kind", settings, load_kind_config())
-    for warning in require_tools("kind", settings.versions, runner):
+    for warning in require_tools("kind", settings.versions, runner, which):
         progress(f"warning: {warning.tool}: {warning.problem}")
     existed = cluster_exists(runner, settings.cluster_name)
     if existed and not reuse:

@@ -40,7 +40,13 @@ BUILTIN: dict[tuple[str, str], tuple[str, bool]] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
 }
 CRD_VERSIONS = ("v1", "v1beta1", "v1alpha1", "v1alpha2", "v1alpha3")
-CLUSTER_SCOPED_CRDS = {"GatewayClass", "ClusterServingRuntime", "ClusterStorageContainer", "ClusterIssuer", "ClusterDomainClaim"}
+CLUSTER_SCOPED_CRDS = {
+    "GatewayClass",
+    "ClusterServingRuntime",
+    "ClusterStorageContainer",
+    "ClusterIssuer",
+    "ClusterDomainClaim",
+}
 
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
 
@@ -99,7 +105,7 @@ class FakeCluster:
         found = {kind: info for (av, kind), info in BUILTIN.items() if av == api_version}
         group, _, version = api_version.rpartition("/")
         with self.lock:
-            for (av, kind, _, _), obj in self.objects.items():
+            for (_av, kind, _, _), obj in self.objects.items():
                 if kind != "CustomResourceDefinition":
                     continue
                 spec = obj.get("spec") or {}
@@ -182,7 +188,9 @@ class FakeCluster:
                 "updatedReplicas": want,
                 "availableReplicas": have,
                 "readyReplicas": have,
-                "conditions": [cond("Available", "MinimumReplicasAvailable" if ready else "MinimumReplicasUnavailable")],
+                "conditions": [
+                    cond("Available", "MinimumReplicasAvailable" if ready else "MinimumReplicasUnavailable")
+                ],
             }
         if kind == "StatefulSet":
             return {"readyReplicas": int(spec.get("replicas", 1)) if ready else 0}
@@ -211,7 +219,7 @@ class FakeCluster:
         with self.lock:
             obj = self.objects[key]
             self.reads[key] = self.reads.get(key, 0) + 1
-            api_version, kind, namespace, name = key
+            _api_version, kind, namespace, name = key
             label = f"{kind} {namespace + '/' if namespace else ''}{name}"
             needed = self.ready_after.get(label, self.ready_after.get(kind, 0))
             ready = label not in self.never_ready and self.reads[key] > needed
@@ -242,7 +250,7 @@ class FakeCluster:
                 cluster._serve(self, "PATCH", json.loads(self.rfile.read(length) or b"{}"))
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-kube").start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True, name="fake-kube").start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         return self.url
 
@@ -260,46 +268,61 @@ class FakeCluster:
         parts = [p for p in parsed.path.split("/") if p]
         self.requests.append((method, handler.path))
         if parts == ["version"]:
-            return handler._send(200, {"gitVersion": "v1.32.5"})
+            handler._send(200, {"gitVersion": "v1.32.5"})
+            return
         if parts and parts[0] == "api":
             api_version, rest = parts[1], parts[2:]
         elif parts and parts[0] == "apis" and len(parts) >= 3:
             api_version, rest = f"{parts[1]}/{parts[2]}", parts[3:]
         else:
-            return handler._send(404, _status(404, "NotFound", "no such path"))
+            handler._send(404, _status(404, "NotFound", "no such path"))
+            return
         if not rest:  # discovery
             served = self.resources(api_version)
             if not served:
-                return handler._send(404, _status(404, "NotFound", f"no API {api_version}"))
-            resources = [{"name": p, "kind": k, "namespaced": n, "verbs": ["get", "list", "patch"]} for k, (p, n) in served.items()]
-            return handler._send(200, {"kind": "APIResourceList", "groupVersion": api_version, "resources": resources})
+                handler._send(404, _status(404, "NotFound", f"no API {api_version}"))
+                return
+            resources = [
+                {"name": p, "kind": k, "namespaced": n, "verbs": ["get", "list", "patch"]}
+                for k, (p, n) in served.items()
+            ]
+            handler._send(200, {"kind": "APIResourceList", "groupVersion": api_version, "resources": resources})
+            return
         namespace = ""
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
         found = self._kind_for(api_version, rest[0])
         if found is None:
-            return handler._send(404, _status(404, "NotFound", f"the server could not find the requested resource {rest[0]}"))
+            handler._send(404, _status(404, "NotFound", f"the server could not find the requested resource {rest[0]}"))
+            return
         kind, _ = found
         name = rest[1] if len(rest) > 1 else None
         if method == "GET" and name is None:
-            return handler._send(200, {"kind": f"{kind}List", "items": self._list(api_version, kind, namespace, query)})
+            handler._send(200, {"kind": f"{kind}List", "items": self._list(api_version, kind, namespace, query)})
+            return
         if method == "GET" and len(rest) == 3 and rest[2] == "log":
             text = self.logs.get((namespace, name or "", query.get("container", "")), "log line\n")
-            return handler._send(200, text, text=True)
+            handler._send(200, text, text=True)
+            return
         key = (api_version, kind, namespace, name or "")
         if method == "GET":
             with self.lock:
                 if key not in self.objects:
-                    return handler._send(404, _status(404, "NotFound", f'{rest[0]} "{name}" not found'))
-            return handler._send(200, self.observe(key))
+                    handler._send(404, _status(404, "NotFound", f'{rest[0]} "{name}" not found'))
+                    return
+            handler._send(200, self.observe(key))
+            return
         status, result = self.apply(body, dry_run=query.get("dryRun") == "All")
-        return handler._send(status, result)
+        handler._send(status, result)
+        return
 
     def _list(self, api_version: str, kind: str, namespace: str, query: dict[str, str]) -> list[dict[str, Any]]:
         wanted = dict(p.split("=", 1) for p in query.get("labelSelector", "").split(",") if "=" in p)
         out = []
         with self.lock:
-            keys = [k for k in self.objects if k[0] == api_version and k[1] == kind and (not namespace or k[2] == namespace)]
+            keys = [
+                k for k in self.objects if k[0] == api_version and k[1] == kind and (not namespace or k[2] == namespace)
+            ]
         for key in keys:
             obj = self.observe(key)
             labels = (obj.get("metadata") or {}).get("labels") or {}

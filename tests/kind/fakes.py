@@ -18,7 +18,15 @@ from inferbox.kind import catalog
 from inferbox.kind.actions import Action, ApplyUrl, CreateKindCluster, HelmChartCrds, HelmRelease
 from inferbox.kind.commands import CommandResult
 from inferbox.kind.plan import Plan
-from inferbox.kind.waits import ConditionsTrue, CrdsEstablished, DeploymentAvailable, NodesReady, ObjectsExist, Wait, WorkloadReady
+from inferbox.kind.waits import (
+    ConditionsTrue,
+    CrdsEstablished,
+    DeploymentAvailable,
+    NodesReady,
+    ObjectsExist,
+    Wait,
+    WorkloadReady,
+)
 from tests.kind.fakekube import FakeCluster, crd_object
 
 CRDS_BY_NAME = {k.crd_name: k for k in catalog.ALL}
@@ -33,7 +41,10 @@ def _workload(kind: str, namespace: str, name: str) -> dict[str, Any]:
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": name, "image": f"example.org/{name}:v9.9.9"}]}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": name, "image": f"example.org/{name}:v9.9.9"}]},
+            },
         },
     }
 
@@ -53,7 +64,9 @@ def objects_for(wait: Wait) -> list[dict[str, Any]]:
         return [{"apiVersion": wait.api_version, "kind": wait.kind, "metadata": meta, "spec": {}}]
     if isinstance(wait, ObjectsExist):
         meta_ns = {"namespace": wait.namespace} if wait.namespace else {}
-        return [{"apiVersion": wait.api_version, "kind": wait.kind, "metadata": {"name": n, **meta_ns}} for n in wait.names]
+        return [
+            {"apiVersion": wait.api_version, "kind": wait.kind, "metadata": {"name": n, **meta_ns}} for n in wait.names
+        ]
     return []
 
 
@@ -78,8 +91,8 @@ def objects_by_action(plan: Plan) -> dict[tuple[str, str], list[dict[str, Any]]]
         waited = False
         for item in step.items:
             if isinstance(item, Wait):
-                for key in recent:
-                    out[key].extend(objects_for(item))
+                for earlier in recent:
+                    out[earlier].extend(objects_for(item))
                 waited = True
                 continue
             key = action_key(item)
@@ -105,6 +118,10 @@ class FakeTools:
         self.helm_version = "v3.18.4"
         self.kubectl_version = "v1.32.5"
         self.docker_ok = True
+        self.present = {"docker", "kind", "kubectl", "helm"}
+
+    def which(self, tool: str) -> str | None:
+        return f"/usr/local/bin/{tool}" if tool in self.present else None
 
     def lines(self) -> list[str]:
         return [shlex.join(c) for c in self.calls]
@@ -113,7 +130,9 @@ class FakeTools:
         for body in self.made.get(key, []):
             self.cluster.put(yaml.safe_load(yaml.safe_dump(body)))  # a copy per creation
 
-    def run(self, argv: Sequence[str], timeout_s: float, stdin: str | None = None, cwd: Path | None = None) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], timeout_s: float, stdin: str | None = None, cwd: Path | None = None
+    ) -> CommandResult:
         argv = list(argv)
         self.calls.append(argv)
         line = shlex.join(argv)
@@ -134,7 +153,11 @@ class FakeTools:
             case ["kind", "version"]:
                 return CommandResult(0, f"kind {self.kind_version} go1.24.2 linux/amd64\n", "")
             case ["docker", "info", *_]:
-                return CommandResult(0 if self.docker_ok else 1, "27.5.1" if self.docker_ok else "", "" if self.docker_ok else "Cannot connect")
+                return CommandResult(
+                    0 if self.docker_ok else 1,
+                    "27.5.1" if self.docker_ok else "",
+                    "" if self.docker_ok else "Cannot connect",
+                )
             case ["kubectl", "version", *_]:
                 return CommandResult(0, f'{{"clientVersion": {{"gitVersion": "{self.kubectl_version}"}}}}', "")
             case ["helm", "version", *_]:
