@@ -360,6 +360,14 @@ class ApplyUrl(Action):
         return True
 
 
+def _shown(path: str) -> str:
+    """A path relative to the working directory when it is below it (shorter plans)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def _group(api_version: str) -> str:
     return api_version.rpartition("/")[0]
 
@@ -384,9 +392,9 @@ class ApplyObjects(Action):
                 for line in yaml.safe_dump_all([dict(o) for o in self.objects], sort_keys=False).splitlines()
             ]
             return [*lines, "    EOF"]
-        lines = [f"$ {_kubectl_apply(cluster, FIELD_MANAGER, 'FILE')}   # {self.title}, in this order:"]
+        lines = [f"$ {_kubectl_apply(cluster, FIELD_MANAGER, 'FILE')}   # {self.title}, objects in this order:"]
         for index, obj in enumerate(self.objects):
-            source = f"   (FILE: {self.sources[index]})" if index < len(self.sources) else ""
+            source = f"  <- {_shown(self.sources[index])}" if index < len(self.sources) else ""
             lines.append(f"    {ref(obj)}{source}")
         return lines
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +30,19 @@ err = Console(stderr=True)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the cluster targets, on ``up``, ``down`` and ``status``."""
     group = parser.add_argument_group("kind/existing")
-    group.add_argument("--kube-context", help="existing: the cluster's kube context")
+    group.add_argument(
+        "--kube-context", default=os.environ.get("INFERBOX_KUBE_CONTEXT"), help="existing: the cluster's kube context"
+    )
     group.add_argument("--kube-cluster-name", help="kind: cluster name (default inference-in-a-box)")
     group.add_argument("--kube-state-dir", help="where keys and credentials are kept (default .inferbox/)")
     group.add_argument(
         "--kube-timeout", action="append", default=[], metavar="NAME=SECONDS", help="override a named timeout"
     )
-    group.add_argument("--versions", help="a versions file holding only the pins to change")
+    group.add_argument(
+        "--versions",
+        default=os.environ.get("INFERBOX_VERSIONS"),
+        help="a versions file holding only the pins to change",
+    )
 
 
 def _extra(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,9 +85,10 @@ def _dry_run(target: str, settings: Settings) -> int:
     """Prints prerequisites and the full plan; runs no command that changes anything."""
     findings = check_tools(target, settings.versions)
     if findings:
-        err.print("[yellow]prerequisites to fix before a real run:[/yellow]")
+        # Plain text: install commands must stay on one line to be copied.
+        print("prerequisites to fix before a real run:", file=sys.stderr)
         for finding in findings:
-            err.print(f"  {finding.line()}")
+            print(f"  {finding.line()}", file=sys.stderr)
     plan = plan_for(target, settings, load_kind_config() if target == "kind" else None)
     print(plan.render())
     print(f"All objects above that inferbox renders validate against Kubernetes {settings.versions.get('kubernetes')} "

@@ -31,7 +31,7 @@ from inferbox.kind.kindcluster import (
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.plan import Plan
 from inferbox.kind.platform import KubePlatform
-from inferbox.kind.platform_step import required_crds
+from inferbox.kind.platform_step import local_images, required_crds
 from inferbox.kind.portforward import PortForward
 from inferbox.kind.prereqs import require_tools
 from inferbox.kind.state import ClusterState, restore_from_cluster
@@ -183,6 +183,12 @@ def deploy_existing(settings: Settings, report_dir: Path, progress: Callable[[st
             f"context {settings.context} lacks CRDs our manifests need: {', '.join(missing)}",
             "install the platform's components there first (the plan of `inferbox up --platform kind --dry-run` "
             "lists how), then deploy again",
+        )
+    for image in local_images(settings.manifests):
+        # Our images exist in no registry; only a cluster they were loaded into (Kind) has them.
+        progress(
+            f"warning: {image.image} is built locally (images/); unless it was loaded into this cluster's nodes, "
+            "push it to a registry the cluster pulls from and point a copy of the manifests (--manifests) at it"
         )
     run_plan(plan_for("existing", settings), settings.state, report_dir, progress)
 
