@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ class ClusterState:
 
     @classmethod
     def for_cluster(cls, target: str, name: str, root: Path | None = None) -> ClusterState:
-        return cls((root or default_state_root()) / target / name)
+        # Context names can be ARNs or URLs ("arn:aws:eks:...:cluster/x"): one safe folder name.
+        return cls((root or default_state_root()) / target / re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
 
     @property
     def keys_dir(self) -> Path:

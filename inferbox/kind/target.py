@@ -62,7 +62,10 @@ class Settings:
 
 def settings_from(target: str, manifests_dir: Path, extra: dict[str, Any]) -> Settings:
     versions_file = extra.get("versions")
-    versions = load_versions(Path(versions_file) if versions_file else None)
+    pinned = manifests_dir / "versions.yaml"  # the manifests' own pins (a copy of manifests/ brings them)
+    versions = load_versions(
+        Path(versions_file) if versions_file else None, base_file=pinned if pinned.exists() else None
+    )
     timeouts = load_timeouts(extra.get("kube_timeout") or ())
     name = str(extra.get("kube_cluster_name") or DEFAULT_CLUSTER_NAME)
     state_root = Path(extra["kube_state_dir"]) if extra.get("kube_state_dir") else None
