@@ -14,7 +14,7 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -87,16 +87,20 @@ class KubeApi:
                 f"cannot load kube context {context or '(current)'}: {exc}",
                 "check `kubectl config get-contexts`; pass --kube-context NAME",
             ) from exc
-        verify: ssl.SSLContext | bool = False
-        if cfg.verify_ssl:
-            verify = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else True
-        if cfg.cert_file and isinstance(verify, ssl.SSLContext):
+        verify = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+        if not cfg.verify_ssl:  # the kubeconfig says insecure-skip-tls-verify
+            verify.check_hostname = False
+            verify.verify_mode = ssl.CERT_NONE
+        if cfg.cert_file:
             verify.load_cert_chain(cfg.cert_file, cfg.key_file)
 
         def headers() -> dict[str, str]:
-            # Called per request: the client's refresh hook renews exec/OIDC tokens here.
-            token = cfg.get_api_key_with_prefix("authorization")
-            return {"Authorization": token} if token else {}
+            # Called per request: the client's refresh hook renews exec/OIDC tokens here. The key
+            # the token is stored under differs between client versions; auth_settings() hides it.
+            settings = cast(dict[str, dict[str, Any]], cfg.auth_settings())
+            return {
+                str(s["key"]): str(s["value"]) for s in settings.values() if s.get("in") == "header" and s.get("value")
+            }
 
         return cls(cfg.host, headers, verify, context=context or "")
 

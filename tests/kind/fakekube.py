@@ -95,6 +95,7 @@ class FakeCluster:
     webhooks: list[Webhook] = field(default_factory=list)
     logs: dict[tuple[str, str, str], str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     url: str = ""
     _server: ThreadingHTTPServer | None = None
@@ -267,6 +268,7 @@ class FakeCluster:
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
         parts = [p for p in parsed.path.split("/") if p]
         self.requests.append((method, handler.path))
+        self.authorizations.append(str(handler.headers.get("Authorization", "")))
         if parts == ["version"]:
             handler._send(200, {"gitVersion": "v1.32.5"})
             return

@@ -14,7 +14,7 @@ import pytest
 from fixtures import kind as kind_plugin
 from fixtures.plugin import FOLDER_KEY
 from inferbox.cli import main
-from inferbox.errors import PlatformError
+from inferbox.errors import InferboxError, PlatformError
 from inferbox.kind.portforward import PortForward
 from inferbox.kind.readback import image_tag, normalise
 
@@ -129,3 +129,32 @@ def test_down_deletes_only_a_kind_cluster_inferbox_created(
     assert exited.value.code == 0
     assert tools.kind_clusters == set()
     assert not state.root.exists()
+
+
+def test_the_api_client_authenticates_as_the_kubeconfig_says(tmp_path: Path) -> None:
+    import yaml
+
+    from inferbox.kind.kube import KubeApi
+    from tests.kind.fakekube import FakeCluster
+
+    cluster = FakeCluster()
+    cluster.start()
+    try:
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": cluster.url}}],
+            "users": [{"name": "u", "user": {"token": "t0ken"}}],
+            "contexts": [{"name": "staging", "context": {"cluster": "c", "user": "u"}}],
+        }
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig))
+        api = KubeApi.from_kubeconfig("staging", str(path))
+        assert api.server_version() == "v1.32.5"
+        api.close()
+        assert cluster.authorizations == ["Bearer t0ken"]
+        with pytest.raises(InferboxError, match="cannot load kube context nope") as caught:
+            KubeApi.from_kubeconfig("nope", str(path))
+        assert "--kube-context" in caught.value.fix
+    finally:
+        cluster.stop()
