@@ -30,6 +30,9 @@ COMPONENT_NAMESPACES = (
     "cert-manager",
     "monitoring",
 )
+# Query endpoints, reached by port-forward (127.0.0.1 only): (namespace, Service, port).
+PROMETHEUS_SERVICE = ("monitoring", "prometheus-kube-prometheus-prometheus", 9090)
+JAEGER_QUERY_SERVICE = ("monitoring", "jaeger-query", 16686)
 # Where a failing check's evidence usually is: the request path, not the observability stack.
 EVIDENCE_NAMESPACES = ("envoy-gateway-system", "inference-system", "istio-system", "knative-serving", "kserve")
 LOG_TAIL_LINES = 2000
@@ -73,6 +76,7 @@ class KubePlatform:
     state: ClusterState
     gateway_url: str
     forwards: list[PortForward] = field(default_factory=list)
+    port_forward_timeout_s: float = 30.0
     _clients: list[GatewayClient] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -135,6 +139,22 @@ class KubePlatform:
                     text = f"(no log: {exc})\n"
                 parts.append(f"==> {pod_name}/{container['name']} <==\n{text}")
         return "\n".join(parts)
+
+    def prometheus_url(self) -> str:
+        """Prometheus' HTTP API (``/api/v1/query``), through a port-forward opened on first use."""
+        return self._forwarded(*PROMETHEUS_SERVICE)
+
+    def jaeger_query_url(self) -> str:
+        """Jaeger's query API (``/api/traces``), through a port-forward opened on first use."""
+        return self._forwarded(*JAEGER_QUERY_SERVICE)
+
+    def _forwarded(self, namespace: str, service: str, port: int) -> str:
+        for forward in self.forwards:
+            if (forward.namespace, forward.service, forward.port) == (namespace, service, port):
+                return forward.url
+        forward = PortForward(self.api.context, namespace, service, port).start(self.port_forward_timeout_s)
+        self.forwards.append(forward)
+        return forward.url
 
     def versions(self) -> dict[str, str]:
         return readback.running_versions(self.api)

@@ -158,3 +158,39 @@ def test_the_api_client_authenticates_as_the_kubeconfig_says(tmp_path: Path) -> 
         assert "--kube-context" in caught.value.fix
     finally:
         cluster.stop()
+
+
+def test_prometheus_and_jaeger_are_reached_by_one_port_forward_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferbox.kind.kube import KubeApi
+    from inferbox.kind.platform import KubePlatform
+    from inferbox.kind.state import ClusterState, ensure_jwt_material
+    from inferbox.manifests import load_manifests
+    from inferbox.profile import load_profile
+    from inferbox.topology import read_topology
+
+    calls = tmp_path / "calls"
+    _fake_kubectl(
+        tmp_path, f'echo "$@" >> {calls}\necho "Forwarding from 127.0.0.1:4$$ -> 9090"\nexec sleep 60\n', monkeypatch
+    )
+    state = ClusterState(tmp_path / "state")
+    ensure_jwt_material(state, None, ["tenant-a"])
+    api = KubeApi("http://127.0.0.1:9", context="kind-x")
+    platform = KubePlatform(
+        "kind", load_profile(), read_topology(load_manifests()), api, state, "http://127.0.0.1:8080"
+    )
+    try:
+        prometheus = platform.prometheus_url()
+        assert platform.prometheus_url() == prometheus  # reused, not a second process
+        jaeger = platform.jaeger_query_url()
+        assert prometheus != jaeger
+        lines = calls.read_text().splitlines()
+        assert len(lines) == 2
+        expected = "--context kind-x --namespace monitoring port-forward --address 127.0.0.1"
+        assert f"{expected} service/prometheus-kube-prometheus-prometheus :9090" in lines[0]
+        assert "service/jaeger-query :16686" in lines[1]
+        processes = [f.process for f in platform.forwards]
+    finally:
+        platform.close()
+    assert all(p is not None and p.poll() is not None for p in processes)
