@@ -199,3 +199,17 @@ def test_deploy_applies_our_manifests_and_generates_the_credentials(
     for obj in load_manifests():
         assert on_fake_cluster.find(obj.kind, obj.name, obj.namespace or "") is not None, obj.ref
     assert on_fake_cluster.find("Secret", "jwt-server-keys", "inference-system") is not None
+
+
+def test_status_shows_health_and_flags_versions_that_differ(
+    on_fake_cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inferbox.cli import main
+
+    _deployment(on_fake_cluster, "istio-system", "istiod", "docker.io/istio/pilot:1.26.3")
+    with pytest.raises(SystemExit) as exited:
+        main(["status", "--platform", "existing", "--kube-context", "staging"])
+    assert exited.value.code == 1  # istio runs 1.26.3 where 1.26.2 is pinned
+    out = capsys.readouterr().out
+    assert "istio-system/istiod" in out
+    assert "1.26.3" in out
