@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--manifests", default=str(DEFAULT_MANIFEST_DIR))
         p.add_argument("--profile", default=str(DEFAULT_PROFILE))
         p.add_argument("--state-dir", default=None, help="embedded: where a running platform keeps its state")
+        kind_cli = _kind_cli()
+        if kind_cli is not None:
+            kind_cli.add_arguments(p)
 
     up = sub.add_parser("up", help="stand the platform up and leave it running")
     common(up)
