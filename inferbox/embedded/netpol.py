@@ -70,7 +70,9 @@ def selecting_policies(manifests: ManifestSet, pod: NetPod) -> list[K8sObject]:
     ]
 
 
-def _peer_pods(manifests: ManifestSet, policy: K8sObject, peer: dict[str, object], pods: Iterable[NetPod]) -> list[NetPod]:
+def _peer_pods(
+    manifests: ManifestSet, policy: K8sObject, peer: dict[str, object], pods: Iterable[NetPod]
+) -> list[NetPod]:
     found = []
     for other in pods:
         if "namespaceSelector" in peer:
@@ -141,7 +143,11 @@ def nft_binary() -> str:
 
 def apply(netns: str, script: str) -> None:
     done = subprocess.run(
-        ["ip", "netns", "exec", netns, nft_binary(), "-f", "-"], input=script, capture_output=True, text=True, check=False
+        ["ip", "netns", "exec", netns, nft_binary(), "-f", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise PlatformError(

@@ -142,7 +142,10 @@ class QuotaLedger:
                             asked[key] = bucket[name]
                 over = [k for k, v in asked.items() if k in quota.hard and used.get(k, Decimal(0)) + v > quota.hard[k]]
                 if over:
-                    fmt = lambda values: ",".join(f"{k}={_format(k, values.get(k, Decimal(0)))}" for k in over)  # noqa: E731
+
+                    def fmt(values: dict[str, Decimal], keys: list[str] = over) -> str:
+                        return ",".join(f"{k}={_format(k, values.get(k, Decimal(0)))}" for k in keys)
+
                     raise QuotaExceeded(
                         f'pods "{pod}" is forbidden: exceeded quota: {quota.name}, requested: {fmt(asked)}, '
                         f"used: {fmt(used)}, limited: {fmt(quota.hard)}",

@@ -81,22 +81,25 @@ def _namespace_ids(values: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def _claim(path: tuple[str, ...], value: str) -> dict[str, Any]:
     keys = [{"key": PAYLOAD_KEY}, *({"key": part} for part in path)]
-    single = {"metadata": {"filter": JWT_FILTER, "path": keys, "value": {"string_match": {"exact": value}}}}
-    listed = {
-        "metadata": {
-            "filter": JWT_FILTER,
-            "path": keys,
-            "value": {"list_match": {"one_of": {"string_match": {"exact": value}}}},
-        }
-    }
+    single = _metadata({"filter": JWT_FILTER, "path": keys, "value": {"string_match": {"exact": value}}})
+    listed = _metadata(
+        {"filter": JWT_FILTER, "path": keys, "value": {"list_match": {"one_of": {"string_match": {"exact": value}}}}}
+    )
+    # A claim holding a list (like aud) matches when any element does, as in Istio.
     return {"or_ids": {"ids": [single, listed]}}
+
+
+def _metadata(matcher: dict[str, Any]) -> dict[str, Any]:
+    return {"sourced_metadata": {"metadata_matcher": matcher}}
 
 
 def _request_principal_ids(values: tuple[str, ...]) -> list[dict[str, Any]]:
     ids = []
     for value in values:
         if value == "*":
-            ids.append({"metadata": {"filter": JWT_FILTER, "path": [{"key": PAYLOAD_KEY}], "value": {"present_match": True}}})
+            ids.append(
+                _metadata({"filter": JWT_FILTER, "path": [{"key": PAYLOAD_KEY}], "value": {"present_match": True}})
+            )
             continue
         issuer, _, subject = value.partition("/")
         ids.append({"and_ids": {"ids": [_claim(("iss",), issuer), _claim(("sub",), subject)]}})
@@ -139,20 +142,24 @@ def _path_rule(value: str) -> dict[str, Any]:
     return {"url_path": {"path": _istio_match(value)}}
 
 
+def _method_rule(value: str) -> dict[str, Any]:
+    return {"header": {"name": ":method", "string_match": {"exact": value}}}
+
+
 def _operation_permission(operation: Operation) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
-    method = [lambda v: {"header": {"name": ":method", "string_match": {"exact": v}}}]
-    for values, negate, builder in (
-        (operation.methods, False, method[0]),
-        (operation.not_methods, True, method[0]),
-        (operation.paths, False, _path_rule),
-        (operation.not_paths, True, _path_rule),
-        (operation.ports, False, lambda v: {"destination_port": v}),
-        (operation.not_ports, True, lambda v: {"destination_port": v}),
-    ):
-        if values is None:
+    alternatives: list[tuple[list[dict[str, Any]] | None, bool]] = [
+        ([_method_rule(v) for v in operation.methods] if operation.methods is not None else None, False),
+        ([_method_rule(v) for v in operation.not_methods] if operation.not_methods is not None else None, True),
+        ([_path_rule(v) for v in operation.paths] if operation.paths is not None else None, False),
+        ([_path_rule(v) for v in operation.not_paths] if operation.not_paths is not None else None, True),
+        ([{"destination_port": v} for v in operation.ports] if operation.ports is not None else None, False),
+        ([{"destination_port": v} for v in operation.not_ports] if operation.not_ports is not None else None, True),
+    ]
+    for rules, negate in alternatives:
+        if rules is None:
             continue
-        matcher = _any_of([builder(v) for v in values], "or_rules")  # type: ignore[operator]
+        matcher = _any_of(rules, "or_rules")
         parts.append({"not_rule": matcher} if negate else matcher)
     if not parts:
         return {"any": True}
@@ -177,9 +184,7 @@ def _all(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 def _rbac_filter(name: str, action: str, policies: tuple[Policy, ...]) -> dict[str, Any]:
     rendered = {
-        f"{policy.name}[{index}]": _rule_policy(rule)
-        for policy in policies
-        for index, rule in enumerate(policy.rules)
+        f"{policy.name}[{index}]": _rule_policy(rule) for policy in policies for index, rule in enumerate(policy.rules)
     }
     return {
         "name": name,
@@ -270,7 +275,11 @@ def render_sidecar(
         "route_config": {
             "name": "inbound",
             "virtual_hosts": [
-                {"name": "inbound", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app", "timeout": "60s"}}]}
+                {
+                    "name": "inbound",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app", "timeout": "60s"}}],
+                }
             ],
         },
         "http_filters": http_filters,
@@ -309,12 +318,18 @@ def render_sidecar(
         },
         "filters": network_filters,
     }
-    plain_chain = {"name": "plaintext", "filter_chain_match": {"transport_protocol": "raw_buffer"}, "filters": network_filters}
+    plain_chain = {
+        "name": "plaintext",
+        "filter_chain_match": {"transport_protocol": "raw_buffer"},
+        "filters": network_filters,
+    }
     chains = {"STRICT": [tls_chain], "PERMISSIVE": [tls_chain, plain_chain], "DISABLE": [plain_chain]}[plan.mtls_mode]
     listener = {
         "name": "inbound",
         "address": socket_address(*ports.listen),
-        "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": TLS_INSPECTOR}}],
+        "listener_filters": [
+            {"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": TLS_INSPECTOR}}
+        ],
         "filter_chains": chains,
     }
     clusters.append(
@@ -332,4 +347,7 @@ def render_sidecar(
         "node": {"id": name, "cluster": name},
         "admin": {"address": socket_address("127.0.0.1", ports.admin)},
         "static_resources": {"listeners": [listener], "clusters": clusters},
+        "layered_runtime": {
+            "layers": [{"name": "static", "static_layer": {"overload": {"global_downstream_max_connections": 50000}}}]
+        },
     }

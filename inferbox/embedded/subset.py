@@ -221,6 +221,7 @@ SHAPES: dict[str, Shape] = {
         "metadata": METADATA,
         "spec": {
             "predictor": {
+                "serviceAccountName": str,
                 "minReplicas": int,
                 "maxReplicas": int,
                 "model": {
