@@ -68,14 +68,26 @@ class Workload:
     address: str  # where a client in the mesh sends (pod address or private service name)
     ports: tuple[tuple[str, int], ...]  # (name, number) of the ports the workload serves
     labels: dict[str, str] = field(default_factory=dict, compare=False)
+    sidecar: bool = True  # whether a mesh sidecar fronts it (Istio injection)
 
     @property
     def label(self) -> str:
         return f"{self.namespace}/{self.model or self.name}"
 
 
+@dataclass(frozen=True)
+class SourcePlace:
+    """What policies can know about a source: its namespace, pod labels and mesh identity."""
+
+    namespace: str
+    labels: dict[str, str] = field(default_factory=dict, compare=False)
+    identity: str | None = None  # the SPIFFE ID it presents; None outside the mesh
+
+
 class Transport(StrEnum):
-    MESH = "mesh"  # mutual TLS with the source's identity (plaintext for a source outside the mesh)
+    # As the mesh sends it: mutual TLS with the source's identity to a workload with a sidecar;
+    # plaintext to one without (Istio's auto mTLS), and always plaintext from outside the mesh.
+    MESH = "mesh"
     PLAINTEXT = "plaintext"  # plain HTTP, whatever the source
     FOREIGN_CA = "foreign-ca"  # TLS with a client certificate from a CA the platform does not know
 
@@ -125,6 +137,7 @@ class MeshClient(Protocol):
     """Sends requests from one source's network place, with its identity, straight to workloads."""
 
     source: MeshSource
+    place: SourcePlace
 
     def request(
         self,

@@ -20,7 +20,16 @@ from typing import Any
 from inferbox.embedded.netns import connect_in_netns
 from inferbox.embedded.pki import CertificateAuthority, spiffe_id
 from inferbox.errors import PlatformError
-from inferbox.mesh import MeshSource, Outcome, ProbeResult, SourceKind, Transport, Workload, classify_http
+from inferbox.mesh import (
+    MeshSource,
+    Outcome,
+    ProbeResult,
+    SourceKind,
+    SourcePlace,
+    Transport,
+    Workload,
+    classify_http,
+)
 
 # A connection inside one machine's bridge takes well under a millisecond; a second is a drop.
 CONNECT_TIMEOUT_S = float(os.environ.get("INFERBOX_MESH_CONNECT_TIMEOUT", "1.0"))
@@ -39,6 +48,7 @@ class EmbeddedMeshClient:
                 "a tenant's probe pod is refused when its quota leaves no room for it; see logs/events.log",
             )
         probe = probes[key]
+        self.place = SourcePlace(probe["namespace"], dict(probe.get("labels") or {}), probe["identity"])
         self.netns_path: str | None = probe["netns_path"]
         self.cert: str | None = probe["cert"]
         self.key: str | None = probe["key"]
@@ -97,6 +107,8 @@ class EmbeddedMeshClient:
             return ProbeResult(Outcome.NETWORK_DENIED, detail=f"connect: {exc}")
         try:
             ctx = self._tls_context(transport)
+            if transport is Transport.MESH and not workload.sidecar:
+                ctx = None  # auto mTLS: plaintext to a workload without a sidecar
             if ctx is not None:
                 try:
                     sock = ctx.wrap_socket(sock)

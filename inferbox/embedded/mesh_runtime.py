@@ -56,6 +56,7 @@ class ProbePod:
     def state(self) -> dict[str, Any]:
         return {
             "namespace": self.meta.namespace,
+            "labels": dict(self.meta.labels),
             "ip": self.pod.ip,
             "netns_path": self.pod.netns_path,
             "identity": self.cert.spiffe_id if self.cert else None,

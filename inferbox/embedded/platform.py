@@ -522,6 +522,7 @@ class EmbeddedPlatform:
                         "address": host,
                         "ports": [["http", port]],
                         "labels": dict(r.meta.labels),
+                        "sidecar": r.sidecar is not None,
                         "ready": r.ready_at is not None,
                     }
                 )

@@ -130,6 +130,7 @@ class EmbeddedTarget:
                 address=row["address"],
                 ports=tuple((str(n), int(p)) for n, p in row["ports"]),
                 labels=dict(row["labels"]),
+                sidecar=bool(row.get("sidecar", True)),
             )
             for row in rows
             if row.get("ready", True)
