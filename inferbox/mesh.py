@@ -126,7 +126,8 @@ def classify_http(status: int, body: str, headers: dict[str, str]) -> Outcome:
     """Who answered an HTTP response received straight from a workload's sidecar."""
     if status == 403 and body.startswith(RBAC_DENIED_BODY):
         return Outcome.AUTHZ_DENIED
-    if status == 401 and body.startswith(JWT_FAILURE_BODIES):
+    # Envoy's jwt_authn answers 401, and 403 for a token of another audience.
+    if status in (401, 403) and body.startswith(JWT_FAILURE_BODIES):
         return Outcome.AUTHN_DENIED
     if "application/json" in headers.get("content-type", "") and status < 500:
         return Outcome.ANSWERED

@@ -14,6 +14,7 @@ import json as jsonlib
 import os
 import socket
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from inferbox.mesh import (
 # A connection inside one machine's bridge takes well under a millisecond; a second is a drop.
 CONNECT_TIMEOUT_S = float(os.environ.get("INFERBOX_MESH_CONNECT_TIMEOUT", "1.0"))
 READ_TIMEOUT_S = 10.0
+_FOREIGN_LOCK = threading.Lock()  # the foreign CA's files are created once, whichever probe comes first
 TRANSPORT_ERRORS = (ssl.SSLError, ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
 
 
@@ -55,6 +57,7 @@ class EmbeddedMeshClient:
         self.bundle: str = mesh_state["trust_bundle"]
         self.trust_domain: str = mesh_state["trust_domain"]
         self.foreign_dir = Path(mesh_state["foreign_ca_dir"])
+        self._foreign: tuple[str, str] | None = None
 
     # -- connections -----------------------------------------------------------------------------
     def _connect(self, host: str, port: int) -> socket.socket:
@@ -65,11 +68,15 @@ class EmbeddedMeshClient:
     def _foreign_cert(self) -> tuple[str, str]:
         """A client certificate with a plausible identity (this source's, or the gateway's) from a
         CA the platform does not know."""
-        ca = CertificateAuthority(self.foreign_dir, "foreign-ca")
         namespace = self.source.tenant or "istio-system"
         account = "inferbox-probe" if self.source.tenant else "istio-ingressgateway"
-        issued = ca.issue(spiffe_id(self.trust_domain, namespace, account), self.foreign_dir, f"client-{namespace}")
-        return str(issued.cert), str(issued.key)
+        with _FOREIGN_LOCK:
+            if self._foreign is None:
+                ca = CertificateAuthority(self.foreign_dir, "foreign-ca")
+                identity = spiffe_id(self.trust_domain, namespace, account)
+                issued = ca.issue(identity, self.foreign_dir, f"client-{namespace}-{self.source.kind.value}")
+                self._foreign = (str(issued.cert), str(issued.key))
+            return self._foreign
 
     def _tls_context(self, transport: Transport, verify: bool = True) -> ssl.SSLContext | None:
         if transport is Transport.PLAINTEXT:
