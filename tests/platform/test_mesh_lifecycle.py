@@ -66,7 +66,8 @@ def test_sidecars_own_the_service_ports_and_everything_goes_away(tmp_path: Path)
             assert app, f"{replica.name} listens nowhere"
             assert all(a.startswith("127.0.0.1:") for a in app), f"{replica.name} bypasses its sidecar: {app}"
             sidecar = sorted(listening_in(netns, replica.sidecar.pid))
-            assert sidecar == ["127.0.0.1:15000", f"{replica.pod.ip}:{replica.workload.port}"], sidecar  # admin, inbound
+            # Envoy's admin on the pod's loopback, the inbound listener on the pod's address.
+            assert sidecar == ["127.0.0.1:15000", f"{replica.pod.ip}:{replica.workload.port}"], sidecar
             rules = subprocess.run(
                 ["ip", "netns", "exec", netns, netpol.nft_binary(), "list", "table", "inet", netpol.TABLE],
                 capture_output=True,

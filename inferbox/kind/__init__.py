@@ -1,0 +1,1 @@
+"""Cluster targets (Kind, an existing cluster)."""
