@@ -4,9 +4,11 @@ Probe pods stand where the isolation intent's callers stand:
 
 - one in each tenant namespace, with an Istio sidecar and its own service account, so its requests
   carry that namespace's mesh identity;
-- one in ``istio-system`` under the service account ``istio-ingressgateway`` and the label
-  ``istio: ingressgateway`` (not ``app: istio-ingressgateway``, so the gateway's Service does not
-  select it): the identity and network place of the gateway's hop into tenant pods;
+- one in ``istio-system`` under the service account ``istio-ingressgateway`` with the label
+  ``app: istio-ingressgateway`` but not ``istio: ingressgateway``: the identity and network place of
+  the gateway's hop into tenant pods (the tenants' NetworkPolicies admit ``app: istio-ingressgateway``),
+  yet selected by no Service (the gateway chart's Service needs both labels, net-istio's
+  ``knative-local-gateway`` selects ``istio: ingressgateway``), so it never receives traffic;
 - one in a namespace without sidecar injection: outside the mesh.
 
 Requests run inside the probes through the Kubernetes exec API (a small Python program in the probe
@@ -135,9 +137,8 @@ class Probe:
 
 def probes(tenants: list[str]) -> list[Probe]:
     found = [Probe(t, t, PROBE_NAME, {"app": PROBE_NAME}, True) for t in tenants]
-    found.append(
-        Probe("gateway", GATEWAY_NAMESPACE, GATEWAY_ACCOUNT, {"app": PROBE_NAME, "istio": "ingressgateway"}, True)
-    )
+    gateway_labels = {"app": "istio-ingressgateway", "inferbox.io/probe": "true"}
+    found.append(Probe("gateway", GATEWAY_NAMESPACE, GATEWAY_ACCOUNT, gateway_labels, True))
     found.append(Probe("outside", OUTSIDE_NAMESPACE, PROBE_NAME, {"app": PROBE_NAME}, False))
     return found
 

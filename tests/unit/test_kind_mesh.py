@@ -36,10 +36,9 @@ def test_probes_stand_where_the_intent_callers_stand() -> None:
     assert set(fleet) == {"tenant-a", "tenant-c", "gateway", "outside"}
     gateway = fleet["gateway"]
     assert gateway.identity == "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway"
-    assert gateway.labels["istio"] == "ingressgateway"
-    assert (
-        "app" not in gateway.labels or gateway.labels["app"] != "istio-ingressgateway"
-    )  # not behind the gateway's Service
+    # Admitted by the tenants' NetworkPolicies, selected by no Service (those select istio=ingressgateway).
+    assert gateway.labels["app"] == "istio-ingressgateway"
+    assert "istio" not in gateway.labels
     assert fleet["outside"].identity is None
     pod = kmesh.probe_objects(fleet["tenant-a"])[-1]
     assert pod["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"

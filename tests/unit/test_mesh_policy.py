@@ -175,7 +175,7 @@ def test_nftables_rules_allow_exactly_the_policy_peers(manifests: ManifestSet) -
         netpol.NetPod("tenant-a", "model", "198.18.0.10", {"serving.kserve.io/inferenceservice": "sklearn-iris"}),
         netpol.NetPod("tenant-a", "probe", "198.18.0.11", {"app": "inferbox-probe"}),
         netpol.NetPod("tenant-c", "probe-c", "198.18.0.12", {"app": "inferbox-probe"}),
-        netpol.NetPod("istio-system", "gw", "198.18.0.2", {"istio": "ingressgateway"}),
+        netpol.NetPod("istio-system", "gw", "198.18.0.2", {"app": "istio-ingressgateway", "istio": "ingressgateway"}),
         netpol.NetPod("inferbox-outside", "out", "198.18.0.13", {}),
     ]
     allowed = netpol.allowances(manifests, pods[0], pods)
@@ -240,3 +240,21 @@ def test_matrix_report_shows_both_tables_and_the_differences() -> None:
     assert text.count("tenant-a") >= 3
     assert "1 difference(s)" in text
     assert "expected -, observed A" in text
+
+
+def test_the_profile_states_the_mesh_and_quota_promises(tmp_path: Path) -> None:
+    from inferbox.errors import ProfileError
+    from inferbox.profile import DEFAULT_PROFILE, load_profile
+
+    profile = load_profile()
+    mesh = profile.require_mesh()
+    assert mesh.spiffe_id("tenant-a", "default") == "spiffe://cluster.local/ns/tenant-a/sa/default"
+    assert mesh.callers["otherTenant"].connect is False
+    assert mesh.callers["gateway"].answered is True
+    assert profile.require_quota().max_pods_per_tenant >= 1
+    data = yaml.safe_load(DEFAULT_PROFILE.read_text())
+    del data["spec"]["mesh"]["callers"]["outsideMesh"]
+    broken = tmp_path / "profile.yaml"
+    broken.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match="outsideMesh"):
+        load_profile(broken)
