@@ -17,6 +17,7 @@ from inferbox.jwtserver.clients import Credentials
 from inferbox.jwtserver.keystore import SigningKey
 from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, Workload
 from inferbox.profile import ConformanceProfile
+from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
 from inferbox.topology import Model, Topology
 
@@ -36,6 +37,10 @@ class Feature(StrEnum):
     MESH_AUTHORIZATION = "mesh-authorization"
     NETWORK_ISOLATION = "network-isolation"
     RESOURCE_QUOTA = "resource-quota"
+    SCALE_TO_ZERO = "scale-to-zero"
+    COLD_START = "cold-start"
+    AUTOSCALING = "autoscaling"
+    CANARY = "canary"
 
 
 class Capability(StrEnum):
@@ -52,6 +57,9 @@ class Capability(StrEnum):
     NETWORK_POLICY = "network-policy"
     # The deployer and autoscaler honour ResourceQuotas, and replica counts can be requested.
     RESOURCE_QUOTA = "resource-quota"
+    # Revisions and their replica counts can be read and their replica bounds and canary promotion
+    # changed (and restored); replicas' start and ready times are known (cold-start breakdowns).
+    AUTOSCALING = "autoscaling"
 
 
 @dataclass(frozen=True)
@@ -120,4 +128,31 @@ class Platform(Protocol):
         """The quota enforced in a tenant's namespace, or None when it has none."""
 
     def scale_model(self, model: Model, replicas: int, settle_s: float) -> ScaleOutcome:
-        """Asks the platform to run ``model`` at ``replicas`` replicas; returns once settled."""
+        """Asks the platform to run ``model`` at ``replicas`` replicas (its bounds pinned to that, for
+        every revision that receives traffic); returns once settled. ``restore_model`` undoes it."""
+
+    # -- serving (needs Capability.AUTOSCALING) ---------------------------------------------------
+    def autoscaling(self, model: Model) -> AutoscalingSettings:
+        """How the platform autoscales the model's revisions, as configured on the platform."""
+
+    def revisions(self, model: Model) -> list[RevisionStatus]:
+        """The model's revisions: traffic share and replica counts right now."""
+
+    def replica_timings(self, model: Model, since: float) -> list[ReplicaTiming]:
+        """Replicas of the model requested at or after wall-clock time ``since``, oldest first."""
+
+    def served_requests(self, model: Model) -> dict[str, int]:
+        """Requests routed to each revision of the model so far (a counter; compare two readings)."""
+
+    def set_scale_bounds(
+        self, model: Model, min_replicas: int | None, max_replicas: int | None, settle_s: float
+    ) -> ScaleOutcome:
+        """Overrides the model's replica bounds (None keeps the declared one); returns once every
+        revision that receives traffic has its replicas ready within them, or was refused."""
+
+    def promote_canary(self, model: Model, settle_s: float) -> None:
+        """Routes all of the model's traffic to its latest revision (KServe: canaryTrafficPercent
+        removed); returns once the routing is in effect."""
+
+    def restore_model(self, model: Model, settle_s: float) -> None:
+        """Back to what the manifests declare for the model: autoscaling bounds and traffic split."""

@@ -22,6 +22,7 @@ from inferbox.jwtserver.keystore import KeyStore, SigningKey
 from inferbox.manifests import load_manifests
 from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, Workload
 from inferbox.profile import ConformanceProfile
+from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
 from inferbox.topology import Model, Topology, read_topology
 
@@ -55,6 +56,7 @@ class EmbeddedTarget:
                 caps.add(Capability.NETWORK_POLICY)
         if getattr(self, "live", None) is not None:
             caps.add(Capability.RESOURCE_QUOTA)  # replica counts need the control plane in this process
+            caps.add(Capability.AUTOSCALING)
         return frozenset(caps)
 
     @property
@@ -148,8 +150,39 @@ class EmbeddedTarget:
 
     def scale_model(self, model: Model, replicas: int, settle_s: float) -> ScaleOutcome:
         # The embedded deployer is synchronous: it returns once new replicas are ready or refused.
-        outcome: ScaleOutcome = self._live().scale(model.tenant, model.name, replicas)
+        outcome: ScaleOutcome = self._live().serving.set_bounds(model.tenant, model.name, replicas, replicas, settle_s)
         return outcome
+
+    def restore_model(self, model: Model, settle_s: float) -> None:
+        self._live().serving.restore(model.tenant, model.name, settle_s)
+
+    # -- serving -------------------------------------------------------------------------------------
+    def autoscaling(self, model: Model) -> AutoscalingSettings:
+        settings: AutoscalingSettings = self._live().serving.settings(model.tenant, model.name)
+        return settings
+
+    def revisions(self, model: Model) -> list[RevisionStatus]:
+        found: list[RevisionStatus] = self._live().serving.revision_status(model.tenant, model.name)
+        return found
+
+    def replica_timings(self, model: Model, since: float) -> list[ReplicaTiming]:
+        found: list[ReplicaTiming] = self._live().serving.timings(model.tenant, model.name, since)
+        return found
+
+    def served_requests(self, model: Model) -> dict[str, int]:
+        counts: dict[str, int] = self._live().serving.served(model.tenant, model.name)
+        return counts
+
+    def set_scale_bounds(
+        self, model: Model, min_replicas: int | None, max_replicas: int | None, settle_s: float
+    ) -> ScaleOutcome:
+        outcome: ScaleOutcome = self._live().serving.set_bounds(
+            model.tenant, model.name, min_replicas, max_replicas, settle_s
+        )
+        return outcome
+
+    def promote_canary(self, model: Model, settle_s: float) -> None:
+        self._live().serving.promote(model.tenant, model.name, settle_s)
 
     def close(self) -> None:
         for client in self._clients:

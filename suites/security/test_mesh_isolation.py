@@ -19,15 +19,24 @@ from inferbox.evidence import Evidence
 from inferbox.mesh import MeshClient, MeshSource, ProbeResult, Workload
 from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, best_token, in_parallel, mesh_clients, model_workloads, sources
+from suites.security._mesh import (
+    CONVERGENCE_S,
+    best_token,
+    in_parallel,
+    mesh_clients,
+    model_workloads,
+    models_held_warm,
+    sources,
+)
 
 pytestmark = [
+    pytest.mark.usefixtures("models_held_warm"),
     pytest.mark.conformance,
     pytest.mark.security,
     pytest.mark.features(Feature.NETWORK_ISOLATION, Feature.MESH_AUTHORIZATION, Feature.MESH_MTLS),
     pytest.mark.capability(Capability.MESH_PROBES, Capability.NETWORK_POLICY),
 ]
-__all__ = ["mesh_clients"]
+__all__ = ["mesh_clients", "models_held_warm"]
 
 LEGEND = (
     "A: the model answered   C: connected, but the workload's sidecar refused (mTLS, token or policy)   "

@@ -25,15 +25,16 @@ from inferbox.policy.evaluator import Request, expected
 from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.tokens import decode_unverified
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, sources
+from suites.security._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, models_held_warm, sources
 
 pytestmark = [
+    pytest.mark.usefixtures("models_held_warm"),
     pytest.mark.conformance,
     pytest.mark.security,
     pytest.mark.features(Feature.NETWORK_ISOLATION, Feature.MESH_AUTHORIZATION, Feature.MESH_MTLS),
     pytest.mark.capability(Capability.MESH_PROBES, Capability.NETWORK_POLICY, Capability.TOKEN_SIGNING_KEY),
 ]
-__all__ = ["mesh_clients"]
+__all__ = ["mesh_clients", "models_held_warm"]
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ class FakeCluster:
     webhooks: list[Webhook] = field(default_factory=list)
     logs: dict[tuple[str, str, str], str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    applied: list[dict[str, Any]] = field(default_factory=list)  # bodies applied (not dry runs), in order
     authorizations: list[str] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     url: str = ""
@@ -165,6 +166,7 @@ class FakeCluster:
             if current is not None and merged.get("spec") != current.get("spec"):
                 merged["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
             if not dry_run:
+                self.applied.append(copy.deepcopy(body))
                 if current != merged:
                     self.changes[key] = self.changes.get(key, 0) + 1
                 self.objects[key] = merged
@@ -212,7 +214,8 @@ class FakeCluster:
             refs = spec.get("targetRefs") or [spec.get("targetRef")]
             return {"ancestors": [{"ancestorRef": r, "conditions": [cond("Accepted")]} for r in refs if r]}
         if kind in ("InferenceService", "Certificate"):
-            return {"conditions": [cond("Ready", "" if ready else "RevisionMissing")]}
+            # Other status fields (an InferenceService's rolled-out revisions) are the test's to set.
+            return {**dict(obj.get("status") or {}), "conditions": [cond("Ready", "" if ready else "RevisionMissing")]}
         return dict(obj.get("status") or {})
 
     def observe(self, key: Key) -> dict[str, Any]:
