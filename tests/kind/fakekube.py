@@ -31,6 +31,8 @@ BUILTIN: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "ServiceAccount"): ("serviceaccounts", True),
     ("v1", "Pod"): ("pods", True),
     ("v1", "Event"): ("events", True),
+    ("v1", "ResourceQuota"): ("resourcequotas", True),
+    ("v1", "LimitRange"): ("limitranges", True),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("apps/v1", "StatefulSet"): ("statefulsets", True),
     ("apps/v1", "DaemonSet"): ("daemonsets", True),
@@ -214,8 +216,17 @@ class FakeCluster:
             refs = spec.get("targetRefs") or [spec.get("targetRef")]
             return {"ancestors": [{"ancestorRef": r, "conditions": [cond("Accepted")]} for r in refs if r]}
         if kind in ("InferenceService", "Certificate"):
-            # Other status fields (an InferenceService's rolled-out revisions) are the test's to set.
-            return {**dict(obj.get("status") or {}), "conditions": [cond("Ready", "" if ready else "RevisionMissing")]}
+            status = {
+                **dict(obj.get("status") or {}),
+                "conditions": [cond("Ready", "" if ready else "RevisionMissing")],
+            }
+            if kind == "InferenceService" and ready and "components" not in status:
+                # KServe records the revision it rolled out; a test may set its own components instead.
+                revision = f"{obj['metadata']['name']}-predictor-{int(obj['metadata'].get('generation', 1)):05d}"
+                status["components"] = {
+                    "predictor": {"latestReadyRevision": revision, "latestRolledoutRevision": revision}
+                }
+            return status
         return dict(obj.get("status") or {})
 
     def observe(self, key: Key) -> dict[str, Any]:

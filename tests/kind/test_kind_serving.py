@@ -5,16 +5,22 @@ installer's canary rollout, and per-revision request counts from Prometheus."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from inferbox.contract import Capability
 from inferbox.kind import catalog
 from inferbox.kind import serving as ks
 from inferbox.kind.actions import ApplyObjects
 from inferbox.kind.kube import KubeApi
+from inferbox.kind.platform import KubePlatform
 from inferbox.kind.platform_step import platform_step
+from inferbox.kind.state import ClusterState, ensure_jwt_material
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, K8sObject, load_manifests
+from inferbox.profile import load_profile
+from inferbox.topology import read_topology
 from tests.kind.fakekube import FakeCluster, crd_object
 
 MANIFESTS = load_manifests(DEFAULT_MANIFEST_DIR)
@@ -185,3 +191,27 @@ def test_served_requests_come_from_istio_counters() -> None:
     counts = ks.served_requests(query, "tenant-a", "sklearn-iris")
     assert counts == {"sklearn-iris-predictor-00001": 321, "sklearn-iris-predictor-00002": 79}
     assert 'reporter="destination"' in queries[0]
+
+
+def test_the_platform_restores_a_promoted_canary_by_rolling_it_out_again(cluster: FakeCluster, tmp_path: Path) -> None:
+    state = ClusterState(tmp_path / "state")
+    ensure_jwt_material(state, None, ["tenant-a", "tenant-b", "tenant-c"])
+    topology = read_topology(MANIFESTS)
+    platform = KubePlatform(
+        "kind", load_profile(), topology, cluster.api(), state, "http://127.0.0.1:8080", manifests=MANIFESTS
+    )
+    try:
+        assert Capability.AUTOSCALING in platform.capabilities
+        model = topology.model("sklearn-iris")
+        _knative(cluster, {"sklearn-iris-predictor-00002": 100})
+        platform.promote_canary(model, 3)
+        assert "canaryTrafficPercent" not in cluster.applied[-1]["spec"]["predictor"]
+        platform.restore_model(model, 3)
+        base, full = cluster.applied[-2:]
+        assert base["spec"]["predictor"]["model"]["storageUri"].endswith("/model"), "the previous revision first"
+        assert full["spec"]["predictor"]["canaryTrafficPercent"] == 20
+        platform.restore_model(model, 3)
+        assert cluster.applied[-1]["spec"]["predictor"]["canaryTrafficPercent"] == 20, "no promotion: one apply"
+        assert cluster.applied[-2] is not base
+    finally:
+        platform.close()
