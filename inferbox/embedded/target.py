@@ -15,6 +15,7 @@ import httpx
 
 from inferbox.client import GatewayClient
 from inferbox.contract import Capability, ComponentHealth
+from inferbox.embedded.control import RemotePlatform, remote
 from inferbox.embedded.mesh_client import EmbeddedMeshClient
 from inferbox.embedded.processes import is_same_process
 from inferbox.jwtserver.clients import Credentials, read_credentials
@@ -39,6 +40,17 @@ class EmbeddedTarget:
         self._credentials: dict[str, Credentials] = read_credentials(Path(self.state["credentials"]))
         self._keys = KeyStore(self.state["key_dir"])
         self._clients: list[GatewayClient] = []
+        self._remote: RemotePlatform | bool | None = None  # a kept platform's control channel (False: none)
+
+    def _control(self) -> Any:
+        """The platform's control plane: in this process (``live``), or a kept platform's through its
+        control channel; None when neither is reachable."""
+        live = getattr(self, "live", None)
+        if live is not None:
+            return live
+        if self._remote is None:
+            self._remote = remote(Path(self.state["state_dir"])) or False
+        return self._remote or None
 
     @classmethod
     def from_state_file(cls, path: Path, profile: ConformanceProfile) -> EmbeddedTarget:
@@ -54,8 +66,9 @@ class EmbeddedTarget:
             caps.add(Capability.MESH_PROBES)
             if mesh.get("network_policy"):
                 caps.add(Capability.NETWORK_POLICY)
-        if getattr(self, "live", None) is not None:
-            caps.add(Capability.RESOURCE_QUOTA)  # replica counts need the control plane in this process
+        if self._control() is not None:
+            # Replica counts and bounds need the control plane (in this process or its channel).
+            caps.add(Capability.RESOURCE_QUOTA)
             caps.add(Capability.AUTOSCALING)
         return frozenset(caps)
 
@@ -110,18 +123,18 @@ class EmbeddedTarget:
 
     # -- the mesh ------------------------------------------------------------------------------------
     def _live(self) -> Any:
-        live = getattr(self, "live", None)
+        live = self._control()
         if live is None:
             from inferbox.errors import PlatformError
 
             raise PlatformError(
-                "this needs the embedded control plane in this process",
-                "run without --keep-platform (a kept platform runs in another process)",
+                "this needs the embedded control plane, in this process or through a kept platform's control channel",
+                "run without --keep-platform, or restart the kept platform with `inferbox up`",
             )
         return live
 
     def workloads(self) -> list[Workload]:
-        live = getattr(self, "live", None)
+        live = self._control()
         rows = live.workload_state() if live is not None else self.state.get("workloads") or []
         return [
             Workload(
