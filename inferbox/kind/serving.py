@@ -24,7 +24,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferbox.embedded.serving_plan import KNATIVE_DEFAULTS, PREVIOUS_PREDICTOR, previous_predictor, settings_for
+from inferbox.embedded.serving_plan import (
+    KNATIVE_DEFAULTS,
+    PREVIOUS_PREDICTOR,
+    REVISION_ANNOTATIONS,
+    previous_predictor,
+    settings_for,
+)
 from inferbox.errors import PlatformError
 from inferbox.kind.actions import Action, Cluster, Created, RunContext, apply_objects
 from inferbox.kind.commands import shell_line
@@ -42,6 +48,7 @@ ISVC_LABEL = "serving.kserve.io/inferenceservice"
 REVISION_LABEL = "serving.knative.dev/revision"
 CONFIGURATION_LABEL = "serving.knative.dev/configuration"
 MODEL_CONTAINER = "kserve-container"
+KPA_PREFIX = "autoscaling.knative.dev/"
 POLL_S = 2.0  # polling the API server while waiting; bounded by each wait's settle time
 
 Query = Callable[[str], list[dict[str, Any]]]  # PromQL instant query -> result vector
@@ -71,7 +78,9 @@ def autoscaling_settings(api: KubeApi, namespace: str, name: str) -> Autoscaling
     # What the controllers add (and keys Knative would reject anyway) is theirs: keep only ours.
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     body["metadata"]["annotations"] = {
-        k: v for k, v in annotations.items() if k.startswith("autoscaling.knative.dev/") or k == PREVIOUS_PREDICTOR
+        k: v
+        for k, v in annotations.items()
+        if k.startswith(KPA_PREFIX) and k[len(KPA_PREFIX) :] in REVISION_ANNOTATIONS
     }
     settings, _ = settings_for(_object(body), data)
     return settings
