@@ -49,7 +49,11 @@ def source_of(response: httpx.Response) -> Source:
         return Source.GATEWAY_RATE_LIMIT
     if response.status_code == 404 and not body and response.headers.get("server") == "envoy":
         return Source.GATEWAY_ROUTING
-    if "application/json" in content_type and response.headers.get("x-envoy-upstream-service-time") is not None:
+    # Envoy omits x-envoy-upstream-service-time when the upstream answered before the request body was
+    # complete (a model server refusing an unknown model does not read the body), and then closes the
+    # client's connection; its own local replies are never JSON.
+    answered_early = response.headers.get("connection", "").lower() == "close"
+    if "application/json" in content_type and (from_upstream or answered_early):
         return Source.MODEL
     return Source.UNKNOWN
 

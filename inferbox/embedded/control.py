@@ -41,6 +41,7 @@ def _operations(platform: EmbeddedPlatform) -> dict[str, Callable[..., Any]]:
 
     return {
         "workload_state": platform.workload_state,
+        "component_status": platform.component_status,
         "quota_status": quota,
         "settings": lambda ns, name: asdict(serving.settings(ns, name)),
         "revision_status": lambda ns, name: [asdict(r) for r in serving.revision_status(ns, name)],
@@ -156,6 +157,10 @@ class RemotePlatform:
     def workload_state(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = call(self.path, "workload_state")
         return rows
+
+    def component_status(self) -> dict[str, dict[str, Any]]:
+        status: dict[str, dict[str, Any]] = call(self.path, "component_status")
+        return status
 
 
 def remote(state_dir: Path) -> RemotePlatform | None:

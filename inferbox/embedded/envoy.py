@@ -101,9 +101,11 @@ class RoutesFile:
     def path(self) -> Path:
         return self.directory / f"rds-{self.name}.yaml"
 
-    def write(self, route_config: dict[str, Any]) -> None:
+    def write(self, route_config: dict[str, Any]) -> int:
+        """Publishes a route configuration; returns its version (Envoy's config dump shows it once applied)."""
         self._version += 1
         write_discovery_file(self.directory, self.path, {"@type": TYPES["route"], **route_config}, self._version)
+        return self._version
 
     def config_source(self) -> dict[str, Any]:
         return {

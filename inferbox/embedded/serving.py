@@ -231,8 +231,7 @@ class ServingControlPlane:
 
     def _write_routes(self) -> int:
         assert self.routes_file is not None
-        self.routes_file.write(envoy_cfg.render_routes(self.platform.plan, self.revisions_for))
-        return self.routes_file._version
+        return self.routes_file.write(envoy_cfg.render_routes(self.platform.plan, self.revisions_for))
 
     # -- replicas of a revision ------------------------------------------------------------------
     def _replicas(self, state: RevisionState) -> list[Replica]:

@@ -92,7 +92,10 @@ class EmbeddedTarget:
 
     def components(self) -> list[ComponentHealth]:
         health = []
-        for name, info in sorted(self.state.get("components", {}).items()):
+        # Replicas come and go (scale to zero): the control plane knows the current ones.
+        live = self._control()
+        components = live.component_status() if live is not None else self.state.get("components", {})
+        for name, info in sorted(components.items()):
             alive = is_same_process(int(info["pid"]), int(info["start_time"]))
             health.append(ComponentHealth(name, alive, f"pid {info['pid']}" if alive else "process is gone"))
         try:

@@ -29,6 +29,9 @@ def test_a_kept_platform_is_scaled_through_its_control_channel(tmp_path: Path) -
         [revision] = target.revisions(model)
         assert (revision.ready, revision.total, revision.traffic_percent) == (2, 2, 100)
         assert len([w for w in target.workloads() if w.model == "pytorch-resnet"]) == 2
+        replicas = [c for c in target.components() if c.name.startswith("tenant-c.pytorch-resnet-")]
+        assert len([c for c in replicas if not c.name.endswith("-sidecar")]) == 2, replicas
+        assert all(c.healthy for c in replicas), "components come from the live control plane, not the start"
         started = target.replica_timings(model, since)
         assert started, "the replica started for the raised minimum has no timing"
         assert all(t.ready_at is not None and t.ready_at >= t.requested_at for t in started)
