@@ -5,6 +5,7 @@ A shape is a nested description of the fields an object may carry:
 - a ``dict`` maps field names to shapes (any other field is unknown);
 - a one-element ``list`` describes every item of a list;
 - ``str``, ``int``, ``bool`` are scalars (``int`` also accepts a numeric string where Kubernetes does);
+  ``float`` is any JSON number (Kubernetes ``float32`` fields such as percentages);
 - ``OneOf`` restricts a scalar to listed values;
 - ``StringMap`` is a free-form string-to-string map (labels, annotations, data);
 - ``Noted`` accepts anything: the field is meaningful only on a real cluster (an image name, a
@@ -82,6 +83,10 @@ def check_shape(value: Any, shape: Shape, path: str = "") -> ShapeViolation | No
     if shape is int:
         if isinstance(value, bool) or not isinstance(value, int | str):
             return ShapeViolation(path, f"must be an integer, found {type(value).__name__}")
+        return None
+    if shape is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return ShapeViolation(path, f"must be a number, found {type(value).__name__}")
         return None
     if shape is bool:
         return None if isinstance(value, bool) else ShapeViolation(path, "must be true or false")
