@@ -8,7 +8,9 @@ crafted ones signed with the platform's key), clients, component health, logs an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -17,7 +19,7 @@ from inferbox.jwtserver.clients import Credentials
 from inferbox.jwtserver.keystore import SigningKey
 from inferbox.profile import ConformanceProfile
 from inferbox.tokens import TokenForge
-from inferbox.topology import Topology
+from inferbox.topology import Model, Topology
 
 
 class Feature(StrEnum):
@@ -40,6 +42,11 @@ class Capability(StrEnum):
     TOKEN_SIGNING_KEY = "token-signing-key"  # noqa: S105 - a capability name, not a secret
     # The platform's workloads live in separate network places (network namespaces or pods).
     WORKLOAD_NETWORK = "workload-network"
+    # Chaos: a model replica's processes can be stopped for a bounded time (a backend stall); see PausesReplicas.
+    PAUSE_REPLICA = "pause-replica"
+    # A load generator can be placed beside the workloads and reach model replicas directly, bypassing
+    # the gateway (to measure the gateway's overhead); see PlacesLoadClients.
+    DIRECT_MODEL_ACCESS = "direct-model-access"
 
 
 @dataclass(frozen=True)
@@ -92,3 +99,44 @@ class Platform(Protocol):
 
     def versions(self) -> dict[str, str]:
         """Versions of the components actually running."""
+
+
+@dataclass(frozen=True)
+class ReplicaPause:
+    """A finished stall of one model replica. Times are ``time.monotonic()`` of this machine."""
+
+    model: str
+    tenant: str
+    replica: str
+    started: float
+    ended: float
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+@runtime_checkable
+class PausesReplicas(Protocol):
+    """Chaos action of targets with Capability.PAUSE_REPLICA."""
+
+    def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
+        """Stops the replica's processes for ``seconds`` (bounded), then resumes them; returns when resumed."""
+
+
+@dataclass(frozen=True)
+class LoadClientPlace:
+    """Where a load generator runs and how it reaches the platform from there."""
+
+    command_prefix: tuple[str, ...]  # prepended to a command to start it there (empty: this machine)
+    gateway_url: str  # the gateway as reached from there (requests carry the Host header)
+    # "<tenant>/<model>" -> base URLs of its ready replicas, reached directly (DIRECT_MODEL_ACCESS only)
+    replica_urls: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class PlacesLoadClients(Protocol):
+    """Targets that place load generators next to the workloads (Capability.DIRECT_MODEL_ACCESS)."""
+
+    def load_client(self, name: str) -> AbstractContextManager[LoadClientPlace]:
+        """A place for a load generator, removed when the context ends."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import platform as pyplatform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -14,14 +16,14 @@ from typing import Any
 import httpx
 
 from inferbox.client import GatewayClient
-from inferbox.contract import Capability, ComponentHealth
+from inferbox.contract import Capability, ComponentHealth, LoadClientPlace, ReplicaPause
 from inferbox.embedded.processes import is_same_process
 from inferbox.jwtserver.clients import Credentials, read_credentials
 from inferbox.jwtserver.keystore import KeyStore, SigningKey
 from inferbox.manifests import load_manifests
 from inferbox.profile import ConformanceProfile
 from inferbox.tokens import TokenForge
-from inferbox.topology import Topology, read_topology
+from inferbox.topology import Model, Topology, read_topology
 
 
 @dataclass
@@ -43,7 +45,7 @@ class EmbeddedTarget:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        caps = {Capability.TOKEN_SIGNING_KEY}
+        caps = {Capability.TOKEN_SIGNING_KEY, Capability.PAUSE_REPLICA, Capability.DIRECT_MODEL_ACCESS}
         if self.state.get("network") == "netns":
             caps.add(Capability.WORKLOAD_NETWORK)
         return frozenset(caps)
@@ -96,6 +98,18 @@ class EmbeddedTarget:
             except metadata.PackageNotFoundError:
                 versions[package] = "not installed"
         return versions
+
+    def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
+        from inferbox.embedded.pause import pause_replica
+
+        return pause_replica(self.state, model, seconds, replica)
+
+    @contextmanager
+    def load_client(self, name: str) -> Iterator[LoadClientPlace]:
+        from inferbox.embedded.loadclient import load_client
+
+        with load_client(self.state) as place:
+            yield place
 
     def close(self) -> None:
         for client in self._clients:
