@@ -276,6 +276,7 @@ def run_profile(
 ) -> LoadResult:
     """Runs ``profile`` against ``platform``, writes every output into ``folder``; the verdicts are in the summary."""
     folder.mkdir(parents=True, exist_ok=True)
+    folder = folder.resolve()  # Locust runs in this folder; every path it gets must be absolute
     with load_place(platform, profile) as place:
         plan = build_plan(profile, slo, platform.topology, platform.profile, place, folder, workers)
         credentials = {
