@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     mutants.add_argument("--platform", choices=["embedded", "kind"], default="embedded")
     mutants.add_argument("--manifests", default=str(DEFAULT_MANIFEST_DIR))
     mutants.set_defaults(func=cmd_mutants)
+    from inferbox.load.cli import add_parser as add_load_parser
+
+    add_load_parser(sub, common)
     return parser
 
 
