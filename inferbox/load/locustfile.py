@@ -34,6 +34,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -63,39 +64,48 @@ def stage_at(offset: float) -> dict[str, Any] | None:
 
 
 class Schedule:
-    """The open-loop timeline of this process: its share of the plan's rate, as offsets from t0."""
+    """The open-loop timeline of this process: its share of the plan's rate, as offsets from t0.
+
+    Constant arrivals: in a stage starting at S with rate R, the whole run's slots are S + k/R, and
+    worker i of N takes every N-th of them starting at the i-th, so workers interleave exactly.
+    Poisson arrivals: each worker draws exponential gaps at R/N (independent Poisson streams add up
+    to one at R); at a stage boundary it restarts at the new rate, which memorylessness allows.
+    """
 
     def __init__(self, share: float, index: int, seed: int) -> None:
-        self.share = share
-        self.poisson = PLAN["arrival"] == "poisson"
-        self.random = random.Random(seed * 1_000_003 + index)
-        first = stage_at(0.0)
-        # Workers interleave: worker i starts i/N of an interval late (constant spacing).
-        self.next = index / float(first["rate"]) if first and first["rate"] > 0 and not self.poisson else 0.0
-        if self.poisson:
-            self.next = self._gap(0.0)
+        count = max(1, round(1.0 / share))
+        self.slots = self._poisson(count, random.Random(seed * 1_000_003 + index)) if PLAN["arrival"] == "poisson" else self._constant(count, index)
         self.issued = 0
+        self.over = False
 
-    def _gap(self, offset: float) -> float:
-        stage = stage_at(offset)
-        if stage is None:
-            return TOTAL_S
-        rate = float(stage["rate"]) * self.share
-        if rate <= 0:
-            # No requests in this stage: jump to its end.
-            end = 0.0
-            for candidate in STAGES:
-                end += float(candidate["seconds"])
-                if candidate is stage:
-                    return end - offset
-        return self.random.expovariate(rate) if self.poisson else 1.0 / rate
+    @staticmethod
+    def _constant(count: int, index: int) -> Iterator[float]:
+        begin = 0.0
+        for stage in STAGES:
+            seconds, rate = float(stage["seconds"]), float(stage["rate"])
+            k = index
+            while rate > 0 and k / rate < seconds - 1e-9:
+                yield begin + k / rate
+                k += count
+            begin += seconds
+
+    @staticmethod
+    def _poisson(count: int, rng: random.Random) -> Iterator[float]:
+        begin = 0.0
+        for stage in STAGES:
+            seconds, rate = float(stage["seconds"]), float(stage["rate"]) / count
+            t = rng.expovariate(rate) if rate > 0 else seconds
+            while t < seconds:
+                yield begin + t
+                t += rng.expovariate(rate)
+            begin += seconds
 
     def take(self) -> float | None:
         """The next slot's offset, or None when the timeline is over."""
-        if self.next >= TOTAL_S - 1e-9:  # float sums of 1/rate land a hair below the end
+        slot = next(self.slots, None)
+        if slot is None:
+            self.over = True
             return None
-        slot = self.next
-        self.next += self._gap(slot)
         self.issued += 1
         return slot
 

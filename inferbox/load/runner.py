@@ -19,9 +19,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from inferbox.contract import Capability, LoadClientPlace, Platform, PlacesLoadClients
 from inferbox.errors import InferboxError
@@ -45,6 +46,16 @@ class TimedAction:
     at_s: float
     name: str
     run: Callable[[], Any]
+
+
+class WorkerLauncher(Protocol):
+    """Starts Locust workers elsewhere (e.g. a Kubernetes Job, inferbox.load.kind_job.JobWorkers)."""
+
+    bind_host: str  # where the master listens so those workers reach it
+
+    def launch(
+        self, run: str, plan: dict[str, Any], credentials: dict[str, dict[str, str]], master_port: int
+    ) -> AbstractContextManager[None]: ...
 
 
 @dataclass
@@ -174,8 +185,13 @@ def run_locust(
     folder: Path,
     credentials: dict[str, dict[str, str]],
     actions: Sequence[TimedAction] = (),
+    launcher: WorkerLauncher | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Runs Locust for the plan; returns its exit code and the timed actions as they ran."""
+    """Runs Locust for the plan; returns its exit code and the timed actions as they ran.
+
+    With ``plan["workers"]`` set, a master and that many workers run: local processes, or workers
+    started by ``launcher`` (the master then listens on the launcher's bind host).
+    """
     workers = int(plan["workers"])
     deadline_s = profile.total_s + GRACE_S
     events: list[dict[str, Any]] = []
@@ -202,7 +218,7 @@ def run_locust(
                     "--expect-workers",
                     str(workers),
                     "--master-bind-host",
-                    "127.0.0.1",
+                    launcher.bind_host if launcher else "127.0.0.1",
                     "--master-bind-port",
                     str(port),
                     *outputs,
@@ -221,7 +237,7 @@ def run_locust(
                             str(port),
                         ),
                     )
-                    for i in range(workers)
+                    for i in range(0 if launcher else workers)
                 ]
             else:
                 commands = [("locust", _locust_cmd(place.command_prefix, folder, profile, *outputs))]
@@ -239,6 +255,9 @@ def run_locust(
                         start_new_session=True,
                     )
                 )
+            stack = contextlib.ExitStack()
+            if launcher and workers:
+                stack.enter_context(launcher.launch(plan["name"], plan, credentials, port))
             started = time.monotonic()
             thread = None
             if actions:
@@ -246,13 +265,14 @@ def run_locust(
                     target=_run_actions, args=(folder, actions, events, started + GRACE_S), daemon=True
                 )
                 thread.start()
-            try:
-                code = processes[0].wait(timeout=deadline_s)
-            except subprocess.TimeoutExpired as exc:
-                raise InferboxError(
-                    f"Locust did not finish profile {profile.name} within {deadline_s:.0f}s",
-                    f"see {folder / 'locust.log'}",
-                ) from exc
+            with stack:
+                try:
+                    code = processes[0].wait(timeout=deadline_s)
+                except subprocess.TimeoutExpired as exc:
+                    raise InferboxError(
+                        f"Locust did not finish profile {profile.name} within {deadline_s:.0f}s",
+                        f"see {folder / 'locust.log'}",
+                    ) from exc
             if thread is not None:
                 thread.join(timeout=GRACE_S)
             for worker in processes[1:]:
@@ -273,6 +293,7 @@ def run_profile(
     workers: int | None = None,
     actions: Sequence[TimedAction] = (),
     progress: Callable[[str], None] = lambda _: None,
+    launcher: WorkerLauncher | None = None,
 ) -> LoadResult:
     """Runs ``profile`` against ``platform``, writes every output into ``folder``; the verdicts are in the summary."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -292,7 +313,7 @@ def run_profile(
             f"load profile {profile.name}: {profile.mode} loop, {profile.total_s:g}s, peak {profile.peak_rate:g} req/s"
             + (f", {plan['workers']} workers" if plan["workers"] else "")
         )
-        code, events = run_locust(plan, profile, place, folder, credentials, actions)
+        code, events = run_locust(plan, profile, place, folder, credentials, actions, launcher)
     records = read_records(folder)
     for event in events:
         if "wall_from" in event:
