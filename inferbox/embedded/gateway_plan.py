@@ -346,7 +346,8 @@ def _fault_for(route: K8sObject, manifests: ManifestSet) -> FaultPlan | None:
         status = int(abort.get("httpStatus", 0))
         if not 200 <= status <= 600:
             raise ManifestError(
-                f"{policy.source}: {policy.ref}: faultInjection.abort.httpStatus must be 200-600, found {status or 'none'}",
+                f"{policy.source}: {policy.ref}: faultInjection.abort.httpStatus must be 200-600, "
+                f"found {status or 'none'}",
                 "set httpStatus (gRPC aborts are not interpreted by the embedded target)",
             )
         fault = FaultPlan(

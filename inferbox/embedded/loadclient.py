@@ -80,6 +80,4 @@ def load_client(state: dict[str, Any]) -> Iterator[LoadClientPlace]:
         return
     pod = state["gateway_pod"]
     with client_namespace(str(state["instance"])) as netns:
-        yield LoadClientPlace(
-            ("ip", "netns", "exec", netns), f"http://{pod['ip']}:{pod['port']}", replica_urls(state)
-        )
+        yield LoadClientPlace(("ip", "netns", "exec", netns), f"http://{pod['ip']}:{pod['port']}", replica_urls(state))

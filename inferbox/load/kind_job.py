@@ -57,13 +57,15 @@ class WorkerJobSpec:
         return f"inferbox-load-{self.run}"[:63].rstrip("-")
 
 
-def render_worker_job(
-    spec: WorkerJobSpec, plan: dict[str, Any], locustfile: str | None = None
-) -> list[dict[str, Any]]:
+def render_worker_job(spec: WorkerJobSpec, plan: dict[str, Any], locustfile: str | None = None) -> list[dict[str, Any]]:
     """A ConfigMap (locustfile and plan) and an Indexed Job of ``spec.workers`` Locust workers."""
     if spec.workers < 1:
         raise InferboxError(f"a worker Job needs at least one worker, got {spec.workers}", "pass --workers N")
-    labels = {"app.kubernetes.io/name": "inferbox-load", "app.kubernetes.io/component": "locust-worker", LABEL: spec.run}
+    labels = {
+        "app.kubernetes.io/name": "inferbox-load",
+        "app.kubernetes.io/component": "locust-worker",
+        LABEL: spec.run,
+    }
     worker_plan = {**plan, "workers": spec.workers, "output_dir": "/tmp/inferbox-load"}  # noqa: S108 - unused by workers
     config_map = {
         "apiVersion": "v1",
@@ -124,7 +126,11 @@ def render_worker_job(
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [container],
                     "volumes": [
                         {"name": "plan", "configMap": {"name": spec.name}},
@@ -182,9 +188,7 @@ class JobWorkers:
     def launch(
         self, run: str, plan: dict[str, Any], credentials: dict[str, dict[str, str]], master_port: int
     ) -> Iterator[None]:
-        spec = WorkerJobSpec(
-            run, self.namespace, int(plan["workers"]), self.master_host, master_port, image=self.image
-        )
+        spec = WorkerJobSpec(run, self.namespace, int(plan["workers"]), self.master_host, master_port, image=self.image)
         objects = [render_credentials_secret(spec, credentials), *render_worker_job(spec, plan)]
         validate(objects)
         self._kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))

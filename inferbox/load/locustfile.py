@@ -74,7 +74,11 @@ class Schedule:
 
     def __init__(self, share: float, index: int, seed: int) -> None:
         count = max(1, round(1.0 / share))
-        self.slots = self._poisson(count, random.Random(seed * 1_000_003 + index)) if PLAN["arrival"] == "poisson" else self._constant(count, index)
+        self.slots = (
+            self._poisson(count, random.Random(seed * 1_000_003 + index))
+            if PLAN["arrival"] == "poisson"
+            else self._constant(count, index)
+        )
         self.issued = 0
         self.over = False
 
@@ -120,7 +124,7 @@ class Recorder:
     """Raw per-request records of this process, with the part not yet shipped to the master."""
 
     def __init__(self) -> None:
-        self.columns = {name: array.array(code) for name, code in COLUMNS}
+        self.columns: dict[str, array.array[Any]] = {name: array.array(code) for name, code in COLUMNS}
         self.shipped = 0
         self.t0_mono = time.monotonic()
         self.t0_wall = time.time()
@@ -134,7 +138,7 @@ class Recorder:
     def __len__(self) -> int:
         return len(self.columns["done"])
 
-    def unshipped(self) -> dict[str, list[float]]:
+    def unshipped(self) -> dict[str, list[Any]]:
         end = len(self)
         rows = {name: self.columns[name][self.shipped : end].tolist() for name, _ in COLUMNS}
         self.shipped = end
@@ -239,9 +243,11 @@ def _answer_ok(target: dict[str, Any], body: Any) -> bool:
     if expect is None:
         return True
     if target["protocol"] == "v1":
-        return isinstance(body, dict) and body.get("predictions") == expect
+        return isinstance(body, dict) and bool(body.get("predictions") == expect)
     outputs = body.get("outputs") if isinstance(body, dict) else None
-    return bool(outputs) and [int(v) for v in outputs[0].get("data", [])] == expect
+    if not isinstance(outputs, list) or not outputs or not isinstance(outputs[0], dict):
+        return False
+    return bool([int(v) for v in outputs[0].get("data", [])] == expect)
 
 
 def classify(target: dict[str, Any], status: int, content: bytes, body: Any) -> tuple[int, str]:
@@ -325,7 +331,7 @@ class ProfileShape(LoadTestShape):
     """The plan's stages: users per stage; the run stops after the last stage."""
 
     def tick(self) -> tuple[int, float] | None:
-        stage = stage_at(self.get_run_time())
+        stage = stage_at(float(self.get_run_time()))  # type: ignore[no-untyped-call]
         if stage is None:
             return None
         users = int(stage["users"])
@@ -340,8 +346,7 @@ def _identity(environment: Any) -> tuple[int, int]:
     return 0, 1
 
 
-@events.test_start.add_listener
-def _on_test_start(environment: Any, **_: Any) -> None:
+def _on_test_start(environment: Any, **kwargs: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         _write_json("started.json", {"t0_mono": time.monotonic(), "t0_wall": time.time()})
         return
@@ -357,20 +362,18 @@ def _on_test_start(environment: Any, **_: Any) -> None:
         _write_json("started.json", {"t0_mono": recorder.t0_mono, "t0_wall": recorder.t0_wall})
 
 
-@events.test_stop.add_listener
-def _on_test_stop(environment: Any, **_: Any) -> None:
+def _on_test_stop(environment: Any, **kwargs: Any) -> None:
     recorder: Recorder | None = STATE.get("recorder")
     if recorder is None or isinstance(environment.runner, MasterRunner):
         return
     recorder.scheduled = STATE["schedule"].drain() if OPEN else None
 
 
-@events.report_to_master.add_listener
-def _on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+def _on_report_to_master(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
     recorder: Recorder | None = STATE.get("recorder")
     if recorder is None:
         return
-    index, _ = _identity(STATE["environment"])
+    index = _identity(STATE["environment"])[0]
     data["inferbox"] = {
         "worker": index,
         "t0_mono": recorder.t0_mono,
@@ -380,8 +383,7 @@ def _on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None
     }
 
 
-@events.worker_report.add_listener
-def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+def _on_worker_report(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
     part = data.get("inferbox")
     if not part:
         return
@@ -397,13 +399,11 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
         columns[name].extend(part["rows"][name])
 
 
-@events.init.add_listener
-def _on_init(environment: Any, **_: Any) -> None:
+def _on_init(environment: Any, **kwargs: Any) -> None:
     STATE["environment"] = environment
 
 
-@events.quit.add_listener
-def _on_quit(exit_code: int, **_: Any) -> None:
+def _on_quit(exit_code: int, **kwargs: Any) -> None:
     environment = STATE.get("environment")
     if environment is None or isinstance(environment.runner, WorkerRunner):
         return
@@ -422,6 +422,18 @@ def _on_quit(exit_code: int, **_: Any) -> None:
             }
         ]
     _write_samples(parts)
+
+
+# Registered here rather than with decorators: Locust's event hooks carry no types.
+for _hook, _listener in (
+    (events.test_start, _on_test_start),
+    (events.test_stop, _on_test_stop),
+    (events.report_to_master, _on_report_to_master),
+    (events.worker_report, _on_worker_report),
+    (events.init, _on_init),
+    (events.quit, _on_quit),
+):
+    _hook.add_listener(_listener)  # type: ignore[no-untyped-call]
 
 
 def _write_json(name: str, body: dict[str, Any]) -> None:

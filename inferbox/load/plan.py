@@ -95,12 +95,13 @@ def check_budgets(profile: LoadProfile, slo: SloFile, targets: list[Target], con
             why = f"Poisson arrivals at {rate:g}/s exceed {budget:g} in some one-second windows"
         else:
             ceiling = rate / CONSTANT_HEADROOM
-            why = f"{rate:g}/s leaves less than {100 - CONSTANT_HEADROOM * 100:g}% headroom under {budget:g}/s"
+            headroom = 100 - CONSTANT_HEADROOM * 100
+            why = f"{rate:g}/s leaves less than {headroom:g}% headroom under {budget:g}/s"
         if ceiling > budget:
             raise LoadProfileError(
-                f"load profile {profile.name} sends {tenant} up to {rate:g} requests/s through the gateway, against its "
-                f"budget of {budget:g}/s ({why}); the platform would answer 429 and the run would measure the rate "
-                "limiter",
+                f"load profile {profile.name} sends {tenant} up to {rate:g} requests/s through the gateway, "
+                f"against its budget of {budget:g}/s ({why}); the platform would answer 429 and the run would "
+                "measure the rate limiter",
                 f"lower the rate, spread it over more tenants in the mix, or allow 429s with maxRateLimitedRatio in "
                 f"{slo.source}",
             )

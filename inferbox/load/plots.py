@@ -7,6 +7,7 @@ second that open-loop measurement exposes, on one picture.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -127,7 +128,7 @@ def histogram(latency_s: Floats, marks: dict[str, float], bins: int = 48) -> str
         return LEFT + plot_w * (math.log10(max(ms, edges[0])) - axis[0]) / (axis[1] - axis[0])
 
     body = []
-    for count, (left, right) in zip(counts, zip(edges[:-1], edges[1:], strict=True), strict=True):
+    for count, (left, right) in zip(counts, itertools.pairwise(edges), strict=True):
         if count:
             # Square-root heights keep a tail of a few requests visible beside thousands.
             h = plot_h * math.sqrt(count / peak)

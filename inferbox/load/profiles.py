@@ -138,7 +138,9 @@ def _choice(where: str, value: Any, allowed: tuple[str, ...]) -> str:
 def _known(where: str, data: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise LoadProfileError(f"{where}: unknown field(s) {', '.join(unknown)}", f"known: {', '.join(sorted(allowed))}")
+        raise LoadProfileError(
+            f"{where}: unknown field(s) {', '.join(unknown)}", f"known: {', '.join(sorted(allowed))}"
+        )
 
 
 def _mix(where: str, raw: Any) -> tuple[MixEntry, ...]:
@@ -164,7 +166,17 @@ def _mix(where: str, raw: Any) -> tuple[MixEntry, ...]:
     return tuple(entries)
 
 
-PROFILE_FIELDS = {"description", "stages", "mode", "arrival", "warmupSeconds", "timeoutSeconds", "workers", "seed", "mix"}
+PROFILE_FIELDS = {
+    "description",
+    "stages",
+    "mode",
+    "arrival",
+    "warmupSeconds",
+    "timeoutSeconds",
+    "workers",
+    "seed",
+    "mix",
+}
 
 
 def load_profiles(path: Path = DEFAULT_PROFILES) -> dict[str, LoadProfile]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -78,7 +79,7 @@ def read_records(folder: Path) -> Records:
         )
     meta = json.loads(meta_path.read_text())
     raw = (folder / "samples.bin").read_bytes()
-    order = "<" if meta["byteorder"] == "little" else ">"
+    order: Literal["<", ">"] = "<" if meta["byteorder"] == "little" else ">"
     parts: dict[str, list[npt.NDArray[np.generic]]] = {name: [] for name, _ in meta["columns"]}
     parts["worker"] = []
     workers = meta["workers"]

@@ -58,11 +58,16 @@ def write_outputs(
     for key in ("direct", "gateway", "added"):
         if key in overhead:
             figures.append([f"overhead mode: {key}", *_ms(overhead[key])])
-    per_target = [[html.escape(label), str(t["requests"]), str(t["ok"]), *_ms(t["latency_ms"])[:5]] for label, t in summary["by_target"].items()]
+    per_target = [
+        [html.escape(label), str(t["requests"]), str(t["ok"]), *_ms(t["latency_ms"])[:5]]
+        for label, t in summary["by_target"].items()
+    ]
     requests = summary["requests"]
     errors = summary["errors"]
     links = " · ".join(
-        f"<a href='{name}'>{name}</a>" for name in (*LOCUST_FILES, "summary.json", "plan.json") if (folder / name).exists() or name == "summary.json"
+        f"<a href='{name}'>{name}</a>"
+        for name in (*LOCUST_FILES, "summary.json", "plan.json")
+        if (folder / name).exists() or name == "summary.json"
     )
     events = "".join(
         f"<li>{html.escape(str(e.get('name')))}: {e.get('from_s', '?')}s to {e.get('to_s', '?')}s"
@@ -70,24 +75,28 @@ def write_outputs(
         for e in summary["events"]
     )
     verdict = "passed" if summary["passed"] else "FAILED"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>load {html.escape(summary['profile'])}</title>
+    scheduled = "" if requests["scheduled"] is None else f", {requests['scheduled']} scheduled in all"
+    error_text = html.escape(
+        f"by status: {errors['by_status']}; by tenant: {errors['by_tenant']}; by kind: {errors['by_outcome']}; "
+        f"429s by tenant: {summary['rate_limited']['by_tenant']}"
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>load {html.escape(summary["profile"])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}}table{{border-collapse:collapse}}
 td,th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}}</style></head><body>
-<h1>Load profile {html.escape(summary['profile'])}: {verdict}</h1>
-<p>{html.escape(summary.get('description', ''))}</p>
-<p>Target <b>{html.escape(str(summary.get('target')))}</b>, {summary['mode']} loop ({summary['arrival']} arrivals),
-started {html.escape(str(summary.get('started')))}; measured window {summary['window_s']['from']}s to
-{summary['window_s']['to']}s. Requested {summary['requested_rate']} req/s, achieved {summary['achieved_rate']} req/s
-(ratio {summary['achieved_ratio']}), goodput {summary['goodput_rate']} req/s.
-Requests: {requests['in_window']} in the window, {requests['ok']} answered, {requests['errors']} errors,
-{requests['rate_limited']} rate-limited (429){'' if requests['scheduled'] is None else f', {requests["scheduled"]} scheduled in all'}.</p>
+<h1>Load profile {html.escape(summary["profile"])}: {verdict}</h1>
+<p>{html.escape(summary.get("description", ""))}</p>
+<p>Target <b>{html.escape(str(summary.get("target")))}</b>, {summary["mode"]} loop ({summary["arrival"]} arrivals),
+started {html.escape(str(summary.get("started")))}; measured window {summary["window_s"]["from"]}s to
+{summary["window_s"]["to"]}s. Requested {summary["requested_rate"]} req/s, achieved {summary["achieved_rate"]} req/s
+(ratio {summary["achieved_ratio"]}), goodput {summary["goodput_rate"]} req/s.
+Requests: {requests["in_window"]} in the window, {requests["ok"]} answered, {requests["errors"]} errors,
+{requests["rate_limited"]} rate-limited (429){scheduled}.</p>
 <h2>SLOs</h2>{_table(verdicts, ["SLO", "verdict", "detail"])}
 <h2>Latency (ms)</h2>{_table(figures, ["", "p50", "p90", "p99", "p99.9", "max", "count"])}
 <h2>Latency over time</h2>{over_time}
 <h2>Histogram</h2>{hist}
 <h2>Per target</h2>{_table(per_target, ["target", "requests", "answered", "p50", "p90", "p99", "p99.9", "max"])}
-<h2>Errors</h2><p>by status: {html.escape(str(errors['by_status']) or '{}')}; by tenant: {html.escape(str(errors['by_tenant']))};
-by kind: {html.escape(str(errors['by_outcome']))}; 429s by tenant: {html.escape(str(summary['rate_limited']['by_tenant']))}</p>
+<h2>Errors</h2><p>{error_text}</p>
 {f"<h2>Chaos actions</h2><ul>{events}</ul>" if events else ""}
 <h2>Files</h2><p>{links}</p>
 <p style="color:#57606a">Percentiles are exact (nearest rank over every raw request), not Locust's rounded buckets.
@@ -97,5 +106,9 @@ Locust's own report (locust.html) rounds response times to about two significant
     files = {"html": "load.html", "summary": "summary.json", "plan": "plan.json", "samples": "samples.bin"}
     for name in LOCUST_FILES:
         if (folder / name).exists():
-            files[name.removesuffix(".csv").removesuffix(".html").replace("locust_", "locust-") if name != "locust.html" else "locust-html"] = name
+            files[
+                name.removesuffix(".csv").removesuffix(".html").replace("locust_", "locust-")
+                if name != "locust.html"
+                else "locust-html"
+            ] = name
     return files

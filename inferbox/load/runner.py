@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from inferbox.contract import Capability, LoadClientPlace, Platform, PlacesLoadClients
+from inferbox.contract import Capability, LoadClientPlace, PlacesLoadClients, Platform
 from inferbox.errors import InferboxError
 from inferbox.load.plan import build_plan, tenants_needing_tokens
 from inferbox.load.profiles import LoadProfile, LoadProfileError, SloFile

@@ -96,7 +96,9 @@ def summarise(
     else:
         achieved_ratio = completed / requested if requested else 0.0
     tenant_of = [t["tenant"] for t in targets]
-    error_keys = [(str(int(s)), tenant_of[int(t)]) for s, t in zip(window.status[errors], window.target[errors], strict=True)]
+    error_keys = [
+        (str(int(s)), tenant_of[int(t)]) for s, t in zip(window.status[errors], window.target[errors], strict=True)
+    ]
     by_tenant: dict[str, dict[str, int]] = {}
     for status, tenant in error_keys:
         by_tenant.setdefault(tenant, {})

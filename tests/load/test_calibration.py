@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferbox.contract import Capability, Platform, PausesReplicas
+from inferbox.contract import Capability, PausesReplicas, Platform
 from inferbox.evidence import Evidence
 from inferbox.load.profiles import LoadProfile, MixEntry, SloFile, Stage
 from inferbox.load.records import OK, Records, percentile, read_records
@@ -122,11 +122,15 @@ def test_injected_delay_shows_in_the_percentiles(
     }
     evidence.figure("calibration-delay", figures)
     low, high = p - SIGMAS * sigma, p + SIGMAS * sigma + noise
-    assert low <= share <= high, f"{share:.3%} of requests measured >= {DELAY_S * 1000:g} ms, expected {low:.3%}-{high:.3%}: {figures}"
+    assert low <= share <= high, (
+        f"{share:.3%} of requests measured >= {DELAY_S * 1000:g} ms, expected {low:.3%}-{high:.3%}: {figures}"
+    )
     ceiling = DELAY_S + base_p99 + NOISE_S
     for q in (95, 99):
         value = percentile(delayed, q)
-        assert DELAY_S <= value <= ceiling, f"p{q} {value * 1000:.2f} ms outside [{DELAY_S * 1000:g}, {ceiling * 1000:.2f}] ms: {figures}"
+        assert DELAY_S <= value <= ceiling, (
+            f"p{q} {value * 1000:.2f} ms outside [{DELAY_S * 1000:g}, {ceiling * 1000:.2f}] ms: {figures}"
+        )
     assert percentile(delayed, 50) <= base_p99, f"the median moved with a 10% delay: {figures}"
 
 
@@ -135,11 +139,15 @@ def _stall_run(platform: Platform, folder: Path, mode: str, users: int) -> tuple
     assert isinstance(platform, PausesReplicas)
     model = platform.topology.model(BASELINE[1])
     profile = _profile(f"calibration-stall-{mode}", mode, 14.0, users, [BASELINE])
-    stall = TimedAction(7.0, f"pause {BASELINE[0]}/{BASELINE[1]} replica 0 for {STALL_S:g}s",
-                        lambda: platform.pause_replica(model, STALL_S))
+    stall = TimedAction(
+        7.0,
+        f"pause {BASELINE[0]}/{BASELINE[1]} replica 0 for {STALL_S:g}s",
+        lambda: platform.pause_replica(model, STALL_S),
+    )
     result = run_profile(platform, profile, NO_SLOS, folder / profile.name, actions=[stall])
     events = result.summary["events"]
-    assert events and "error" not in events[0], f"the stall did not happen: {events}"
+    assert events, "the stall did not happen"
+    assert "error" not in events[0], f"the stall did not happen: {events}"
     assert events[0]["to_s"] - events[0]["from_s"] >= STALL_S - 0.005, events
     return result, _measured(result, BASELINE)
 

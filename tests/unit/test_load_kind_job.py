@@ -38,7 +38,12 @@ def test_the_job_runs_one_worker_per_pod_connecting_back_to_the_master() -> None
     assert plan["workers"] == 3, "workers split the rate by the worker count"
     assert plan["output_dir"] != PLAN["output_dir"], "a worker never writes into the host's report folder"
     spec = job["spec"]
-    assert (spec["completions"], spec["parallelism"], spec["completionMode"], spec["backoffLimit"]) == (3, 3, "Indexed", 0)
+    assert (spec["completions"], spec["parallelism"], spec["completionMode"], spec["backoffLimit"]) == (
+        3,
+        3,
+        "Indexed",
+        0,
+    )
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == locust_image()
@@ -75,7 +80,7 @@ def test_invalid_objects_are_reported() -> None:
 def test_job_workers_apply_then_delete_through_kubectl(tmp_path: Any) -> None:
     log = tmp_path / "kubectl.log"
     fake = tmp_path / "kubectl"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\ncat >> {log}\n")
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\ncat >> {log}\n')
     fake.chmod(0o755)
     workers = JobWorkers("inferbox-load", "172.18.0.1", kubectl=(str(fake),))
     launcher: WorkerLauncher = workers
@@ -83,7 +88,8 @@ def test_job_workers_apply_then_delete_through_kubectl(tmp_path: Any) -> None:
     with launched:
         applied = log.read_text()
         assert applied.startswith("apply -f -")
-        assert "kind: Job" in applied and "kind: Secret" in applied
+        assert "kind: Job" in applied
+        assert "kind: Secret" in applied
     deleted = log.read_text()
     assert "delete job inferbox-load-smoke -n inferbox-load" in deleted
     assert "delete secret inferbox-load-smoke -n inferbox-load" in deleted

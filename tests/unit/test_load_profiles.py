@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from inferbox.topology import read_topology
 PLACE = LoadClientPlace((), "http://127.0.0.1:18080", {"tenant-a/sklearn-iris": ("http://198.18.0.3:8080",)})
 
 
-def _write(path: Path, body: dict[str, object]) -> Path:
+def _write(path: Path, body: Mapping[str, object]) -> Path:
     path.write_text(yaml.safe_dump(body))
     return path
 
@@ -44,7 +45,9 @@ def test_every_shipped_profile_has_a_valid_slo_file() -> None:
     assert not get_profile("smoke").overhead
 
 
-def test_shipped_profiles_fit_the_tenant_budgets(manifests: ManifestSet, profile: ConformanceProfile, tmp_path: Path) -> None:
+def test_shipped_profiles_fit_the_tenant_budgets(
+    manifests: ManifestSet, profile: ConformanceProfile, tmp_path: Path
+) -> None:
     topology = read_topology(manifests)
     for name, load in load_profiles().items():
         build_plan(load, load_slo(name), topology, profile, PLACE, tmp_path)  # raises when over a budget
@@ -73,7 +76,9 @@ def test_requested_requests_follow_the_stages(tmp_path: Path) -> None:
         ({"stages": [{"seconds": 10, "rate": 5}], "mix": [{"via": "sideways"}]}, "use one of gateway, direct"),
     ],
 )
-def test_bad_profiles_are_refused_with_the_field_named(tmp_path: Path, profile: dict[str, object], message: str) -> None:
+def test_bad_profiles_are_refused_with_the_field_named(
+    tmp_path: Path, profile: dict[str, object], message: str
+) -> None:
     with pytest.raises(LoadProfileError, match=message):
         get_profile("p", _profiles(tmp_path, p=profile))
 
@@ -100,7 +105,7 @@ def test_bad_slo_files_are_refused(tmp_path: Path, spec: dict[str, object], mess
 def test_slo_file_must_name_its_profile(tmp_path: Path) -> None:
     directory = _slo(tmp_path, "other", latencyMs={"p50": 1, "p99": 2}, maxErrorRatio=0, minAchievedRatio=1)
     (directory / "other.yaml").rename(directory / "p.yaml")
-    with pytest.raises(LoadProfileError, match="metadata.name is 'other'"):
+    with pytest.raises(LoadProfileError, match=r"metadata\.name is 'other'"):
         load_slo("p", directory)
 
 
@@ -128,12 +133,16 @@ def test_a_profile_over_a_tenant_budget_is_refused_unless_429s_are_allowed(
     path = _profiles(tmp_path, p={"stages": [{"seconds": 10, "rate": 190, "users": 10}]})  # 95/s per tenant
     spec = {"latencyMs": {"p50": 5, "p99": 9}, "maxErrorRatio": 0, "minAchievedRatio": 0.95}
     with pytest.raises(LoadProfileError, match=r"sends tenant-a up to 95 requests/s .* budget of 100/s"):
-        build_plan(get_profile("p", path), load_slo("p", _slo(tmp_path, "p", **spec)), topology, profile, PLACE, tmp_path)
+        build_plan(
+            get_profile("p", path), load_slo("p", _slo(tmp_path, "p", **spec)), topology, profile, PLACE, tmp_path
+        )
     allowed = load_slo("p", _slo(tmp_path, "p", **spec, maxRateLimitedRatio=0.2))
     build_plan(get_profile("p", path), allowed, topology, profile, PLACE, tmp_path)
 
 
-def test_poisson_arrivals_need_more_headroom(manifests: ManifestSet, profile: ConformanceProfile, tmp_path: Path) -> None:
+def test_poisson_arrivals_need_more_headroom(
+    manifests: ManifestSet, profile: ConformanceProfile, tmp_path: Path
+) -> None:
     topology = read_topology(manifests)
     spec = {"latencyMs": {"p50": 5, "p99": 9}, "maxErrorRatio": 0, "minAchievedRatio": 0.95}
     slo = load_slo("p", _slo(tmp_path, "p", **spec))
@@ -176,9 +185,12 @@ def test_direct_paths_need_a_place_that_reaches_replicas(
 
 def test_mix_weights_split_evenly_over_what_an_entry_covers(manifests: ManifestSet, tmp_path: Path) -> None:
     path = _profiles(
-        tmp_path, p={"stages": [{"seconds": 10, "rate": 5}], "mix": [{"tenant": "tenant-a", "weight": 3}, {"weight": 1}]}
+        tmp_path,
+        p={"stages": [{"seconds": 10, "rate": 5}], "mix": [{"tenant": "tenant-a", "weight": 3}, {"weight": 1}]},
     )
-    targets = {(t.tenant, t.protocol): t.weight for t in resolve_targets(get_profile("p", path), read_topology(manifests))}
+    targets = {
+        (t.tenant, t.protocol): t.weight for t in resolve_targets(get_profile("p", path), read_topology(manifests))
+    }
     assert targets[("tenant-a", "v1")] == pytest.approx(1.5 + 0.25)
     assert targets[("tenant-c", "v2")] == pytest.approx(0.25)
     assert MixEntry().via == "gateway"

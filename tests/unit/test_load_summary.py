@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from array import array
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -107,7 +108,13 @@ def test_the_warm_up_is_not_measured_and_unsent_slots_count_against_the_achieved
 
 
 def test_gateway_overhead_is_the_difference_per_percentile() -> None:
-    plan = {**PLAN, "targets": [{"label": "d", "tenant": "tenant-a", "via": "direct"}, {"label": "g", "tenant": "tenant-a", "via": "gateway"}]}
+    plan = {
+        **PLAN,
+        "targets": [
+            {"label": "d", "tenant": "tenant-a", "via": "direct"},
+            {"label": "g", "tenant": "tenant-a", "via": "gateway"},
+        ],
+    }
     profile = LoadProfile("t", "", (Stage(10, 100, 5),), mix=(MixEntry(via="direct"), MixEntry()))
     latency = [2.0, 3.0] * 50
     summary = summarise(
@@ -122,13 +129,19 @@ def test_gateway_overhead_is_the_difference_per_percentile() -> None:
 
 
 def test_records_round_trip_through_the_locustfile_format(tmp_path: Path) -> None:
-    columns = {"intended": array("d", [0.5, 1.0]), "sent": array("d", [0.5, 1.1]), "done": array("d", [0.6, 1.3])}
+    columns: dict[str, array[Any]] = {
+        "intended": array("d", [0.5, 1.0]),
+        "sent": array("d", [0.5, 1.1]),
+        "done": array("d", [0.6, 1.3]),
+    }
     columns |= {"status": array("h", [200, 503]), "outcome": array("b", [OK, HTTP_ERROR]), "target": array("h", [1, 0])}
     order = [("intended", "d"), ("sent", "d"), ("done", "d"), ("status", "h"), ("outcome", "b"), ("target", "h")]
     workers = []
     with open(tmp_path / "samples.bin", "wb") as out:
         for index, t0_wall in ((0, 100.0), (1, 100.25)):
-            workers.append({"worker": index, "t0_mono": 7.0, "t0_wall": t0_wall, "scheduled": 3, "count": 2, "offset": out.tell()})
+            workers.append(
+                {"worker": index, "t0_mono": 7.0, "t0_wall": t0_wall, "scheduled": 3, "count": 2, "offset": out.tell()}
+            )
             for name, _ in order:
                 columns[name].tofile(out)
     meta = {"columns": [list(c) for c in order], "byteorder": "little", "workers": workers}
@@ -144,7 +157,7 @@ def test_records_round_trip_through_the_locustfile_format(tmp_path: Path) -> Non
 
 
 def test_missing_samples_name_the_locust_log(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="locust.log"):
+    with pytest.raises(Exception, match=r"locust\.log"):
         read_records(tmp_path)
 
 
@@ -152,7 +165,8 @@ def test_plots_are_self_contained_svg() -> None:
     records = _records([5.0] * 99 + [900.0], [OK] * 100, [200] * 100, [0] * 100)
     events = [{"name": "pause <replica>", "from_s": 4.0, "to_s": 5.0}]
     over_time = latency_over_time(records, 10.0, 2.0, events, "intended send time")
-    assert over_time.startswith("<svg") and over_time.endswith("</svg>")
+    assert over_time.startswith("<svg")
+    assert over_time.endswith("</svg>")
     assert "pause &lt;replica&gt;" in over_time
     assert "1 s" in over_time  # the log axis reaches the 900 ms outlier
     hist = histogram(records.latency, {"p50": 5.0, "p99": 5.0})

@@ -26,7 +26,12 @@ def test_a_paused_group_is_stopped_then_running_again() -> None:
         start = proc_start_time(child.pid)
         assert start is not None
         seen: list[str] = []
-        watcher = threading.Thread(target=lambda: (time.sleep(0.15), seen.append(_state(child.pid))))
+
+        def look() -> None:
+            time.sleep(0.15)  # halfway through the pause
+            seen.append(_state(child.pid))
+
+        watcher = threading.Thread(target=look)
         watcher.start()
         stopped, resumed = pause_process_group(child.pid, start, 0.3)
         watcher.join()
