@@ -207,9 +207,8 @@ def main() -> None:
         )
     print(f"  ceiling: {figures['ceiling']} requests/s with achieved/requested >= 0.95")
     timing, error = figures["timing"], figures["error_ms"]
-    print(
-        f"  timing error at {TIMING_RATE:g}/s against a {FIXED_DELAY_MS:g} ms fixed-delay endpoint ({timing['latency']['count']} requests):"
-    )
+    count = timing["latency"]["count"]
+    print(f"  timing error at {TIMING_RATE:g}/s against a {FIXED_DELAY_MS:g} ms fixed delay ({count} requests):")
     print(
         f"    measured latency - {FIXED_DELAY_MS:g} ms: p50 {error['p50']:.3f} ms  p90 {error['p90']:.3f} ms  "
         f"p99 {error['p99']:.3f} ms  max {error['max']:.3f} ms   [target: median <= 1 ms]"
