@@ -12,10 +12,14 @@ tenant-a's route (a 50 ms delay on 10% of requests), the way a mutant is applied
 - the same stall under closed loop (two Locust users pacing themselves) is hidden: only the two
   requests in flight see it, p99 stays low, and the requests the users never sent vanish from the
   offered load. That is coordinated omission, and why the SLO profiles run open loop.
+
+The same platform issues tokens that live 75 s instead of 300 s, so the users' renewal (a minute
+before expiry) happens during the 18 s delay run, without a single failed request.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +32,7 @@ from inferbox.evidence import Evidence
 from inferbox.load.profiles import LoadProfile, MixEntry, SloFile, Stage
 from inferbox.load.records import OK, Records, percentile, read_records
 from inferbox.load.runner import LoadResult, TimedAction, run_profile
-from inferbox.manifests import DEFAULT_MANIFEST_DIR
+from inferbox.manifests import DEFAULT_MANIFEST_DIR, load_manifests
 from inferbox.mutants.model import Mutant, Patch, mutate
 from inferbox.profile import load_profile
 from inferbox.targets import TARGETS, TargetOptions
@@ -43,10 +47,25 @@ STALL_S = 1.0
 RATE = 50.0  # per model: inside every tenant's budget of 100/s
 DELAYED = ("tenant-a", "sklearn-iris")
 BASELINE = ("tenant-c", "pytorch-resnet")
+TOKEN_TTL_S = 75  # with renewal a minute before expiry: renewed 15 s into the run
+
+
+def _token_ttl_patch() -> Patch:
+    jwt_server = load_manifests(DEFAULT_MANIFEST_DIR).get("Deployment", "jwt-server", "inference-system")
+    assert jwt_server is not None
+    env = jwt_server.spec["template"]["spec"]["containers"][0]["env"]
+    index = next(i for i, e in enumerate(env) if e["name"] == "JWT_TOKEN_TTL_SECONDS")
+    return Patch(
+        "replace",
+        {"kind": "Deployment", "namespace": "inference-system", "name": "jwt-server"},
+        f"/spec/template/spec/containers/0/env/{index}/value",
+        str(TOKEN_TTL_S),
+    )
+
 
 FAULT = Mutant(
     name="calibration-delay",
-    breaks=f"tenant-a's route delays {DELAY_PERCENT:g}% of requests by {DELAY_S * 1000:g} ms",
+    breaks=f"tenant-a's route delays {DELAY_PERCENT:g}% of requests by {DELAY_S * 1000:g} ms; short tokens",
     patches=(
         Patch(
             "add",
@@ -54,6 +73,7 @@ FAULT = Mutant(
             "/spec/faultInjection",
             {"delay": {"fixedDelay": f"{DELAY_S * 1000:g}ms", "percentage": DELAY_PERCENT}},
         ),
+        _token_ttl_patch(),
     ),
     kills=("tests/load/test_calibration.py",),
 )
@@ -91,7 +111,6 @@ def _measured(result: LoadResult, model: tuple[str, str]) -> Records:
     """Records of one model inside the measured window; every one of them answered."""
     records = read_records(result.folder)
     index = [i for i, t in enumerate(result.plan["targets"]) if (t["tenant"], t["model"]) == model]
-    start, end = result.plan["stages"][0]["seconds"], 0.0
     start, end = 3.0, float(result.plan["stages"][0]["seconds"])
     mine = records.select(np.isin(records.target, index) & (records.intended >= start) & (records.intended < end))
     assert len(mine) > 0, f"no data for {model}: nothing was measured"
@@ -99,11 +118,14 @@ def _measured(result: LoadResult, model: tuple[str, str]) -> Records:
     return mine
 
 
-def test_injected_delay_shows_in_the_percentiles(
-    faulty_platform: Platform, load_report_dir: Path, evidence: Evidence
-) -> None:
+@pytest.fixture(scope="module")
+def delay_run(faulty_platform: Platform, load_report_dir: Path) -> LoadResult:
     profile = _profile("calibration-delay", "open", 18.0, 10, [DELAYED, BASELINE])
-    result = run_profile(faulty_platform, profile, NO_SLOS, load_report_dir / profile.name)
+    return run_profile(faulty_platform, profile, NO_SLOS, load_report_dir / profile.name)
+
+
+def test_injected_delay_shows_in_the_percentiles(delay_run: LoadResult, evidence: Evidence) -> None:
+    result = delay_run
     delayed, baseline = _measured(result, DELAYED).latency, _measured(result, BASELINE).latency
     n = delayed.size
     share = float((delayed >= DELAY_S).mean())
@@ -174,3 +196,17 @@ def test_a_stall_shows_in_open_loop_p99_and_hides_in_closed_loop(
     assert closed_records.latency.max() >= STALL_S * 0.9, f"closed loop never saw the stall: {figures}"
     assert percentile(closed_records.latency, 99) < STALL_S / 2, f"closed loop unexpectedly showed the stall: {figures}"
     assert closed.summary["achieved_ratio"] < 0.97 <= opened.summary["achieved_ratio"], figures
+
+
+def test_tokens_are_renewed_before_they_expire(delay_run: LoadResult) -> None:
+    """Every request of the run was answered (checked per model above) and each tenant's token was
+    fetched again before its 75 s lifetime ran out: Locust's statistics count the token requests."""
+    with open(delay_run.folder / "locust_stats.csv", newline="") as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle) if row["Type"] == "TOKEN"}
+    for tenant in (DELAYED[0], BASELINE[0]):
+        row = rows.get(f"token {tenant}")
+        assert row is not None, f"no token requests for {tenant}: {sorted(rows)}"
+        assert int(row["Request Count"]) >= 2, f"{tenant}'s token was never renewed: {row}"
+        assert int(row["Failure Count"]) == 0, row
+    for model in (DELAYED, BASELINE):
+        _measured(delay_run, model)
