@@ -46,6 +46,10 @@ def _y_ticks(axis: tuple[float, float]) -> list[str]:
     return out
 
 
+def _duration(ms: float) -> str:
+    return f"{ms:.3g} ms" if ms < 1000 else f"{ms / 1000:.3g} s"
+
+
 def _svg(body: list[str], title: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
@@ -89,7 +93,7 @@ def latency_over_time(
                 f'height="{HEIGHT - TOP - BOTTOM}" fill="{COLOURS["event"]}" opacity="0.25">'
                 f"<title>{html.escape(str(event['name']))}</title></rect>"
             )
-    for key, column in (("max", 3), ("p99", 2), ("p50", 1)):
+    for key, column in (("p99", 2), ("p50", 1), ("max", 3)):
         points = " ".join(f"{x(r[0] + 0.5):.1f},{_y(r[column], axis):.1f}" for r in rows)
         dash = ' stroke-dasharray="2,3"' if key == "max" else ""
         body.append(f'<polyline points="{points}" fill="none" stroke="{COLOURS[key]}" stroke-width="1.5"{dash}/>')
@@ -146,7 +150,7 @@ def histogram(latency_s: Floats, marks: dict[str, float], bins: int = 48) -> str
         body.append(
             f'<line x1="{x(ms):.1f}" x2="{x(ms):.1f}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#cf222e" '
             f'stroke-dasharray="3,2"/><text x="{x(ms) + 3:.1f}" y="{TOP + 12 + 12 * i}" font-size="11" '
-            f'fill="#cf222e">{html.escape(name)} {ms:.3g} ms</text>'
+            f'fill="#cf222e">{html.escape(name)} {_duration(ms)}</text>'
         )
     body.append(
         f'<text x="{LEFT}" y="{HEIGHT - 6}" font-size="11" fill="#57606a">'

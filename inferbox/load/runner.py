@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -257,7 +258,8 @@ def run_locust(
                 )
             stack = contextlib.ExitStack()
             if launcher and workers:
-                stack.enter_context(launcher.launch(plan["name"], plan, credentials, port))
+                run = f"{plan['name']}-{secrets.token_hex(3)}"  # unique per run: objects of runs never clash
+                stack.enter_context(launcher.launch(run, plan, credentials, port))
             started = time.monotonic()
             thread = None
             if actions:
