@@ -52,6 +52,7 @@ STAGES: list[dict[str, Any]] = PLAN["stages"]
 TOTAL_S = float(sum(stage["seconds"] for stage in STAGES))
 OPEN = PLAN["mode"] == "open"
 TARGETS: list[dict[str, Any]] = PLAN["targets"]
+END_GRACE_S = 2.0
 
 
 def stage_at(offset: float) -> dict[str, Any] | None:
@@ -285,6 +286,9 @@ class ModelUser(FastHttpUser):
     def request(self) -> None:
         recorder: Recorder = STATE["recorder"]
         intended = time.monotonic()
+        if not OPEN and stage_at(intended - recorder.t0_mono) is None:
+            gevent.sleep(0.5)  # the stages are over; the shape stops the run
+            return
         if OPEN:
             slot = STATE["schedule"].take()
             if slot is None:
@@ -328,10 +332,14 @@ class ModelUser(FastHttpUser):
 
 
 class ProfileShape(LoadTestShape):
-    """The plan's stages: users per stage; the run stops after the last stage."""
+    """The plan's stages: users per stage. The run stops END_GRACE_S after the last stage, so workers
+    that started their timeline a little after the master still finish theirs."""
 
     def tick(self) -> tuple[int, float] | None:
-        stage = stage_at(float(self.get_run_time()))  # type: ignore[no-untyped-call]
+        offset = float(self.get_run_time())  # type: ignore[no-untyped-call]
+        if offset >= TOTAL_S + END_GRACE_S:
+            return None
+        stage = stage_at(min(offset, TOTAL_S - 1e-6))
         if stage is None:
             return None
         users = int(stage["users"])
