@@ -75,6 +75,7 @@ def write_outputs(
         for e in summary["events"]
     )
     verdict = "passed" if summary["passed"] else "FAILED"
+    versions = html.escape(", ".join(f"{k} {v}" for k, v in sorted((summary.get("versions") or {}).items())))
     scheduled = "" if requests["scheduled"] is None else f", {requests['scheduled']} scheduled in all"
     error_text = html.escape(
         f"by status: {errors['by_status']}; by tenant: {errors['by_tenant']}; by kind: {errors['by_outcome']}; "
@@ -91,6 +92,7 @@ started {html.escape(str(summary.get("started")))}; measured window {summary["wi
 (ratio {summary["achieved_ratio"]}), goodput {summary["goodput_rate"]} req/s.
 Requests: {requests["in_window"]} in the window, {requests["ok"]} answered, {requests["errors"]} errors,
 {requests["rate_limited"]} rate-limited (429){scheduled}.</p>
+<p>Versions: {versions}</p>
 <h2>SLOs</h2>{_table(verdicts, ["SLO", "verdict", "detail"])}
 <h2>Latency (ms)</h2>{_table(figures, ["", "p50", "p90", "p99", "p99.9", "max", "count"])}
 <h2>Latency over time</h2>{over_time}
