@@ -138,8 +138,9 @@ def _principal(principal: Principal) -> dict[str, Any]:
                 }
             }
         )
-    for name, value in principal.headers:
-        ids.append({"header": {"name": name, "string_match": {"exact": value}}})
+    for name, values in principal.headers:
+        matches = [{"header": {"name": name, "string_match": {"exact": value}}} for value in values]
+        ids.append(matches[0] if len(matches) == 1 else {"or_ids": {"ids": matches}})
     if not ids:
         return {"any": True}
     return ids[0] if len(ids) == 1 else {"and_ids": {"ids": ids}}

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from inferbox.embedded.netns import connect_in_netns
 from inferbox.embedded.network import Pod
@@ -36,6 +37,10 @@ def pod_http_status(pod: Pod, port: int, path: str, timeout: float = 1.0) -> int
         conn.close()
 
 
+class _StillWaiting(Exception):
+    pass
+
+
 def wait_until(
     what: str,
     ready: Callable[[], bool],
@@ -44,21 +49,31 @@ def wait_until(
     fix: str = "",
     poll_s: float = 0.03,
 ) -> float:
-    """Polls ``ready`` until it is true; returns the seconds it took.
+    """Polls ``ready`` (with tenacity) until it is true; returns the seconds it took.
 
     ``still_possible`` returns a reason when waiting longer is pointless (the process died), so a
     failure is reported at once instead of at the deadline.
     """
     start = time.monotonic()
-    while True:
+
+    def attempt() -> None:
         try:
             if ready():
-                return time.monotonic() - start
+                return
         except (OSError, http.client.HTTPException, httpx.HTTPError):
             pass
         reason = still_possible()
         if reason:
             raise PlatformError(f"{what} will not become ready: {reason}", fix)
-        if time.monotonic() - start > timeout_s:
-            raise PlatformError(f"{what} did not become ready within {timeout_s:.0f}s", fix)
-        time.sleep(poll_s)
+        raise _StillWaiting
+
+    try:
+        Retrying(
+            stop=stop_after_delay(timeout_s),
+            wait=wait_fixed(poll_s),
+            retry=retry_if_exception_type(_StillWaiting),
+            reraise=True,
+        )(attempt)
+    except _StillWaiting:
+        raise PlatformError(f"{what} did not become ready within {timeout_s:.0f}s", fix) from None
+    return time.monotonic() - start

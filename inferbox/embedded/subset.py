@@ -27,6 +27,8 @@ TARGET_REF: Shape = {
     "name": str,
 }
 HEADER_MATCH: Shape = {"name": str, "type": OneOf(("Exact",)), "value": str}
+# Envoy Gateway's authorization principal matches a header against any of several values.
+PRINCIPAL_HEADER: Shape = {"name": str, "values": [str]}
 PATH_MATCH: Shape = {"type": OneOf(("Exact", "PathPrefix")), "value": str}
 RESOURCES: Shape = Noted("CPU and memory requests/limits are " + ON_CLUSTER)
 PROBE: Shape = Noted("probes are run by the kubelet; the embedded target waits on its own health checks")
@@ -183,7 +185,7 @@ SHAPES: dict[str, Shape] = {
                                 "provider": str,
                                 "claims": [{"name": str, "valueType": OneOf(("String",)), "values": [str]}],
                             },
-                            "headers": [HEADER_MATCH],
+                            "headers": [PRINCIPAL_HEADER],
                         },
                     }
                 ],
