@@ -122,7 +122,7 @@ def endpoint(folder: Path) -> Iterator[str]:
         envoy.wait(timeout=10)
 
 
-def _plan(name: str, url: str, rate: float, seconds: float, folder: Path) -> tuple[dict[str, Any], LoadProfile]:
+def plan_for(name: str, url: str, rate: float, seconds: float, folder: Path) -> tuple[dict[str, Any], LoadProfile]:
     profile = LoadProfile(name, "bench", (Stage(seconds, rate, USERS),), warmup_s=WARMUP_S, timeout_s=5.0)
     target = {
         "label": name,
@@ -157,7 +157,7 @@ def _plan(name: str, url: str, rate: float, seconds: float, folder: Path) -> tup
 def _run(name: str, url: str, rate: float, seconds: float, root: Path) -> dict[str, Any]:
     folder = root / name
     folder.mkdir(parents=True)
-    plan, profile = _plan(name, url, rate, seconds, folder)
+    plan, profile = plan_for(name, url, rate, seconds, folder)
     run_locust(plan, profile, LoadClientPlace((), url), folder, {})
     records = read_records(folder)
     window = records.select((records.intended >= WARMUP_S) & (records.outcome == OK))

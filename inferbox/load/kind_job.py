@@ -175,6 +175,7 @@ class JobWorkers:
 
     namespace: str
     master_host: str  # the master's address as pods reach it
+    gateway_url: str  # the gateway as pods reach it, e.g. http://<gateway Service>.<namespace>.svc.cluster.local
     bind_host: str = "0.0.0.0"  # noqa: S104 - the master must accept workers from the cluster network
     kubectl: tuple[str, ...] = ("kubectl",)
     image: str = ""

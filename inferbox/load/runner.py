@@ -53,6 +53,7 @@ class WorkerLauncher(Protocol):
     """Starts Locust workers elsewhere (e.g. a Kubernetes Job, inferbox.load.kind_job.JobWorkers)."""
 
     bind_host: str  # where the master listens so those workers reach it
+    gateway_url: str  # the gateway as those workers reach it (e.g. its in-cluster Service)
 
     def launch(
         self, run: str, plan: dict[str, Any], credentials: dict[str, dict[str, str]], master_port: int
@@ -83,8 +84,19 @@ def needs_direct_access(profile: LoadProfile) -> bool:
 
 
 @contextlib.contextmanager
-def load_place(platform: Platform, profile: LoadProfile) -> Iterator[LoadClientPlace]:
-    """Where Locust runs: beside the workloads when the profile goes direct to replicas, else this machine."""
+def load_place(
+    platform: Platform, profile: LoadProfile, launcher: WorkerLauncher | None = None
+) -> Iterator[LoadClientPlace]:
+    """Where Locust runs: beside the workloads when the profile goes direct to replicas, where the
+    launcher puts its workers, or this machine."""
+    if launcher is not None:
+        if needs_direct_access(profile):
+            raise LoadProfileError(
+                f"load profile {profile.name} goes directly to model replicas, which launched workers do not",
+                "run it without external workers",
+            )
+        yield LoadClientPlace((), launcher.gateway_url)
+        return
     if not needs_direct_access(profile):
         yield LoadClientPlace((), platform.gateway_url)
         return
@@ -300,7 +312,7 @@ def run_profile(
     """Runs ``profile`` against ``platform``, writes every output into ``folder``; the verdicts are in the summary."""
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()  # Locust runs in this folder; every path it gets must be absolute
-    with load_place(platform, profile) as place:
+    with load_place(platform, profile, launcher) as place:
         plan = build_plan(profile, slo, platform.topology, platform.profile, place, folder, workers)
         credentials = {
             tenant: {

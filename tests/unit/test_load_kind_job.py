@@ -82,7 +82,7 @@ def test_job_workers_apply_then_delete_through_kubectl(tmp_path: Any) -> None:
     fake = tmp_path / "kubectl"
     fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\ncat >> {log}\n')
     fake.chmod(0o755)
-    workers = JobWorkers("inferbox-load", "172.18.0.1", kubectl=(str(fake),))
+    workers = JobWorkers("inferbox-load", "172.18.0.1", "http://gw.envoy-gateway-system.svc", kubectl=(str(fake),))
     launcher: WorkerLauncher = workers
     launched: AbstractContextManager[None] = launcher.launch("smoke", {**PLAN, "workers": 2}, {"tenant-a": {}}, 5557)
     with launched:
