@@ -18,7 +18,10 @@ Two modes:
 
 Every request is also recorded raw (intended, sent and done times, status, outcome, target) so
 percentiles are exact, not Locust's rounded buckets. Workers ship their records to the master with
-their regular reports; the local runner or the master writes them to ``samples.bin`` and
+their regular reports. When the run ends, the master asks each worker for the rest: the worker
+waits until none of its requests is in flight, then sends its last records and the count of its
+timeline's slots (the master waits for every worker, bounded; Locust itself would give workers
+half a second). The local runner or the master writes them to ``samples.bin`` and
 ``samples.json`` in the plan's output folder when Locust quits.
 """
 
@@ -53,6 +56,7 @@ TOTAL_S = float(sum(stage["seconds"] for stage in STAGES))
 OPEN = PLAN["mode"] == "open"
 TARGETS: list[dict[str, Any]] = PLAN["targets"]
 END_GRACE_S = 2.0
+FINAL_REPORT_TIMEOUT_S = 30.0
 
 
 def stage_at(offset: float) -> dict[str, Any] | None:
@@ -305,6 +309,21 @@ class ModelUser(FastHttpUser):
         if target["auth"]:
             headers["Authorization"] = f"Bearer {STATE['tokens'].get(target['tenant'])}"
         sent = time.monotonic()
+        STATE["in_flight"] = STATE.get("in_flight", 0) + 1
+        try:
+            self._send(target, index, headers, intended, sent, recorder)
+        finally:
+            STATE["in_flight"] -= 1
+
+    def _send(
+        self,
+        target: dict[str, Any],
+        index: int,
+        headers: dict[str, str],
+        intended: float,
+        sent: float,
+        recorder: Recorder,
+    ) -> None:
         with self.client.request(
             target["method"],
             target["url"],
@@ -371,24 +390,59 @@ def _on_test_start(environment: Any, **kwargs: Any) -> None:
 
 
 def _on_test_stop(environment: Any, **kwargs: Any) -> None:
-    recorder: Recorder | None = STATE.get("recorder")
-    if recorder is None or isinstance(environment.runner, MasterRunner):
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.send_message("inferbox_finish")  # to every worker
+        _await_final_reports()
         return
+    _finish(environment)
+
+
+def _finish(environment: Any) -> None:
+    """This process's records are complete: count the timeline; a worker sends the rest to the master."""
+    recorder: Recorder | None = STATE.get("recorder")
+    if recorder is None or STATE.get("finished"):
+        return
+    deadline = time.monotonic() + float(PLAN["timeout_s"])
+    while STATE.get("in_flight", 0) and time.monotonic() < deadline:
+        gevent.sleep(0.02)
+    STATE["finished"] = True
     recorder.scheduled = STATE["schedule"].drain() if OPEN else None
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.send_message("inferbox_final", _worker_part(environment, recorder))
+
+
+def _on_finish_message(environment: Any, msg: Any, **kwargs: Any) -> None:
+    gevent.spawn(_finish, environment)
+
+
+def _worker_part(environment: Any, recorder: Recorder) -> dict[str, Any]:
+    return {
+        "worker": _identity(environment)[0],
+        "t0_mono": recorder.t0_mono,
+        "t0_wall": recorder.t0_wall,
+        "scheduled": recorder.scheduled,
+        "rows": recorder.unshipped(),
+    }
+
+
+def _await_final_reports() -> None:
+    """On the master: waits (bounded) until every worker has sent its last rows."""
+    expected = int(PLAN.get("workers") or 0)
+    deadline = time.monotonic() + FINAL_REPORT_TIMEOUT_S
+    while len(STATE.get("final", set())) < expected and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+
+
+def _on_final_message(environment: Any, msg: Any, **kwargs: Any) -> None:
+    STATE.setdefault("final", set()).add(msg.node_id)
+    _on_worker_report(msg.node_id, {"inferbox": msg.data})
 
 
 def _on_report_to_master(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
     recorder: Recorder | None = STATE.get("recorder")
     if recorder is None:
         return
-    index = _identity(STATE["environment"])[0]
-    data["inferbox"] = {
-        "worker": index,
-        "t0_mono": recorder.t0_mono,
-        "t0_wall": recorder.t0_wall,
-        "scheduled": recorder.scheduled,
-        "rows": recorder.unshipped(),
-    }
+    data["inferbox"] = _worker_part(STATE["environment"], recorder)
 
 
 def _on_worker_report(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
@@ -409,6 +463,10 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **kwargs: Any) -> No
 
 def _on_init(environment: Any, **kwargs: Any) -> None:
     STATE["environment"] = environment
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message("inferbox_final", _on_final_message)
+    elif isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message("inferbox_finish", _on_finish_message)
 
 
 def _on_quit(exit_code: int, **kwargs: Any) -> None:
@@ -417,7 +475,9 @@ def _on_quit(exit_code: int, **kwargs: Any) -> None:
         return
     parts: list[dict[str, Any]] = []
     if isinstance(environment.runner, MasterRunner):
-        parts = sorted(STATE.get("workers", {}).values(), key=lambda p: p["worker"])
+        final = STATE.get("final", set())
+        workers = STATE.get("workers", {})
+        parts = sorted(({**part, "final": cid in final} for cid, part in workers.items()), key=lambda p: p["worker"])
     elif "recorder" in STATE:
         recorder: Recorder = STATE["recorder"]
         parts = [
@@ -468,6 +528,7 @@ def _write_samples(parts: list[dict[str, Any]]) -> None:
                     "t0_mono": part["t0_mono"],
                     "t0_wall": part["t0_wall"],
                     "scheduled": part["scheduled"],
+                    "final": part.get("final", True),  # False: a worker's last rows never arrived
                     "count": count,
                     "offset": out.tell(),
                 }

@@ -95,7 +95,8 @@ def read_records(folder: Path) -> Records:
             offset += values.nbytes
             parts[name].append(values + shift if code == "d" else values.astype(np.int64))
         parts["worker"].append(np.full(count, int(worker["worker"]), dtype=np.int64))
-        scheduled = None if worker.get("scheduled") is None or scheduled is None else scheduled + worker["scheduled"]
+        complete = worker.get("final", True) and worker.get("scheduled") is not None
+        scheduled = scheduled + worker["scheduled"] if complete and scheduled is not None else None
 
     def joined(name: str, dtype: type) -> npt.NDArray[np.generic]:
         return np.concatenate(parts[name]) if parts[name] else np.zeros(0, dtype=dtype)

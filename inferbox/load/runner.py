@@ -125,7 +125,7 @@ def _write_private(directory: Path, name: str, body: Any) -> Path:
     return path
 
 
-def _locust_cmd(prefix: Sequence[str], folder: Path, profile: LoadProfile, *extra: str) -> list[str]:
+def _locust_cmd(prefix: Sequence[str], profile: LoadProfile, *extra: str) -> list[str]:
     return [
         *prefix,
         sys.executable,
@@ -208,6 +208,8 @@ def run_locust(
     workers = int(plan["workers"])
     deadline_s = profile.total_s + GRACE_S
     events: list[dict[str, Any]] = []
+    for stale in ("started.json", "samples.json", "samples.bin"):  # a previous run's, in a reused folder
+        (folder / stale).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="inferbox-load-") as private:
         plan_path = _write_private(Path(private), "plan.json", plan)
         creds_path = _write_private(Path(private), "credentials.json", credentials)
@@ -225,7 +227,6 @@ def run_locust(
                 port = free_port()
                 master = _locust_cmd(
                     place.command_prefix,
-                    folder,
                     profile,
                     "--master",
                     "--expect-workers",
@@ -241,7 +242,6 @@ def run_locust(
                         f"locust-worker-{i}",
                         _locust_cmd(
                             place.command_prefix,
-                            folder,
                             profile,
                             "--worker",
                             "--master-host",
@@ -253,7 +253,7 @@ def run_locust(
                     for i in range(0 if launcher else workers)
                 ]
             else:
-                commands = [("locust", _locust_cmd(place.command_prefix, folder, profile, *outputs))]
+                commands = [("locust", _locust_cmd(place.command_prefix, profile, *outputs))]
             for name, command in commands:
                 log = open(folder / f"{name}.log", "wb")  # noqa: SIM115 - closed below
                 logs.append(log)
