@@ -16,8 +16,8 @@ from inferbox.errors import PlatformError
 
 
 class _PodConnection(http.client.HTTPConnection):
-    def __init__(self, pod: Pod, port: int, timeout: float) -> None:
-        super().__init__(pod.ip, port, timeout=timeout)
+    def __init__(self, pod: Pod, port: int, timeout: float, host: str | None = None) -> None:
+        super().__init__(host or pod.ip, port, timeout=timeout)
         self._pod = pod
 
     def connect(self) -> None:
@@ -27,9 +27,10 @@ class _PodConnection(http.client.HTTPConnection):
             self.sock = socket.create_connection((self.host, self.port), self.timeout)
 
 
-def pod_http_status(pod: Pod, port: int, path: str, timeout: float = 1.0) -> int:
-    """Status of GET ``path`` on a pod's port, connecting from the pod's own network place."""
-    conn = _PodConnection(pod, port, timeout)
+def pod_http_status(pod: Pod, port: int, path: str, timeout: float = 1.0, host: str | None = None) -> int:
+    """Status of GET ``path`` on a pod's port, connecting from the pod's own network place
+    (to ``host`` inside it, e.g. 127.0.0.1 for a server bound to the pod's loopback)."""
+    conn = _PodConnection(pod, port, timeout, host)
     try:
         conn.request("GET", path)
         return conn.getresponse().status

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from inferbox.client import GatewayClient
 from inferbox.contract import Capability, ComponentHealth
@@ -12,12 +13,14 @@ from inferbox.errors import PlatformError
 from inferbox.jwtserver.clients import Credentials, read_credentials
 from inferbox.jwtserver.keystore import KeyStore, SigningKey
 from inferbox.kind import diagnostics, readback
+from inferbox.kind import mesh as kind_mesh
 from inferbox.kind.kube import KubeApi, KubeError, is_true
 from inferbox.kind.portforward import PortForward
 from inferbox.kind.state import ClusterState
+from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, SourceKind, Workload
 from inferbox.profile import ConformanceProfile
 from inferbox.tokens import TokenForge
-from inferbox.topology import Topology
+from inferbox.topology import Model, Topology
 
 # Namespaces whose Deployments are platform components (health, logs); tenants are added.
 COMPONENT_NAMESPACES = (
@@ -78,6 +81,8 @@ class KubePlatform:
     forwards: list[PortForward] = field(default_factory=list)
     port_forward_timeout_s: float = 30.0
     _clients: list[GatewayClient] = field(default_factory=list)
+    _kube_client: Any = None
+    _probes: Any = None
 
     def __post_init__(self) -> None:
         if not self.state.credentials_file.exists():
@@ -90,7 +95,14 @@ class KubePlatform:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        caps = {Capability.WORKLOAD_NETWORK}  # every workload is a pod with its own network
+        # Every workload is a pod with its own network; probe pods reach them with a mesh identity or
+        # none; kindnet (kind >= 0.24) enforces NetworkPolicy; quotas are Kubernetes' own.
+        caps = {
+            Capability.WORKLOAD_NETWORK,
+            Capability.MESH_PROBES,
+            Capability.NETWORK_POLICY,
+            Capability.RESOURCE_QUOTA,
+        }
         if self._keys is not None:
             caps.add(Capability.TOKEN_SIGNING_KEY)
         return frozenset(caps)
@@ -159,11 +171,62 @@ class KubePlatform:
     def versions(self) -> dict[str, str]:
         return readback.running_versions(self.api)
 
+    # -- mesh and quotas (inferbox.kind.mesh does the work through the official client) ----------
+    def _api_client(self) -> Any:
+        if self._kube_client is None:
+            from kubernetes import client as kclient
+            from kubernetes import config as kconfig
+
+            cfg = kclient.Configuration()
+            kconfig.load_kube_config(  # type: ignore[no-untyped-call]  # the package ships no types
+                context=self.api.context or None, client_configuration=cfg, persist_config=False
+            )
+            self._kube_client = kclient.ApiClient(cfg)
+        return self._kube_client
+
+    def workloads(self) -> list[Workload]:
+        return kind_mesh.model_workloads(self._api_client(), [(m.tenant, m.name) for m in self.topology.models])
+
+    def mesh_client(self, source: MeshSource) -> MeshClient:
+        if self._probes is None:
+            fleet = kind_mesh.ProbeFleet(self._api_client(), [t.name for t in self.topology.tenants])
+            self._probes = fleet  # torn down in close(), also when deploy fails half-way
+            fleet.deploy()
+        label = (
+            source.tenant
+            if source.kind is SourceKind.TENANT
+            else ("gateway" if source.kind is SourceKind.GATEWAY else "outside")
+        )
+        probe = next(p for p in kind_mesh.probes([t.name for t in self.topology.tenants]) if p.label == label)
+        return kind_mesh.KindMeshClient(kind_mesh.kubernetes_exec(self._api_client()), probe, self._foreign_cert())
+
+    def _foreign_cert(self) -> tuple[str, str]:
+        """A client certificate from a CA the platform does not trust."""
+        from inferbox.embedded.pki import CertificateAuthority
+
+        authority = CertificateAuthority(self.state.root / "foreign-ca", "foreign-ca")
+        issued = authority.issue("spiffe://foreign.example/ns/x/sa/y", self.state.root / "foreign-ca", "client")
+        return issued.cert.read_text(), issued.key.read_text()
+
+    def mesh_trust_anchors(self) -> list[bytes]:
+        return kind_mesh.mesh_trust_anchors(self._api_client(), self.topology.tenants[0].name)
+
+    def resource_quota(self, tenant: str) -> QuotaStatus | None:
+        return kind_mesh.resource_quota(self._api_client(), tenant)
+
+    def scale_model(self, model: Model, replicas: int, settle_s: float) -> ScaleOutcome:
+        return kind_mesh.scale_model(self._api_client(), model.tenant, model.name, replicas, settle_s)
+
     def dump_evidence(self, dest: Path) -> Path:
         namespaces = list(EVIDENCE_NAMESPACES) + [t.name for t in self.topology.tenants]
         return diagnostics.dump(self.api, dest, namespaces)
 
     def close(self) -> None:
+        if self._probes is not None:
+            self._probes.teardown()
+            self._probes = None
+        if self._kube_client is not None:
+            self._kube_client.close()
         for client in self._clients:
             client.close()
         for forward in self.forwards:
