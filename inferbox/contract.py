@@ -161,11 +161,14 @@ class LoadClientPlace:
     gateway_url: str  # the gateway as reached from there (requests carry the Host header)
     # "<tenant>/<model>" -> base URLs of its ready replicas, reached directly (DIRECT_MODEL_ACCESS only)
     replica_urls: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # (certificate, key, CA bundle) files of the mesh identity presented to replicas' sidecars, if any
+    replica_tls: tuple[str, str, str] | None = None
 
 
 @runtime_checkable
 class PlacesLoadClients(Protocol):
     """Targets that place load generators next to the workloads (Capability.DIRECT_MODEL_ACCESS)."""
 
-    def load_client(self, name: str) -> AbstractContextManager[LoadClientPlace]:
-        """A place for a load generator, removed when the context ends."""
+    def load_client(self, name: str, tenant: str | None = None) -> AbstractContextManager[LoadClientPlace]:
+        """A place for a load generator, removed when the context ends; with ``tenant``, one that calls
+        that tenant's replicas directly as a workload of the tenant would (its mesh identity)."""

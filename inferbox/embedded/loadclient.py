@@ -2,7 +2,10 @@
 
 With network namespaces, a load client gets its own namespace on the platform's bridge (like a pod
 of its own), so it reaches the gateway at the gateway pod's address and model replicas directly at
-theirs, and its traffic never leaves through the host's namespace. Client namespaces are numbered
+theirs, and its traffic never leaves through the host's namespace. When model pods have mesh
+sidecars (their service port then only speaks mutual TLS), a client that calls a tenant's replicas
+directly runs in that tenant's probe pod and presents its mesh identity, as a workload of the
+tenant would: the direct path then includes the sidecar, like the gateway's path does. Client namespaces are numbered
 from the top of the platform's address range (the platform numbers its pods from the bottom) and
 carry the platform's ``ib-<instance>-`` prefix, so the platform's reaper removes them too. On
 loopback, everything is reached on 127.0.0.1.
@@ -14,6 +17,7 @@ import contextlib
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from inferbox.contract import LoadClientPlace
@@ -36,7 +40,7 @@ def _must(done: subprocess.CompletedProcess[str]) -> None:
         )
 
 
-def replica_urls(state: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+def replica_urls(state: dict[str, Any], scheme: str = "http") -> dict[str, tuple[str, ...]]:
     """'<tenant>/<model>' -> the base URLs of its ready replicas (InferenceService workloads only)."""
     urls: dict[str, list[str]] = {}
     for _, info in sorted(state.get("components", {}).items()):
@@ -44,7 +48,7 @@ def replica_urls(state: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         if not info.get("ready") or "port" not in info or workload.startswith("inference-system."):
             continue
         tenant, _, model = workload.partition(".")
-        urls.setdefault(f"{tenant}/{model}", []).append(f"http://{info['pod_ip']}:{info['port']}")
+        urls.setdefault(f"{tenant}/{model}", []).append(f"{scheme}://{info['pod_ip']}:{info['port']}")
     return {key: tuple(value) for key, value in urls.items()}
 
 
@@ -74,7 +78,19 @@ def client_namespace(instance: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def load_client(state: dict[str, Any]) -> Iterator[LoadClientPlace]:
+def load_client(state: dict[str, Any], tenant: str | None = None) -> Iterator[LoadClientPlace]:
+    mesh = state.get("mesh") or {}
+    probe = (mesh.get("probes") or {}).get(tenant) if tenant else None
+    if probe and probe.get("cert"):
+        gateway = state["gateway_pod"]
+        netns = probe.get("netns_path")
+        yield LoadClientPlace(
+            ("ip", "netns", "exec", Path(netns).name) if netns else (),
+            f"http://{gateway['ip']}:{gateway['port']}" if netns else str(state["gateway_url"]),
+            replica_urls(state, "https"),
+            (str(probe["cert"]), str(probe["key"]), str(mesh["trust_bundle"])),
+        )
+        return
     if state.get("network") != "netns":
         yield LoadClientPlace((), str(state["gateway_url"]), replica_urls(state))
         return

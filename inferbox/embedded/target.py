@@ -159,10 +159,10 @@ class EmbeddedTarget:
         return pause_replica(self.state, model, seconds, replica)
 
     @contextmanager
-    def load_client(self, name: str) -> Iterator[LoadClientPlace]:
+    def load_client(self, name: str, tenant: str | None = None) -> Iterator[LoadClientPlace]:
         from inferbox.embedded.loadclient import load_client
 
-        with load_client(self.state) as place:
+        with load_client(self.state, tenant) as place:
             yield place
 
     def close(self) -> None:

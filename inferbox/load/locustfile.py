@@ -32,6 +32,7 @@ import base64
 import json
 import os
 import random
+import ssl
 import sys
 import time
 import urllib.error
@@ -267,10 +268,21 @@ def classify(target: dict[str, Any], status: int, content: bytes, body: Any) -> 
     return OK, ""
 
 
+def _mesh_tls(*args: Any, **kwargs: Any) -> Any:
+    """Mutual TLS with the plan's mesh identity, for replicas behind a sidecar (identities are URI SANs)."""
+    tls = PLAN["tls"]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(tls["ca"])
+    context.load_cert_chain(tls["cert"], tls["key"])
+    return context
+
+
 class ModelUser(FastHttpUser):
     """One connection of the load generator; in open mode it serves the shared timeline."""
 
     host = PLAN["token"]["base_url"]
+    ssl_context_factory = staticmethod(_mesh_tls) if PLAN.get("tls") else None
     network_timeout = float(PLAN["timeout_s"])
     connection_timeout = float(PLAN["timeout_s"])
 
@@ -312,6 +324,11 @@ class ModelUser(FastHttpUser):
         STATE["in_flight"] = STATE.get("in_flight", 0) + 1
         try:
             self._send(target, index, headers, intended, sent, recorder)
+        except Exception:
+            # Not an HTTP answer (e.g. a TLS setup failure): recorded as a request without a response,
+            # so it counts as an error instead of vanishing from the run; Locust logs the exception.
+            recorder.add(intended, sent, time.monotonic(), 0, CONNECTION, index)
+            raise
         finally:
             STATE["in_flight"] -= 1
 

@@ -158,7 +158,8 @@ def build_plan(
                 "method": "POST",
                 "url": base.rstrip("/") + path,
                 "host": conformance.model_host(model.name, model.tenant),
-                "auth": target.via == "gateway",
+                # Directly, a replica's mesh sidecar (when it has one) checks the token too.
+                "auth": target.via == "gateway" or place.replica_tls is not None,
                 "body": body,
                 "expect": expected,
             }
@@ -181,6 +182,7 @@ def build_plan(
             "refresh_before_expiry_s": TOKEN_RENEWAL_S,
         },
         "output_dir": str(output_dir),
+        "tls": dict(zip(("cert", "key", "ca"), place.replica_tls, strict=True)) if place.replica_tls else None,
     }
 
 

@@ -106,7 +106,13 @@ def load_place(
             f"capability: {Capability.DIRECT_MODEL_ACCESS}",
             "run it on the embedded target, or drop the `via: direct` entries from its mix",
         )
-    with platform.load_client(f"load-{profile.name}") as place:
+    tenants = sorted({m.tenant or "" for m in profile.mix if m.via == "direct"})
+    if len(tenants) != 1 or not tenants[0]:
+        raise LoadProfileError(
+            f"load profile {profile.name}: `via: direct` entries must name one tenant (found {tenants})",
+            "a direct path calls replicas as a workload of one tenant would; name that tenant in each entry",
+        )
+    with platform.load_client(f"load-{profile.name}", tenants[0]) as place:
         yield place
 
 

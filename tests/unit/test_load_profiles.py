@@ -194,3 +194,19 @@ def test_mix_weights_split_evenly_over_what_an_entry_covers(manifests: ManifestS
     assert targets[("tenant-a", "v1")] == pytest.approx(1.5 + 0.25)
     assert targets[("tenant-c", "v2")] == pytest.approx(0.25)
     assert MixEntry().via == "gateway"
+
+
+def test_direct_paths_through_a_mesh_sidecar_carry_the_identity_and_a_token(
+    manifests: ManifestSet, profile: ConformanceProfile, tmp_path: Path
+) -> None:
+    place = LoadClientPlace(
+        ("ip", "netns", "exec", "probe"),
+        "http://198.18.0.9:80",
+        {"tenant-a/sklearn-iris": ("https://198.18.0.3:8080",)},
+        ("/m/probe.pem", "/m/probe-key.pem", "/m/bundle.pem"),
+    )
+    plan = build_plan(get_profile("overhead"), load_slo("overhead"), read_topology(manifests), profile, place, tmp_path)
+    direct = next(t for t in plan["targets"] if t["via"] == "direct")
+    assert direct["url"].startswith("https://198.18.0.3:8080/")
+    assert direct["auth"], "the sidecar checks tokens too"
+    assert plan["tls"] == {"cert": "/m/probe.pem", "key": "/m/probe-key.pem", "ca": "/m/bundle.pem"}
