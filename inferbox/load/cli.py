@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from inferbox.load.kind_job import in_cluster_workers
 from inferbox.load.profiles import DEFAULT_PROFILES, DEFAULT_SLO_DIR, get_profile, load_profiles, load_slo
 from inferbox.load.runner import LoadResult, run_profile
 from inferbox.profile import load_profile
@@ -33,6 +34,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     load.add_argument("--network", choices=["auto", "netns", "loopback"], default="auto")
     load.add_argument("--profiles", default=str(DEFAULT_PROFILES), help="the load profiles file")
     load.add_argument("--slo-dir", default=str(DEFAULT_SLO_DIR), help="folder of <profile>.yaml SLO files")
+    load.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="kind/existing: run the Locust workers inside the cluster as a Job (needs --workers N)",
+    )
+    load.add_argument(
+        "--master-host",
+        default=None,
+        help="kind/existing with --in-cluster: this machine's address as pods reach it (kind: found on the "
+        "kind Docker network)",
+    )
     load.set_defaults(func=cmd_load)
 
 
@@ -79,17 +91,30 @@ def cmd_load(args: argparse.Namespace) -> int:
         return 2
     folder = Path(args.report_dir) if args.report_dir else new_run_folder(args.platform, REPORTS_ROOT)
     folder.mkdir(parents=True, exist_ok=True)
+    if args.in_cluster and (args.platform == "embedded" or not args.workers):
+        console.print(
+            "[red]--in-cluster runs Locust workers as a Job: use it with --platform kind/existing and --workers N[/red]"
+        )
+        return 2
     options = TargetOptions(
         manifests_dir=Path(args.manifests),
         profile=load_profile(args.profile),
         report_dir=folder,
         keep=args.keep_platform,
         network=args.network,
+        extra={k: v for k, v in vars(args).items() if k.startswith("kube") or k in {"versions", "deploy"}},
         progress=lambda message: console.print(f"inferbox: {message}"),
     )
     with TARGETS[args.platform](options) as platform:
+        launcher = in_cluster_workers(platform, args.master_host) if args.in_cluster else None
         result = run_profile(
-            platform, profile, slo, folder / "load" / profile.name, args.workers, progress=options.progress
+            platform,
+            profile,
+            slo,
+            folder / "load" / profile.name,
+            args.workers,
+            progress=options.progress,
+            launcher=launcher,
         )
     if folder.parent.resolve() == REPORTS_ROOT.resolve():
         point_latest(folder)

@@ -199,3 +199,42 @@ class JobWorkers:
             for kind in ("job", "configmap", "secret"):
                 with contextlib.suppress(InferboxError):
                     self._kubectl("delete", kind, spec.name, "-n", self.namespace, "--ignore-not-found", "--wait=false")
+
+
+KIND_NETWORK = "kind"
+LOAD_NAMESPACE = "default"
+
+
+def kind_network_gateway(docker: str = "docker") -> str:
+    """This machine's address on Kind's Docker network, which pods reach through their node."""
+    done = subprocess.run(
+        [docker, "network", "inspect", KIND_NETWORK, "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    addresses = [a for a in done.stdout.split() if "." in a]  # the IPv4 gateway
+    if done.returncode != 0 or not addresses:
+        raise InferboxError(
+            f"cannot find this machine's address on the {KIND_NETWORK!r} Docker network: {done.stderr.strip()}",
+            "pass --master-host ADDRESS (an address of this machine that pods can reach)",
+        )
+    return addresses[0]
+
+
+def in_cluster_workers(platform: Any, master_host: str | None) -> JobWorkers:
+    """Workers for a cluster target: a Job next to the platform, reporting to a master on this machine."""
+    gateway = getattr(platform, "in_cluster_gateway_url", None)
+    api = getattr(platform, "api", None)
+    if gateway is None or api is None:
+        raise InferboxError(
+            f"target {platform.target} cannot run load workers in a cluster", "use --platform kind or existing"
+        )
+    host = master_host or (kind_network_gateway() if platform.target == "kind" else None)
+    if not host:
+        raise InferboxError(
+            "--in-cluster on an existing cluster needs the master's address as pods reach it",
+            "pass --master-host ADDRESS",
+        )
+    kubectl = ("kubectl", "--context", api.context) if api.context else ("kubectl",)
+    return JobWorkers(LOAD_NAMESPACE, host, gateway(), kubectl=kubectl)
