@@ -8,7 +8,9 @@ crafted ones signed with the platform's key), clients, component health, logs an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -60,6 +62,11 @@ class Capability(StrEnum):
     # Revisions and their replica counts can be read and their replica bounds and canary promotion
     # changed (and restored); replicas' start and ready times are known (cold-start breakdowns).
     AUTOSCALING = "autoscaling"
+    # Chaos: a model replica's processes can be stopped for a bounded time (a backend stall); see PausesReplicas.
+    PAUSE_REPLICA = "pause-replica"
+    # A load generator can be placed beside the workloads and reach model replicas directly, bypassing
+    # the gateway (to measure the gateway's overhead); see PlacesLoadClients.
+    DIRECT_MODEL_ACCESS = "direct-model-access"
 
 
 @dataclass(frozen=True)
@@ -156,3 +163,48 @@ class Platform(Protocol):
 
     def restore_model(self, model: Model, settle_s: float) -> None:
         """Back to what the manifests declare for the model: autoscaling bounds and traffic split."""
+        """Asks the platform to run ``model`` at ``replicas`` replicas; returns once settled."""
+
+
+@dataclass(frozen=True)
+class ReplicaPause:
+    """A finished stall of one model replica. Times are ``time.monotonic()`` of this machine."""
+
+    model: str
+    tenant: str
+    replica: str
+    started: float
+    ended: float
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+@runtime_checkable
+class PausesReplicas(Protocol):
+    """Chaos action of targets with Capability.PAUSE_REPLICA."""
+
+    def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
+        """Stops the replica's processes for ``seconds`` (bounded), then resumes them; returns when resumed."""
+
+
+@dataclass(frozen=True)
+class LoadClientPlace:
+    """Where a load generator runs and how it reaches the platform from there."""
+
+    command_prefix: tuple[str, ...]  # prepended to a command to start it there (empty: this machine)
+    gateway_url: str  # the gateway as reached from there (requests carry the Host header)
+    # "<tenant>/<model>" -> base URLs of its ready replicas, reached directly (DIRECT_MODEL_ACCESS only)
+    replica_urls: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # (certificate, key, CA bundle) files of the mesh identity presented to replicas' sidecars, if any
+    replica_tls: tuple[str, str, str] | None = None
+
+
+@runtime_checkable
+class PlacesLoadClients(Protocol):
+    """Targets that place load generators next to the workloads (Capability.DIRECT_MODEL_ACCESS)."""
+
+    def load_client(self, name: str, tenant: str | None = None) -> AbstractContextManager[LoadClientPlace]:
+        """A place for a load generator, removed when the context ends; with ``tenant``, one that calls
+        that tenant's replicas directly as a workload of the tenant would (its mesh identity)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import platform as pyplatform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import httpx
 
 from inferbox.client import GatewayClient
-from inferbox.contract import Capability, ComponentHealth
+from inferbox.contract import Capability, ComponentHealth, LoadClientPlace, ReplicaPause
 from inferbox.embedded.control import RemotePlatform, remote
 from inferbox.embedded.mesh_client import EmbeddedMeshClient
 from inferbox.embedded.processes import is_same_process
@@ -26,6 +28,8 @@ from inferbox.profile import ConformanceProfile
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
 from inferbox.topology import Model, Topology, read_topology
+
+HOLD_SETTLE_S = 90.0  # replicas starting from zero while a model is held warm
 
 
 @dataclass
@@ -58,7 +62,7 @@ class EmbeddedTarget:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        caps = {Capability.TOKEN_SIGNING_KEY}
+        caps = {Capability.TOKEN_SIGNING_KEY, Capability.PAUSE_REPLICA, Capability.DIRECT_MODEL_ACCESS}
         if self.state.get("network") == "netns":
             caps.add(Capability.WORKLOAD_NETWORK)
         mesh = self.state.get("mesh")
@@ -199,6 +203,32 @@ class EmbeddedTarget:
 
     def promote_canary(self, model: Model, settle_s: float) -> None:
         self._live().serving.promote(model.tenant, model.name, settle_s)
+
+    def _current_state(self) -> dict[str, Any]:
+        """The platform's state with its current replicas (they come and go: scale to zero)."""
+        live = self._control()
+        return self.state if live is None else {**self.state, "components": live.component_status()}
+
+    def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
+        from inferbox.embedded.pause import pause_replica
+
+        return pause_replica(self._current_state(), model, seconds, replica)
+
+    @contextmanager
+    def load_client(self, name: str, tenant: str | None = None) -> Iterator[LoadClientPlace]:
+        from inferbox.embedded.loadclient import load_client
+
+        # A client calling replicas directly bypasses the gateway, whose counters the autoscaler
+        # reads: the tenant's models keep a replica while it runs (and their bounds come back after).
+        held = [m for m in self.topology.models if m.tenant == tenant] if self._control() is not None else []
+        for model in held:
+            self.set_scale_bounds(model, 1, None, HOLD_SETTLE_S)
+        try:
+            with load_client(self._current_state(), tenant) as place:
+                yield place
+        finally:
+            for model in held:
+                self.restore_model(model, HOLD_SETTLE_S)
 
     def close(self) -> None:
         for client in self._clients:
