@@ -25,6 +25,7 @@ from inferbox.embedded.gateway_plan import GatewayPlan, ModelBackend, plan_gatew
 from inferbox.embedded.health import pod_http_status, wait_until
 from inferbox.embedded.knobs import read_knobs
 from inferbox.embedded.network import NETNS_PREFIX, Network, Pod, ensure_port_free, free_port, make_network
+from inferbox.embedded.observability import EmbeddedObservability
 from inferbox.embedded.processes import ManagedProcess, Supervisor, proc_start_time
 from inferbox.embedded.subset import check_all_supported
 from inferbox.embedded.workloads import (
@@ -96,6 +97,7 @@ class EmbeddedPlatform:
         self.plan = plan_gateway(self.manifests)
         self.topology = read_topology(self.manifests)
         self.workloads = read_workloads(self.manifests)
+        self.observability = EmbeddedObservability(self.manifests, self.plan.gateway)
         self.network: Network | None = None
         self.supervisor: Supervisor | None = None
         self._reaper: subprocess.Popen[bytes] | None = None
@@ -115,8 +117,10 @@ class EmbeddedPlatform:
         try:
             self.network = make_network(opts.network, self.instance)
             self._write_secrets()
+            self.observability.start_trace_store(self.network, self.supervisor, opts.ready_timeout_s)
             self._start_workloads()
             self._start_gateway()
+            self.observability.start_prometheus(self, opts.ready_timeout_s)
             self.ready_after_s = time.monotonic() - self.started_at
         except BaseException:
             self.stop()
@@ -124,6 +128,7 @@ class EmbeddedPlatform:
 
     def stop(self) -> None:
         with self._lock:
+            self.observability.stop()
             if self.supervisor:
                 self.supervisor.stop_all()
             if self.network:
@@ -177,6 +182,7 @@ class EmbeddedPlatform:
         env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
         if not pod.netns:
             env["INFERBOX_BIND_HOST"] = "127.0.0.1"
+        env.update(self.observability.workload_env(spec, pod))
         return env
 
     def _argv_for(self, spec: WorkloadSpec, pod: Pod) -> list[str]:
@@ -222,6 +228,7 @@ class EmbeddedPlatform:
             fix=f"see {replica.process.log_path}; raise INFERBOX_READY_TIMEOUT on a slow machine",
         )
         replica.ready_at = time.monotonic()
+        self.observability.pods_changed(self)  # Prometheus scrapes the new replica
 
     def _start_workloads(self) -> None:
         started = []
@@ -290,6 +297,7 @@ class EmbeddedPlatform:
             self.service_endpoints,
             self.options.knobs,
         )
+        self.observability.decorate_gateway(bootstrap, pod)
         config = self.options.state_dir / "gateway-envoy.yaml"
         config.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
         self.gateway_pod = pod
@@ -356,6 +364,7 @@ class EmbeddedPlatform:
             "credentials": str(self.credentials_path),
             "ready_after_s": round(self.ready_after_s, 3),
             "components": self.component_status(),
+            "observability": self.observability.state(),
         }
 
     def write_state(self) -> Path:
@@ -373,6 +382,13 @@ class EmbeddedPlatform:
                 "pid": self.gateway_process.pid,
                 "start_time": self.gateway_process.start_time,
                 "log": str(self.gateway_process.log_path),
+            }
+        for name, component in self.observability.components().items():
+            status[name] = {
+                "alive": component.process.alive(),
+                "pid": component.process.pid,
+                "start_time": component.process.start_time,
+                "log": str(component.process.log_path),
             }
         for replicas in self.replicas.values():
             for r in replicas:
