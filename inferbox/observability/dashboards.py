@@ -82,6 +82,7 @@ def concrete(expr: str, scrape_interval_s: float) -> str:
         ("$__rate_interval", rate_window),
         ("${__rate_interval}", rate_window),
         ("$__interval", f"{int(max(1, scrape_interval_s))}s"),
+        ("$__range_s", "3600"),
         ("$__range", "1h"),
     ):
         expr = expr.replace(variable, value)

@@ -3,7 +3,8 @@
 Enough of PromQL's grammar to tell names apart: strings, label matchers ``{...}``, grouping
 clauses (``by``/``without``/``on``/``ignoring``/``group_left``/``group_right``), function calls,
 aggregation operators, keywords and durations. It does not check the syntax: Prometheus does
-(``promtool`` offline, the query API on a target).
+(``promtool`` offline, the query API on a target). Grafana variables (``$__rate_interval``) are
+read as opaque tokens.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ _TOKEN = re.compile(
   | (?P<duration>\[[^\]]*\])
   | (?P<number>(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)(?:ms|s|m|h|d|w|y)?)
   | (?P<ident>[a-zA-Z_:][a-zA-Z0-9_:]*)
+  | (?P<variable>\$\{?[a-zA-Z_][a-zA-Z0-9_]*\}?)
   | (?P<op>=~|!~|!=|==|>=|<=|[-+*/%^=<>(){},@])
     """,
     re.VERBOSE,
