@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 _TOKEN = re.compile(
     r"""
-    (?P<space>\s+)
+    (?P<space>\s+|\#[^\n]*)
   | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
   | (?P<duration>\[[^\]]*\])
   | (?P<number>(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)(?:ms|s|m|h|d|w|y)?)

@@ -156,7 +156,7 @@ def _hex_ids_to_base64(node: Any) -> Any:
 def parse_otlp(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     if "json" in content_type:
-        from google.protobuf import json_format  # type: ignore[import-untyped]
+        from google.protobuf import json_format
 
         json_format.ParseDict(_hex_ids_to_base64(json.loads(body)), request, ignore_unknown_fields=True)
     else:

@@ -1,0 +1,1 @@
+"""Cluster targets (Kind and existing clusters)."""
