@@ -72,6 +72,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"-H 'content-type: application/json' -d '{{\"instances\": [[6.8,2.8,4.8,1.4]]}}' "
         f"{state['gateway_url']}/v1/models/sklearn-iris:predict"
     )
+    telemetry = state.get("observability") or {}
+    if telemetry.get("prometheus_url"):
+        console.print(
+            f"prometheus: {telemetry['prometheus_url']}   jaeger query API: {telemetry.get('jaeger_query_url')}"
+        )
     console.print(f"logs: {state['log_dir']}")
     return 0
 
