@@ -2,7 +2,7 @@
 
 Exactness: checks count the requests they send and require Prometheus to show exactly that many
 more (never "> 0"), read through the target's metric catalogue. A baseline is read only after every
-target has been scraped since the check began, so earlier requests are already in it; the checks of
+target has been scraped twice since the check began, so earlier requests are already in it; the checks of
 one session run one after another, so nothing else moves these counters meanwhile. Deadlines come
 from the target's scrape interval (Observability.metrics_deadline_s). A query that finds nothing
 fails with the query in the message.
@@ -42,8 +42,12 @@ EVERY_START = 10 * 365 * 24 * 3600  # a window older than any replica
 
 
 def _baseline(prometheus: PrometheusClient, queries: list[str], observability: Observability) -> dict[str, float]:
-    """Values once every target has been scraped after now; a series that does not exist yet is 0."""
-    prometheus.wait_scraped_after(time.time(), observability.metrics_deadline_s())
+    """Values once every target has been scraped twice after now; a series that does not exist yet is 0.
+
+    Envoy merges its histograms when its stats are read, so one scrape can show a histogram as of the
+    scrape before: the second round has everything measured before this call."""
+    for _ in range(2):
+        prometheus.wait_scraped_after(time.time(), observability.metrics_deadline_s())
     values = {}
     for query in queries:
         try:
