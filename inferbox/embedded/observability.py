@@ -197,6 +197,8 @@ class EmbeddedObservability:
         assert platform.supervisor is not None
         pod = platform.network.add_pod("monitoring.prometheus")
         folder = platform.options.state_dir / "prometheus"
+        # A fresh TSDB: series of an earlier platform in the same state folder would linger in queries.
+        shutil.rmtree(folder / "data", ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         self._config_path = folder / "prometheus.yml"
         self.write_config(platform)
