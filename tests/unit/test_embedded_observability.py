@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from inferbox.embedded import observability
-from inferbox.embedded.portforward import PortForward
 from inferbox.embedded.network import Pod
+from inferbox.embedded.portforward import PortForward
 from inferbox.embedded.workloads import read_workloads
 from inferbox.errors import PlatformError
 from inferbox.manifests import ManifestSet
