@@ -29,9 +29,9 @@ class Sample:
 
 
 class PrometheusClient:
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout_s)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
 
     def close(self) -> None:
         self.http.close()
@@ -68,6 +68,13 @@ class PrometheusClient:
         targets: list[dict[str, Any]] = data["activeTargets"]
         return targets
 
+    def longest_scrape_interval(self) -> float:
+        """The longest scrape interval of the active targets, in seconds (what deadlines derive from)."""
+        intervals = [duration_s(str(t.get("scrapeInterval", ""))) for t in self.targets()]
+        if not intervals:
+            raise NoData("no data: Prometheus has no active scrape targets (GET /api/v1/targets)")
+        return max(intervals)
+
     def last_complete_scrape(self) -> float:
         """The time by which every target has been scraped at least once more (epoch seconds)."""
         return self.value("min(timestamp(up))")
@@ -86,6 +93,25 @@ class PrometheusClient:
         """The value of ``promql`` once every target has been scraped after this call began."""
         self.wait_scraped_after(time.time(), timeout_s)
         return self.value(promql)
+
+
+def duration_s(text: str) -> float:
+    """A Prometheus duration such as ``1s``, ``30s``, ``1m30s`` or ``500ms`` in seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+    total, number, i = 0.0, "", 0
+    while i < len(text):
+        if text[i].isdigit() or text[i] == ".":
+            number += text[i]
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else text[i]
+        if not number or unit not in units:
+            raise ValueError(f"not a Prometheus duration: {text!r}")
+        total += float(number) * units[unit]
+        number, i = "", i + len(unit)
+    if number or not text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return total
 
 
 class Overcounted(Exception):

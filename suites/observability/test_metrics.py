@@ -21,7 +21,7 @@ import pytest
 from inferbox.client import GatewayClient
 from inferbox.contract import Capability, Feature, Observability, Platform, Signal
 from inferbox.evidence import Evidence
-from inferbox.observability.prometheus import NoData, PrometheusClient, expect_growth
+from inferbox.observability.prometheus import NoData, PrometheusClient, duration_s, expect_growth
 from inferbox.observability.promises import observability_promise
 from inferbox.observability.traffic import send_predictions
 from inferbox.topology import Model
@@ -89,7 +89,7 @@ def test_every_scrape_target_is_up(
     promise = observability_promise(platform.profile)
     intervals = {}
     for target in prometheus.targets():
-        interval = _seconds(str(target.get("scrapeInterval", "")))
+        interval = duration_s(str(target.get("scrapeInterval", "")))
         intervals[str(target["labels"].get("job"))] = interval
         assert interval <= promise.max_scrape_interval_s, (
             f"target {target['labels']} is scraped every {interval:g}s; the profile promises at most "
@@ -97,14 +97,6 @@ def test_every_scrape_target_is_up(
         )
     evidence.figure("targets", len(prometheus.query("up")))
     evidence.figure("scrape_interval_s", max(intervals.values()))
-
-
-def _seconds(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    for unit in ("ms", "s", "m", "h"):
-        if duration.endswith(unit) and duration[: -len(unit)].replace(".", "").isdigit():
-            return float(duration[: -len(unit)]) * units[unit]
-    raise AssertionError(f"Prometheus reported an unreadable scrape interval {duration!r}")
 
 
 @pytest.mark.features(Feature.SERVING_V1)

@@ -193,3 +193,20 @@ def test_kiali_edges() -> None:
     assert edge.http_rate == 2.5
     idle = re.compile(kind.MESH_GRAPH["model_workload"].replace("{model}", "pytorch-resnet"))
     assert traffic_edge(found, gateway, "tenant-c", idle) is None, "an idle edge carries no traffic"
+
+
+def test_scrape_interval_measured_from_prometheus() -> None:
+    from inferbox.observability.prometheus import PrometheusClient, duration_s
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        targets = [
+            {"labels": {"job": "a"}, "scrapeInterval": "10s"},
+            {"labels": {"job": "b"}, "scrapeInterval": "1m30s"},
+        ]
+        return httpx.Response(200, json={"status": "success", "data": {"activeTargets": targets}})
+
+    client = PrometheusClient("http://prometheus", transport=httpx.MockTransport(handler))
+    assert client.longest_scrape_interval() == 90.0
+    assert duration_s("500ms") == 0.5
+    with pytest.raises(ValueError, match="not a Prometheus duration"):
+        duration_s("10")
