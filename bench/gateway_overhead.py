@@ -2,9 +2,12 @@
 
 Starts the embedded platform (timing start to all components ready), then sends the same V1
 predict request at one fixed rate directly to a model replica and through the gateway (with a valid
-JWT), alternating the two so both see the same machine conditions. Both clients sit in the same
-network place: a client pod on the platform's bridge when workloads are in network namespaces, the
-host's loopback otherwise. Prints p50/p90/p99 of both and the added latency.
+JWT), alternating the two so both see the same machine conditions. The gateway's client sits in a
+client pod on the platform's bridge when workloads are in network namespaces (the host's loopback
+otherwise). A model pod's service port belongs to its mesh sidecar, so "direct to model" is what a
+tenant-a workload does: from tenant-a's probe pod, with its mesh certificate and a token, to the
+pod's sidecar; both paths then include the sidecar and the difference is the gateway's hop (the
+sidecar's own cost is bench/sidecar_overhead.py). Prints p50/p90/p99 of both and the added latency.
 
 Targets (issue): added p50 <= 1 ms and p99 <= 3 ms; bring-up <= 10 s.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import tempfile
 import time
 from pathlib import Path
@@ -32,12 +36,21 @@ WARMUP = 50
 BODY = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
 
 
-def _client(netns_path: str | None) -> httpx.Client:
+def client_in(netns_path: str | None, ssl_context: ssl.SSLContext | None = None) -> httpx.Client:
     transport = httpx.HTTPTransport()
     if netns_path:
-        # The client's connections start inside the bench pod's namespace (see inferbox.embedded.netns).
-        transport._pool = httpcore.ConnectionPool(network_backend=NetnsBackend(netns_path))
-    return httpx.Client(transport=transport, timeout=10.0)
+        # The client's connections start inside the pod's namespace (see inferbox.embedded.netns).
+        transport._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=NetnsBackend(netns_path))
+    return httpx.Client(transport=transport, timeout=10.0, verify=ssl_context or True)
+
+
+def mesh_tls(cert: str, key: str, bundle: str) -> ssl.SSLContext:
+    """A mesh client's mutual TLS: its workload certificate, the mesh's trust bundle."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # mesh identities are URI SANs, not host names
+    ctx.load_verify_locations(bundle)
+    ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 def run() -> dict[str, object]:
@@ -59,7 +72,11 @@ def run() -> dict[str, object]:
         client_pod = platform.network.add_pod("bench.client")
         replica = platform.replicas["tenant-a.sklearn-iris"][0]
         host, port = replica.endpoint
-        direct_url = f"http://{host}:{port}/v1/models/sklearn-iris:predict"
+        assert platform.mesh is not None
+        probe = platform.mesh.probes["tenant-a"]
+        assert probe.cert is not None
+        tls = mesh_tls(str(probe.cert.cert), str(probe.cert.key), str(platform.mesh.pki.bundle_path))
+        direct_url = f"https://{host}:{port}/v1/models/sklearn-iris:predict"
         if client_pod.netns:
             gateway_url = f"http://{platform.gateway_pod.ip}:{GATEWAY_POD_PORT}/v1/models/sklearn-iris:predict"
         else:
@@ -67,19 +84,19 @@ def run() -> dict[str, object]:
         gateway_headers = {"Host": "sklearn-iris.tenant-a.inference.example", "Authorization": f"Bearer {token}"}
         direct_s: list[float] = []
         gateway_s: list[float] = []
-        with _client(client_pod.netns_path) as client:
+        with client_in(client_pod.netns_path) as client, client_in(probe.pod.netns_path, tls) as in_tenant:
             interval = 1.0 / (2 * RATE_PER_S)
             next_send = time.monotonic()
             for i in range(WARMUP + REQUESTS):
-                for url, headers, samples in (
-                    (direct_url, {}, direct_s),
-                    (gateway_url, gateway_headers, gateway_s),
+                for sender, url, headers, samples in (
+                    (in_tenant, direct_url, {"Authorization": f"Bearer {token}"}, direct_s),
+                    (client, gateway_url, gateway_headers, gateway_s),
                 ):
                     delay = next_send - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)  # pacing to the fixed rate, not synchronisation
                     begin = time.perf_counter()
-                    response = client.post(url, json=BODY, headers=headers)
+                    response = sender.post(url, json=BODY, headers=headers)
                     elapsed = time.perf_counter() - begin
                     if response.status_code != 200:
                         raise RuntimeError(f"{url}: {response.status_code} {response.text[:200]}")

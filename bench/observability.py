@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.gateway_overhead import BODY, WARMUP, _client
+from bench.gateway_overhead import BODY, WARMUP, client_in, mesh_tls
 from bench.stats import percentile, summary_ms
 from inferbox.contract import Signal
 from inferbox.embedded.catalogue import CATALOGUE
@@ -89,27 +89,34 @@ def _token(platform: EmbeddedPlatform) -> str:
 class _Paths:
     direct_url: str
     gateway_url: str
-    headers: dict[str, str]
+    token: str
+    direct: httpx.Client  # from the tenant's mesh probe pod, with its mTLS identity (the sidecar is STRICT)
     client: httpx.Client
     direct_s: list[float] = field(default_factory=list)
     gateway_s: list[float] = field(default_factory=list)
 
 
 def _paths(platform: EmbeddedPlatform, stack: ExitStack) -> _Paths:
-    """The model directly and through the gateway, from a client pod of this platform."""
+    """The model directly (through its sidecar, as a mesh client of its tenant) and through the
+    gateway, from client pods of this platform (as in gateway_overhead)."""
     assert platform.network is not None
+    assert platform.mesh is not None
     token = _token(platform)
     client_pod = platform.network.add_pod("bench.client")
     host, port = platform.replicas["tenant-a.sklearn-iris"][0].endpoint
+    probe = platform.mesh.probes["tenant-a"]
+    assert probe.cert is not None
+    tls = mesh_tls(str(probe.cert.cert), str(probe.cert.key), str(platform.mesh.pki.bundle_path))
     if client_pod.netns:
         gateway_url = f"http://{platform.gateway_pod.ip}:{GATEWAY_POD_PORT}/v1/models/sklearn-iris:predict"
     else:
         gateway_url = f"{platform.gateway_url}/v1/models/sklearn-iris:predict"
     return _Paths(
-        f"http://{host}:{port}/v1/models/sklearn-iris:predict",
+        f"https://{host}:{port}/v1/models/sklearn-iris:predict",
         gateway_url,
-        {"Host": HOST, "Authorization": f"Bearer {token}"},
-        stack.enter_context(_client(client_pod.netns_path)),
+        token,
+        stack.enter_context(client_in(probe.pod.netns_path, tls)),
+        stack.enter_context(client_in(client_pod.netns_path)),
     )
 
 
@@ -122,15 +129,16 @@ def added_latency(platforms: dict[str, EmbeddedPlatform]) -> dict[str, Any]:
         next_send = time.monotonic()
         for i in range(WARMUP + REQUESTS):
             for path in paths.values():
-                for url, headers, samples in (
-                    (path.direct_url, {}, path.direct_s),
-                    (path.gateway_url, path.headers, path.gateway_s),
+                bearer = {"Authorization": f"Bearer {path.token}"}
+                for sender, url, headers, samples in (
+                    (path.direct, path.direct_url, bearer, path.direct_s),
+                    (path.client, path.gateway_url, {"Host": HOST, **bearer}, path.gateway_s),
                 ):
                     delay = next_send - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)  # pacing to the fixed rate, not synchronisation
                     begin = time.perf_counter()
-                    response = path.client.post(url, json=BODY, headers=headers)
+                    response = sender.post(url, json=BODY, headers=headers)
                     elapsed = time.perf_counter() - begin
                     if response.status_code != 200:
                         raise RuntimeError(f"{url}: {response.status_code} {response.text[:200]}")

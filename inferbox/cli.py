@@ -183,6 +183,54 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     return 0 if run.killed == len(run.results) else 1
 
 
+def _score(mutation: dict[str, Any] | None) -> str:
+    return f"{mutation['killed']}/{mutation['total']}" if mutation else "-"
+
+
+def cmd_report_diff(args: argparse.Namespace) -> int:
+    from inferbox.report.diff import diff_reports
+    from inferbox.report.model import load_report
+
+    old, new = load_report(Path(args.old)), load_report(Path(args.new))
+    diff = diff_reports(old, new, args.threshold)
+    console.print(f"old: {args.old} ({old['target']}, {old['started']})")
+    console.print(f"new: {args.new} ({new['target']}, {new['started']})")
+    if diff.versions:
+        table = Table("component", "old", "new", title="versions", title_justify="left")
+        for name, (before, after) in diff.versions.items():
+            table.add_row(name, before or "-", after or "-")
+        console.print(table)
+    for title, rows, style in (("regressions", diff.regressions, "red"), ("fixed", diff.fixes, "green")):
+        if rows:
+            table = Table("test", "old", "new", title=title, title_justify="left", style=style)
+            for test, before, after in rows:
+                table.add_row(test, before, after)
+            console.print(table)
+    if diff.removed:
+        console.print(
+            f"[yellow]{len(diff.removed)} test(s) only in OLD[/yellow]: " + ", ".join(t for t, _ in diff.removed[:10])
+        )
+    if diff.added:
+        console.print(f"{len(diff.added)} test(s) only in NEW")
+    if diff.figures:
+        table = Table("test", "figure", "old", "new", "change", title="figures", title_justify="left")
+        for change in sorted(diff.figures, key=lambda c: -abs(c.relative)):
+            table.add_row(
+                change.test.split("::")[-1],
+                change.name,
+                f"{change.old:g}",
+                f"{change.new:g}",
+                f"{change.relative:+.0%}",
+            )
+        console.print(table)
+    if diff.mutation:
+        before, after = diff.mutation
+        console.print(f"mutants killed: {_score(before)} -> {_score(after)}")
+    verdict = "no regressions" if diff.ok else f"{len(diff.regressions)} regression(s)"
+    console.print(f"verdict: {verdict}")
+    return 0 if diff.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inferbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--manifests", default=str(DEFAULT_MANIFEST_DIR))
         p.add_argument("--profile", default=str(DEFAULT_PROFILE))
         p.add_argument("--state-dir", default=None, help="embedded: where a running platform keeps its state")
+        kind_cli = _kind_cli()
+        if kind_cli is not None:
+            kind_cli.add_arguments(p)
 
     up = sub.add_parser("up", help="stand the platform up and leave it running")
     common(up)
@@ -217,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     mutants.add_argument("--platform", choices=["embedded", "kind"], default="embedded")
     mutants.add_argument("--manifests", default=str(DEFAULT_MANIFEST_DIR))
     mutants.set_defaults(func=cmd_mutants)
+    report = sub.add_parser("report", help="work with run reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    diff = report_sub.add_parser("diff", help="compare two runs (report folders or report.json files)")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    diff.add_argument("--threshold", type=float, default=0.10, help="relative change of a figure worth listing")
+    diff.set_defaults(func=cmd_report_diff)
     return parser
 
 

@@ -17,9 +17,10 @@ from typing import Protocol, runtime_checkable
 from inferbox.client import GatewayClient
 from inferbox.jwtserver.clients import Credentials
 from inferbox.jwtserver.keystore import SigningKey
+from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, Workload
 from inferbox.profile import ConformanceProfile
 from inferbox.tokens import TokenForge
-from inferbox.topology import Topology
+from inferbox.topology import Model, Topology
 
 
 class Feature(StrEnum):
@@ -33,6 +34,10 @@ class Feature(StrEnum):
     SERVING_V1 = "serving-v1"
     SERVING_V2 = "serving-v2"
     MODEL_METADATA = "model-metadata"
+    MESH_MTLS = "mesh-mtls"
+    MESH_AUTHORIZATION = "mesh-authorization"
+    NETWORK_ISOLATION = "network-isolation"
+    RESOURCE_QUOTA = "resource-quota"
     METRICS = "metrics"
     TRACING = "tracing"
     DASHBOARDS = "dashboards"
@@ -45,6 +50,13 @@ class Capability(StrEnum):
     TOKEN_SIGNING_KEY = "token-signing-key"  # noqa: S105 - a capability name, not a secret
     # The platform's workloads live in separate network places (network namespaces or pods).
     WORKLOAD_NETWORK = "workload-network"
+    # Mesh clients with a tenant's identity, the gateway's, or none, calling workloads directly;
+    # workloads behind sidecars that enforce mTLS and Istio policies.
+    MESH_PROBES = "mesh-probes"
+    # NetworkPolicies are enforced between the network places of workloads.
+    NETWORK_POLICY = "network-policy"
+    # The deployer and autoscaler honour ResourceQuotas, and replica counts can be requested.
+    RESOURCE_QUOTA = "resource-quota"
     # Prometheus scrapes the platform (Platform.observability().prometheus_url and the catalogue).
     METRICS = "metrics"
     # A trace store answers Jaeger's query API (Platform.observability().jaeger_query_url).
@@ -213,6 +225,24 @@ class Platform(Protocol):
     def versions(self) -> dict[str, str]:
         """Versions of the components actually running."""
 
+    # -- the mesh (needs Capability.MESH_PROBES) --------------------------------------------------
+    def workloads(self) -> list[Workload]:
+        """Every pod serving a model, as mesh clients address it."""
+
+    def mesh_client(self, source: MeshSource) -> MeshClient:
+        """A client in ``source``'s network place with its identity (none outside the mesh)."""
+
+    def mesh_trust_anchors(self) -> list[bytes]:
+        """PEM root certificates of the platform CA that issues workload identities."""
+
+    # -- quotas (needs Capability.RESOURCE_QUOTA) -------------------------------------------------
+    def resource_quota(self, tenant: str) -> QuotaStatus | None:
+        """The quota enforced in a tenant's namespace, or None when it has none."""
+
+    def scale_model(self, model: Model, replicas: int, settle_s: float) -> ScaleOutcome:
+        """Asks the platform to run ``model`` at ``replicas`` replicas; returns once settled."""
+
+    # -- telemetry (needs Capability.METRICS) ---------------------------------------------------
     def observability(self) -> Observability:
         """Prometheus, the trace store, Grafana and Kiali endpoints and the metric catalogue
         (needs Capability.METRICS)."""

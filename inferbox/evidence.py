@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -10,8 +12,9 @@ class _Node(Protocol):
 
 
 class Evidence:
-    def __init__(self, node: _Node) -> None:
+    def __init__(self, node: _Node, folder: Path | None = None) -> None:
         self._node = node
+        self._folder = folder
 
     def figure(self, name: str, value: Any) -> None:
         """A measured value (number, or a small mapping of numbers) under ``name``."""
@@ -20,3 +23,14 @@ class Evidence:
     def retries(self, count: int) -> None:
         """How many attempts an eventually-consistent check needed."""
         self._node.user_properties.append(("retries", count))
+
+    def artifact(self, name: str, content: str | dict[str, Any] | list[Any]) -> Path | None:
+        """Saves a file (text, or JSON for a mapping or list) in the run's report folder under
+        ``artifacts/``; recorded with the test as figure ``artifact:<name>``. None without a report folder."""
+        if self._folder is None:
+            return None
+        path = self._folder / "artifacts" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content if isinstance(content, str) else json.dumps(content, indent=2, sort_keys=True))
+        self.figure(f"artifact:{name}", str(path.relative_to(self._folder)))
+        return path

@@ -31,6 +31,33 @@ class IsolationPromise:
 
 
 @dataclass(frozen=True)
+class CallerIntent:
+    """Whether a kind of caller may connect to a tenant model's ports, and have its request answered."""
+
+    connect: bool
+    answered: bool
+
+
+@dataclass(frozen=True)
+class MeshPromise:
+    trust_domain: str
+    mtls: str  # the mode tenant workloads must enforce: STRICT
+    callers: dict[str, CallerIntent]  # gateway, ownTenant, otherTenant, outsideMesh
+
+    def spiffe_id(self, namespace: str, service_account: str) -> str:
+        return f"spiffe://{self.trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+@dataclass(frozen=True)
+class QuotaPromise:
+    every_tenant: bool
+    max_pods_per_tenant: int
+
+
+CALLER_KINDS = ("gateway", "ownTenant", "otherTenant", "outsideMesh")
+
+
+@dataclass(frozen=True)
 class ConformanceProfile:
     """What the platform must guarantee; checks take expected verdicts and budgets from here."""
 
@@ -42,6 +69,18 @@ class ConformanceProfile:
     rate_limit_per_tenant_rps: int
     raw: dict[str, Any]
     source: Path
+    mesh: MeshPromise | None = None
+    quota: QuotaPromise | None = None
+
+    def require_mesh(self) -> MeshPromise:
+        if self.mesh is None:
+            raise ProfileError(f"{self.source}: the profile has no spec.mesh", "add it; see profiles/conformance.yaml")
+        return self.mesh
+
+    def require_quota(self) -> QuotaPromise:
+        if self.quota is None:
+            raise ProfileError(f"{self.source}: the profile has no spec.quota", "add it; see profiles/conformance.yaml")
+        return self.quota
 
     def model_host(self, model: str, tenant: str) -> str:
         """The host name the platform promises for a model: <model>.<tenant>.<domain>."""
@@ -92,6 +131,34 @@ def load_profile(path: Path | str = DEFAULT_PROFILE) -> ConformanceProfile:
             rate_limit_per_tenant_rps=int(_need(spec, "rateLimit.perTenantRequestsPerSecond", path)),
             raw=data,
             source=path,
+            mesh=_mesh(spec, path) if "mesh" in spec else None,
+            quota=(
+                QuotaPromise(
+                    every_tenant=bool(_need(spec, "quota.everyTenant", path)),
+                    max_pods_per_tenant=int(_need(spec, "quota.maxPodsPerTenant", path)),
+                )
+                if "quota" in spec
+                else None
+            ),
         )
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: a profile value has the wrong type: {exc}", "compare with the default") from exc
+
+
+def _mesh(spec: dict[str, Any], path: Path) -> MeshPromise:
+    callers_raw = _need(spec, "mesh.callers", path)
+    missing = [k for k in CALLER_KINDS if k not in callers_raw]
+    if missing:
+        raise ProfileError(f"{path}: spec.mesh.callers lacks {', '.join(missing)}", f"state all of {CALLER_KINDS}")
+    callers = {
+        kind: CallerIntent(
+            connect=bool(_need(callers_raw, f"{kind}.connect", path)),
+            answered=bool(_need(callers_raw, f"{kind}.answered", path)),
+        )
+        for kind in CALLER_KINDS
+    }
+    return MeshPromise(
+        trust_domain=str(_need(spec, "mesh.trustDomain", path)),
+        mtls=str(_need(spec, "mesh.mtls", path)),
+        callers=callers,
+    )

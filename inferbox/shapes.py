@@ -4,7 +4,8 @@ A shape is a nested description of the fields an object may carry:
 
 - a ``dict`` maps field names to shapes (any other field is unknown);
 - a one-element ``list`` describes every item of a list;
-- ``str``, ``int``, ``bool`` are scalars (``int`` also accepts a numeric string where Kubernetes does);
+- ``str``, ``int``, ``float``, ``bool`` are scalars (``int`` also accepts a numeric string where
+  Kubernetes does; ``float`` is any JSON number, as OpenAPI's ``number``);
 - ``OneOf`` restricts a scalar to listed values;
 - ``StringMap`` is a free-form string-to-string map (labels, annotations, data);
 - ``MapOf`` is a map with free-form keys whose values all follow one shape;

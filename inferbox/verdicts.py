@@ -6,6 +6,10 @@ target runs for real: jwt_authn answers 401 with a ``Bearer`` challenge and a "J
 body (403 "Audiences in Jwt are not allowed" for a token of another audience), RBAC answers 403
 "RBAC: access denied", the local rate limiter answers 429 "local_rate_limited".
 KServe's model server answers JSON.
+
+A workload's sidecar is Envoy too and refuses with the same signatures. Its refusal reaches the
+client through the gateway, which then adds ``x-envoy-upstream-service-time`` (an upstream
+answered), so a gateway verdict is a local reply without that header and a mesh verdict has it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class Source(StrEnum):
     GATEWAY_AUTHORIZATION = "gateway-authorization"
     GATEWAY_RATE_LIMIT = "gateway-rate-limit"
     GATEWAY_ROUTING = "gateway-routing"
+    MESH_AUTHENTICATION = "mesh-authentication"  # the workload's sidecar refused the token
+    MESH_AUTHORIZATION = "mesh-authorization"  # the workload's sidecar's authorization policy refused
     MODEL = "model"
     UNKNOWN = "unknown"
 
@@ -30,14 +36,15 @@ class Source(StrEnum):
 def source_of(response: httpx.Response) -> Source:
     body = response.text
     content_type = response.headers.get("content-type", "")
+    from_upstream = response.headers.get("x-envoy-upstream-service-time") is not None
     if (
         response.status_code in (401, 403)
         and response.headers.get("www-authenticate", "").startswith("Bearer")
         and body.startswith(JWT_AUTHN_BODIES)
     ):
-        return Source.GATEWAY_AUTHENTICATION
+        return Source.MESH_AUTHENTICATION if from_upstream else Source.GATEWAY_AUTHENTICATION
     if response.status_code == 403 and body.startswith("RBAC: access denied"):
-        return Source.GATEWAY_AUTHORIZATION
+        return Source.MESH_AUTHORIZATION if from_upstream else Source.GATEWAY_AUTHORIZATION
     if response.status_code == 429 and "local_rate_limited" in body:
         return Source.GATEWAY_RATE_LIMIT
     if response.status_code == 404 and not body and response.headers.get("server") == "envoy":

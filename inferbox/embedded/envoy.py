@@ -66,8 +66,11 @@ def socket_address(host: str, port: int, netns_path: str | None = None) -> dict[
     return {"socket_address": address}
 
 
-def _lb_endpoints(endpoints: list[Endpoint]) -> list[dict[str, Any]]:
-    return [{"endpoint": {"address": socket_address(h, p)}} for h, p in endpoints]
+def _lb_endpoints(endpoints: list[Endpoint], match: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    # ``match`` labels endpoints for a cluster's transport_socket_matches (Istio: tlsMode=istio marks
+    # endpoints with a sidecar, which the caller then reaches over mutual TLS).
+    extra = {"metadata": {"filter_metadata": {"envoy.transport_socket_match": match}}} if match else {}
+    return [{"endpoint": {"address": socket_address(h, p)}, **extra} for h, p in endpoints]
 
 
 class EdsFiles:
@@ -81,7 +84,7 @@ class EdsFiles:
     def path(self, cluster: str) -> Path:
         return self.directory / f"eds-{cluster}.yaml"
 
-    def write(self, cluster: str, endpoints: list[Endpoint]) -> None:
+    def write(self, cluster: str, endpoints: list[Endpoint], match: dict[str, str] | None = None) -> None:
         self._version += 1
         body = {
             "version_info": str(self._version),
@@ -89,7 +92,7 @@ class EdsFiles:
                 {
                     "@type": TYPES["cla"],
                     "cluster_name": cluster,
-                    "endpoints": [{"lb_endpoints": _lb_endpoints(endpoints)}],
+                    "endpoints": [{"lb_endpoints": _lb_endpoints(endpoints, match)}],
                 }
             ],
         }
@@ -135,8 +138,9 @@ def _principal(principal: Principal) -> dict[str, Any]:
                 }
             }
         )
-    for name, value in principal.headers:
-        ids.append({"header": {"name": name, "string_match": {"exact": value}}})
+    for name, values in principal.headers:
+        matches = [{"header": {"name": name, "string_match": {"exact": value}}} for value in values]
+        ids.append(matches[0] if len(matches) == 1 else {"or_ids": {"ids": matches}})
     if not ids:
         return {"any": True}
     return ids[0] if len(ids) == 1 else {"and_ids": {"ids": ids}}
@@ -237,6 +241,42 @@ def _requirement(security: SecurityPlan) -> dict[str, Any]:
     return names[0] if len(names) == 1 else {"requires_any": {"requirements": names}}
 
 
+@dataclass(frozen=True)
+class MeshUpstream:
+    """The gateway's mesh identity for model clusters: mutual TLS to endpoints marked tlsMode=istio."""
+
+    cert: str
+    key: str
+    trust_bundle: str
+    identities: dict[str, str]  # model cluster name -> the SPIFFE ID its workloads must present
+
+
+UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+ISTIO_TLS_MODE = {"tlsMode": "istio"}
+
+
+def _mesh_transport(mesh: MeshUpstream, cluster: str) -> list[dict[str, Any]]:
+    validation: dict[str, Any] = {"trusted_ca": {"filename": mesh.trust_bundle}}
+    if cluster in mesh.identities:
+        validation["match_typed_subject_alt_names"] = [
+            {"san_type": "URI", "matcher": {"exact": mesh.identities[cluster]}}
+        ]
+    tls = {
+        "@type": UPSTREAM_TLS,
+        "common_tls_context": {
+            "tls_certificates": [{"certificate_chain": {"filename": mesh.cert}, "private_key": {"filename": mesh.key}}],
+            "validation_context": validation,
+        },
+    }
+    return [
+        {
+            "name": "mesh-mtls",
+            "match": ISTIO_TLS_MODE,
+            "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls},
+        }
+    ]
+
+
 @dataclass
 class GatewayPorts:
     public: int  # on the host's 127.0.0.1
@@ -291,6 +331,7 @@ def render_gateway(
     eds: EdsFiles,
     service_endpoints: Callable[[str, str, int], list[Endpoint]],
     knobs: dict[str, Any] | None = None,
+    mesh: MeshUpstream | None = None,
 ) -> dict[str, Any]:
     """The Envoy bootstrap for the gateway; model clusters read their endpoints from ``eds``."""
     jwt_clusters: dict[str, ServiceBackend] = {}
@@ -428,6 +469,7 @@ def render_gateway(
             {
                 "name": name,
                 "type": "EDS",
+                **({"transport_socket_matches": _mesh_transport(mesh, name)} if mesh else {}),
                 "connect_timeout": "2s",
                 "eds_cluster_config": {
                     "eds_config": {

@@ -68,11 +68,11 @@ class JwtProvider:
 
 @dataclass(frozen=True)
 class Principal:
-    """All parts must match: JWT claims (claim -> allowed values) and request headers."""
+    """All parts must match: JWT claims (claim -> allowed values) and request headers (header -> allowed values)."""
 
     provider_key: str | None
     claims: tuple[tuple[str, tuple[str, ...]], ...]
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, tuple[str, ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) 
                     )
                 provider_key = matching[0].key
                 claims = tuple((c["name"], tuple(c["values"])) for c in jwt_principal.get("claims") or ())
-            headers = tuple((h["name"].lower(), h["value"]) for h in principal.get("headers") or ())
+            headers = tuple((h["name"].lower(), tuple(h["values"])) for h in principal.get("headers") or ())
             rules.append(
                 (
                     str(rule.get("name", "")),

@@ -15,6 +15,8 @@ from inferbox.errors import PlatformError
 
 KNOBS: dict[str, str] = {
     "gateway.jwtClockSkewSeconds": "clock skew the gateway's JWT validation tolerates (Envoy's default is 60)",
+    "mesh.sidecarTrustAnyCA": "sidecars accept client certificates from any CA (Istio has no field for this)",
+    "mesh.rogueIssuer": "workload certificates come from a second CA the mesh also trusts, not the platform CA",
 }
 
 

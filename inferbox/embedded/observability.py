@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ import yaml
 
 from inferbox.embedded import monitors
 from inferbox.embedded.health import pod_http_status, wait_until
+from inferbox.embedded.mesh_plan import PodMeta
 from inferbox.embedded.network import Network, Pod
 from inferbox.embedded.portforward import PortForward
 from inferbox.embedded.processes import ManagedProcess, Supervisor
@@ -56,6 +58,21 @@ SIDECAR_STATS_PORT = 15090
 SCRAPE = monitors.ScrapeSettings(interval="1s", timeout="1s", evaluation_interval="1s")
 SCRAPE_INTERVAL_S = 1.0
 TRACE_EXPORT_INTERVAL_MS = 1000
+# What NetworkPolicies see of the two pods: the labels the Jaeger chart and prometheus-operator give
+# theirs (a tenant's policy admits Prometheus to the merged-metrics ports by these).
+TRACE_STORE_META = PodMeta(
+    "monitoring",
+    "jaeger-0",
+    "jaeger",
+    {"app.kubernetes.io/name": "jaeger", "app.kubernetes.io/component": "all-in-one"},
+)
+PROMETHEUS_META = PodMeta(
+    "monitoring",
+    "prometheus-prometheus-kube-prometheus-prometheus-0",
+    "prometheus-kube-prometheus-prometheus",
+    {"app.kubernetes.io/name": "prometheus", "prometheus": "prometheus-kube-prometheus-prometheus"},
+)
+Register = Callable[[Pod, PodMeta], None]
 INSTALL_HINT = "sudo apt-get update && sudo apt-get install -y --no-install-recommends prometheus"
 
 
@@ -113,10 +130,14 @@ class EmbeddedObservability:
         return self.metrics or self.tracing
 
     # -- the trace store -------------------------------------------------------------------
-    def start_trace_store(self, network: Network, supervisor: Supervisor, timeout_s: float) -> None:
+    def start_trace_store(
+        self, network: Network, supervisor: Supervisor, timeout_s: float, register: Register | None = None
+    ) -> None:
         if not self.tracing:
             return
         pod = network.add_pod("monitoring.jaeger")
+        if register:
+            register(pod, TRACE_STORE_META)
         host = "0.0.0.0" if pod.netns else "127.0.0.1"  # noqa: S104 - inside the store's own namespace
         process = supervisor.start(
             "trace-store",
@@ -151,9 +172,14 @@ class EmbeddedObservability:
         env: dict[str, str] = {}
         if self.metrics:
             annotations = self._isvc_annotations(spec)
-            app = annotations.get("prometheus.io/scrape", "true") != "false" and annotations.get(
-                "prometheus.io/port", ""
-            ) == str(spec.port)
+            # Istio merges the app's metrics from the port its prometheus.io annotations name; KServe's
+            # enable-prometheus-scraping would point them at the queue-proxy, which the embedded target
+            # does not run.
+            app = (
+                annotations.get("prometheus.io/scrape", "true") != "false"
+                and annotations.get("prometheus.io/port", "") == str(spec.port)
+                and annotations.get("serving.kserve.io/enable-prometheus-scraping", "false") != "true"
+            )
             env["INFERBOX_MERGED_METRICS_PORT"] = str(pod.port(MERGED_METRICS_PORT))
             env["INFERBOX_MERGED_METRICS_ADDR"] = "0.0.0.0" if pod.netns else "127.0.0.1"  # noqa: S104 - the pod's own
             env["INFERBOX_MERGED_METRICS_APP"] = "true" if app else "false"
@@ -196,6 +222,8 @@ class EmbeddedObservability:
         assert platform.network is not None
         assert platform.supervisor is not None
         pod = platform.network.add_pod("monitoring.prometheus")
+        if platform.mesh is not None:
+            platform.mesh.register(pod, PROMETHEUS_META)  # NetworkPolicies name Prometheus by its labels
         folder = platform.options.state_dir / "prometheus"
         # A fresh TSDB: series of an earlier platform in the same state folder would linger in queries.
         shutil.rmtree(folder / "data", ignore_errors=True)

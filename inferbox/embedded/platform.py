@@ -24,9 +24,12 @@ from inferbox.embedded import envoy as envoy_cfg
 from inferbox.embedded.gateway_plan import GatewayPlan, ModelBackend, plan_gateway
 from inferbox.embedded.health import pod_http_status, wait_until
 from inferbox.embedded.knobs import read_knobs
+from inferbox.embedded.mesh_plan import PodMeta, check_mesh_policies
+from inferbox.embedded.mesh_runtime import GATEWAY_META, MeshControlPlane
 from inferbox.embedded.network import NETNS_PREFIX, Network, Pod, ensure_port_free, free_port, make_network
 from inferbox.embedded.observability import EmbeddedObservability
 from inferbox.embedded.processes import ManagedProcess, Supervisor, proc_start_time
+from inferbox.embedded.quota import QuotaExceeded
 from inferbox.embedded.subset import check_all_supported
 from inferbox.embedded.workloads import (
     WorkloadSpec,
@@ -35,9 +38,11 @@ from inferbox.embedded.workloads import (
     service_selects,
     service_target_port,
 )
+from inferbox.errors import PlatformError
 from inferbox.jwtserver.clients import generate_clients, write_clients, write_credentials
 from inferbox.jwtserver.keystore import KeyStore
 from inferbox.manifests import ManifestSet, load_manifests
+from inferbox.mesh import ScaleOutcome
 from inferbox.topology import Topology, read_topology
 
 GATEWAY_POD_PORT = 80
@@ -69,6 +74,18 @@ class Replica:
     process: ManagedProcess
     requested_at: float
     ready_at: float | None = None
+    # With a sidecar (injected namespace), the application listens on loopback inside the pod at
+    # app_port and the sidecar owns the pod's service port.
+    sidecar: ManagedProcess | None = None
+    app_port: int | None = None
+    meta: PodMeta | None = None
+
+    @property
+    def app_endpoint(self) -> tuple[str, int]:
+        """Where the application itself listens, as seen from inside its own pod."""
+        if self.app_port is None:
+            return self.endpoint
+        return "127.0.0.1", self.app_port
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -97,9 +114,12 @@ class EmbeddedPlatform:
         self.plan = plan_gateway(self.manifests)
         self.topology = read_topology(self.manifests)
         self.workloads = read_workloads(self.manifests)
+        check_mesh_policies(self.manifests)
         self.observability = EmbeddedObservability(self.manifests, self.plan.gateway)
         self.network: Network | None = None
         self.supervisor: Supervisor | None = None
+        self.mesh: MeshControlPlane | None = None
+        self.events: list[dict[str, Any]] = []
         self._reaper: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
 
@@ -116,8 +136,23 @@ class EmbeddedPlatform:
         self._start_reaper()
         try:
             self.network = make_network(opts.network, self.instance)
+            self.mesh = MeshControlPlane(
+                self.manifests,
+                self.network,
+                self.supervisor,
+                opts.state_dir,
+                opts.knobs,
+                envoy_binary,
+                # Sidecars may start before the JWT server is ready; Envoy refetches keys until it is.
+                lambda namespace, name, port: self.service_endpoints(namespace, name, port, ready_only=False),
+                self.record_event,
+            )
             self._write_secrets()
-            self.observability.start_trace_store(self.network, self.supervisor, opts.ready_timeout_s)
+            self._start_gateway_pod()
+            self.mesh.create_probes([t.name for t in self.topology.tenants], self.gateway_pod)
+            self.observability.start_trace_store(
+                self.network, self.supervisor, opts.ready_timeout_s, self.mesh.register
+            )
             self._start_workloads()
             self._start_gateway()
             self.observability.start_prometheus(self, opts.ready_timeout_s)
@@ -173,6 +208,15 @@ class EmbeddedPlatform:
         write_credentials(self.credentials_path, credentials)
 
     # -- workloads ---------------------------------------------------------------------------
+    def record_event(self, namespace: str, reason: str, message: str) -> None:
+        """A Kubernetes-style Warning event, kept in memory and appended to logs/events.log."""
+        event = {"time": time.time(), "namespace": namespace, "type": "Warning", "reason": reason, "message": message}
+        with self._lock:
+            self.events.append(event)
+            self.options.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.options.log_dir / "events.log", "a") as log:
+                log.write(f"{time.strftime('%H:%M:%S')} Warning {reason} {namespace}: {message}\n")
+
     def _env_for(self, spec: WorkloadSpec, pod: Pod) -> dict[str, str]:
         env = dict(spec.env)
         for name, value in env.items():
@@ -180,37 +224,114 @@ class EmbeddedPlatform:
                 if value == mount or value.startswith(mount.rstrip("/") + "/"):
                     env[name] = str(secret_dir(self.options.state_dir, secret)) + value[len(mount.rstrip("/")) :]
         env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
-        if not pod.netns:
+        if not pod.netns or self._has_sidecar(spec):
             env["INFERBOX_BIND_HOST"] = "127.0.0.1"
         env.update(self.observability.workload_env(spec, pod))
         return env
 
+    def _has_sidecar(self, spec: WorkloadSpec) -> bool:
+        return self.mesh is not None and self.mesh.injected(spec.namespace)
+
+    def _app_port(self, spec: WorkloadSpec, pod: Pod) -> int:
+        """The application's port: its container port, on the pod's loopback when a sidecar owns the
+        pod's address (in a namespace); a separate loopback port when pods share the host's loopback."""
+        if self._has_sidecar(spec) and not pod.netns:
+            return pod.port(spec.port + 10000)
+        return pod.port(spec.port)
+
     def _argv_for(self, spec: WorkloadSpec, pod: Pod) -> list[str]:
-        port = pod.port(spec.port)
+        port = self._app_port(spec, pod)
         if spec.kind == "Deployment":
-            host = "0.0.0.0" if pod.netns else "127.0.0.1"  # noqa: S104 - inside the pod's own namespace
+            open_host = pod.netns and not self._has_sidecar(spec)
+            host = "0.0.0.0" if open_host else "127.0.0.1"  # noqa: S104 - inside the pod's own namespace
             return [*spec.argv, "--port", str(port), "--host", host]
         return [*spec.argv, f"--http_port={port}"]
 
     def start_replica(self, spec: WorkloadSpec) -> Replica:
+        """Creates a replica's pod (quota admission first: QuotaExceeded names the limit), its process
+        and, in an injected namespace, its sidecar. Replicas added later get the same treatment."""
         assert self.network
         assert self.supervisor
+        assert self.mesh
         with self._lock:
             existing = self.replicas.setdefault(spec.component, [])
             index = max((r.index for r in existing), default=-1) + 1
-            pod = self.network.add_pod(f"{spec.component}-{index}")
-            process = self.supervisor.start(
-                f"{spec.component}-{index}", self._argv_for(spec, pod), pod, self._env_for(spec, pod)
-            )
-            replica = Replica(spec, index, pod, process, time.monotonic())
+            name = f"{spec.component}-{index}"
+            meta = PodMeta(spec.namespace, f"{spec.name}-{index}", spec.service_account, dict(spec.labels))
+            self.mesh.admit(meta, list(spec.resources) or [{}])
+            pod = self.network.add_pod(name)
+            process = self.supervisor.start(name, self._argv_for(spec, pod), pod, self._env_for(spec, pod))
+            replica = Replica(spec, index, pod, process, time.monotonic(), meta=meta)
+            if self._has_sidecar(spec):
+                replica.app_port = self._app_port(spec, pod)
+                replica.sidecar = self.mesh.start_sidecar(
+                    name, pod, meta, pod.port(spec.port), ("127.0.0.1", replica.app_port)
+                )
             existing.append(replica)
+            self.mesh.register(pod, meta)
             return replica
+
+    def stop_replica(self, replica: Replica) -> None:
+        """Removes a replica: out of the gateway's endpoints first, then its processes, pod and quota."""
+        assert self.supervisor
+        assert self.network
+        assert self.mesh
+        spec = replica.workload
+        with self._lock:
+            if replica in self.replicas.get(spec.component, []):
+                self.replicas[spec.component].remove(replica)
+            if spec.kind == "InferenceService" and hasattr(self, "eds"):
+                self.publish_endpoints(spec.namespace, spec.name)
+        for process in (replica.sidecar, replica.process):
+            if process is not None:
+                self.supervisor.stop(process)
+        with self._lock:
+            if replica.meta is not None:
+                self.mesh.unregister(replica.pod, replica.meta)
+            self.network.remove_pod(replica.pod.name)
+
+    def scale(self, namespace: str, name: str, replicas: int) -> ScaleOutcome:
+        """Runs a model at ``replicas`` replicas, as far as its namespace's quota allows (the deployer
+        stops at the first refusal, which is recorded as an event). Returns once new replicas are ready."""
+        spec = next((w for w in self.workloads if w.namespace == namespace and w.name == name), None)
+        if spec is None:
+            raise PlatformError(f"no workload {namespace}/{name}", "name an InferenceService of the manifests")
+        seen = len(self.events)
+        current = self.replicas.setdefault(spec.component, [])
+        started: list[Replica] = []
+        while len(current) < replicas:
+            try:
+                started.append(self.start_replica(spec))
+            except QuotaExceeded:
+                break
+        errors: list[BaseException] = []
+
+        def wait(replica: Replica) -> None:
+            try:
+                self.wait_replica_ready(replica)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=wait, args=(r,)) for r in started]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        for replica in sorted(current, key=lambda r: r.index, reverse=True)[: max(0, len(current) - replicas)]:
+            self.stop_replica(replica)
+        if spec.kind == "InferenceService":
+            self.publish_endpoints(namespace, name)
+        refusals = tuple(e["message"] for e in self.events[seen:] if e["namespace"] == namespace)
+        return ScaleOutcome(replicas, len(self.replicas[spec.component]), refusals)
 
     def wait_replica_ready(self, replica: Replica) -> None:
         spec = replica.workload
+        app_host, app_port = replica.app_endpoint if replica.sidecar else (None, replica.pod.port(spec.port))
 
         def ready() -> bool:
-            return pod_http_status(replica.pod, replica.pod.port(spec.port), spec.ready_path) == 200
+            return pod_http_status(replica.pod, app_port, spec.ready_path, host=app_host) == 200
 
         def dead() -> str | None:
             if replica.process.alive():
@@ -227,6 +348,9 @@ class EmbeddedPlatform:
             dead,
             fix=f"see {replica.process.log_path}; raise INFERBOX_READY_TIMEOUT on a slow machine",
         )
+        if replica.sidecar is not None:
+            assert self.mesh
+            self.mesh.wait_sidecar_ready(replica.name, replica.pod, replica.sidecar, self.options.ready_timeout_s)
         replica.ready_at = time.monotonic()
         self.observability.pods_changed(self)  # Prometheus scrapes the new replica
 
@@ -251,7 +375,7 @@ class EmbeddedPlatform:
         if errors:
             raise errors[0]
 
-    def service_endpoints(self, namespace: str, name: str, port: int) -> list[tuple[str, int]]:
+    def service_endpoints(self, namespace: str, name: str, port: int, ready_only: bool = True) -> list[tuple[str, int]]:
         service = self.manifests.get("Service", name, namespace)
         if service is None:
             return []
@@ -260,7 +384,9 @@ class EmbeddedPlatform:
             if service_selects(service, spec):
                 target = service_target_port(service, port, spec)
                 endpoints += [
-                    r.pod.endpoint(target) for r in self.replicas.get(spec.component, []) if r.ready_at is not None
+                    r.pod.endpoint(target)
+                    for r in self.replicas.get(spec.component, [])
+                    if r.ready_at is not None or not ready_only
                 ]
         return endpoints
 
@@ -272,10 +398,30 @@ class EmbeddedPlatform:
     def xds_dir(self) -> Path:
         return self.options.state_dir / "xds"
 
+    def _start_gateway_pod(self) -> None:
+        """The gateway's network place and mesh identity exist before the workloads (policies name it)."""
+        assert self.network
+        assert self.mesh
+        self.gateway_pod = self.network.add_pod("envoy-gateway-system.inference-gateway")
+        self.mesh.issue_gateway_cert()
+        self.mesh.register(self.gateway_pod, GATEWAY_META)
+
+    def _mesh_upstream(self) -> envoy_cfg.MeshUpstream:
+        assert self.mesh
+        cert = self.mesh.gateway_cert
+        identities = {
+            envoy_cfg.cluster_name(ModelBackend(spec.namespace, spec.name)): self.mesh.pki.spiffe_id(
+                spec.namespace, spec.service_account
+            )
+            for spec in self.workloads
+            if spec.kind == "InferenceService"
+        }
+        return envoy_cfg.MeshUpstream(str(cert.cert), str(cert.key), str(self.mesh.pki.bundle_path), identities)
+
     def _start_gateway(self) -> None:
         assert self.network
         assert self.supervisor
-        pod = self.network.add_pod("envoy-gateway-system.inference-gateway")
+        pod = self.gateway_pod
         self.gateway_port = self.options.gateway_port or free_port()
         self.admin_port = self.options.admin_port or free_port()
         self.eds = envoy_cfg.EdsFiles(self.xds_dir)
@@ -296,11 +442,11 @@ class EmbeddedPlatform:
             self.eds,
             self.service_endpoints,
             self.options.knobs,
+            self._mesh_upstream(),
         )
         self.observability.decorate_gateway(bootstrap, pod)
         config = self.options.state_dir / "gateway-envoy.yaml"
         config.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
-        self.gateway_pod = pod
         self.gateway_process = self.supervisor.start(
             "gateway",
             [
@@ -332,7 +478,8 @@ class EmbeddedPlatform:
     def publish_endpoints(self, namespace: str, name: str) -> None:
         """Tells the gateway the ready replicas of a model (an atomic EDS file update)."""
         cluster = envoy_cfg.cluster_name(ModelBackend(namespace, name))
-        self.eds.write(cluster, self.model_endpoints(namespace, name))
+        sidecar = self.mesh is not None and self.mesh.injected(namespace)
+        self.eds.write(cluster, self.model_endpoints(namespace, name), envoy_cfg.ISTIO_TLS_MODE if sidecar else None)
 
     # -- facts for the contract --------------------------------------------------------------
     @property
@@ -364,8 +511,33 @@ class EmbeddedPlatform:
             "credentials": str(self.credentials_path),
             "ready_after_s": round(self.ready_after_s, 3),
             "components": self.component_status(),
+            "mesh": self.mesh.state() if self.mesh else None,
+            "workloads": self.workload_state(),
             "observability": self.observability.state(),
         }
+
+    def workload_state(self) -> list[dict[str, Any]]:
+        """Every model replica as mesh clients address it (the contract's Workload)."""
+        rows = []
+        for replicas in self.replicas.values():
+            for r in replicas:
+                if r.workload.kind != "InferenceService" or r.meta is None:
+                    continue
+                host, port = r.endpoint
+                rows.append(
+                    {
+                        "namespace": r.workload.namespace,
+                        "name": r.meta.name,
+                        "model": r.workload.name,
+                        "service_account": r.workload.service_account,
+                        "address": host,
+                        "ports": [["http", port]],
+                        "labels": dict(r.meta.labels),
+                        "sidecar": r.sidecar is not None,
+                        "ready": r.ready_at is not None,
+                    }
+                )
+        return rows
 
     def write_state(self) -> Path:
         path = self.options.state_dir / "state.json"
@@ -400,4 +572,11 @@ class EmbeddedPlatform:
                     "pod_ip": r.pod.ip,
                     "log": str(r.process.log_path),
                 }
+                if r.sidecar is not None:
+                    status[f"{r.name}-sidecar"] = {
+                        "alive": r.sidecar.alive(),
+                        "pid": r.sidecar.pid,
+                        "start_time": r.sidecar.start_time,
+                        "log": str(r.sidecar.log_path),
+                    }
         return status

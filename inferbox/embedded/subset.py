@@ -27,8 +27,12 @@ TARGET_REF: Shape = {
     "name": str,
 }
 HEADER_MATCH: Shape = {"name": str, "type": OneOf(("Exact",)), "value": str}
+# Envoy Gateway's authorization principal matches a header against any of several values.
+PRINCIPAL_HEADER: Shape = {"name": str, "values": [str]}
 PATH_MATCH: Shape = {"type": OneOf(("Exact", "PathPrefix")), "value": str}
-RESOURCES: Shape = Noted("CPU and memory requests/limits are " + ON_CLUSTER)
+# Requests and limits count against the namespace's ResourceQuota and are checked against its
+# LimitRange by the embedded deployer (inferbox/embedded/quota.py).
+RESOURCES: Shape = {"requests": {"cpu": int, "memory": int}, "limits": {"cpu": int, "memory": int}}
 PROBE: Shape = Noted("probes are run by the kubelet; the embedded target waits on its own health checks")
 
 CONTAINER: Shape = {
@@ -45,9 +49,12 @@ CONTAINER: Shape = {
     "volumeMounts": [{"name": str, "mountPath": str, "readOnly": bool}],
 }
 
+LABEL_SELECTOR: Shape = {"matchLabels": StringMap()}
+ISTIO_SELECTOR: Shape = {"matchLabels": StringMap()}
+RESOURCE_LIST: Shape = StringMap()
 # Observability: prometheus-operator monitors become the embedded Prometheus's scrape config (see
 # inferbox/embedded/monitors.py); Istio Telemetry and EnvoyProxy telemetry set tracing.
-LABEL_SELECTOR: Shape = {
+MONITOR_SELECTOR: Shape = {
     "matchLabels": StringMap(),
     "matchExpressions": [{"key": str, "operator": OneOf(("In", "NotIn", "Exists", "DoesNotExist")), "values": [str]}],
 }
@@ -153,7 +160,7 @@ SHAPES: dict[str, Shape] = {
         "kind": str,
         "metadata": METADATA,
         "spec": {
-            "selector": LABEL_SELECTOR,
+            "selector": MONITOR_SELECTOR,
             "namespaceSelector": NAMESPACE_SELECTOR,
             "jobLabel": str,
             "podTargetLabels": [str],
@@ -165,7 +172,7 @@ SHAPES: dict[str, Shape] = {
         "kind": str,
         "metadata": METADATA,
         "spec": {
-            "selector": LABEL_SELECTOR,
+            "selector": MONITOR_SELECTOR,
             "namespaceSelector": NAMESPACE_SELECTOR,
             "jobLabel": str,
             "targetLabels": [str],
@@ -280,7 +287,7 @@ SHAPES: dict[str, Shape] = {
                                 "provider": str,
                                 "claims": [{"name": str, "valueType": OneOf(("String",)), "values": [str]}],
                             },
-                            "headers": [HEADER_MATCH],
+                            "headers": [PRINCIPAL_HEADER],
                         },
                     }
                 ],
@@ -312,6 +319,7 @@ SHAPES: dict[str, Shape] = {
         "metadata": METADATA,
         "spec": {
             "predictor": {
+                "serviceAccountName": str,
                 "minReplicas": int,
                 "maxReplicas": int,
                 "model": {
@@ -322,6 +330,109 @@ SHAPES: dict[str, Shape] = {
                 },
                 "containers": [CONTAINER],
             }
+        },
+    },
+    # Istio security (translated to sidecar TLS, jwt_authn and RBAC; see inferbox/embedded/mesh_plan.py).
+    "PeerAuthentication": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "selector": ISTIO_SELECTOR,
+            "mtls": {"mode": OneOf(("UNSET", "DISABLE", "PERMISSIVE", "STRICT"))},
+        },
+    },
+    "RequestAuthentication": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "selector": ISTIO_SELECTOR,
+            "jwtRules": [
+                {
+                    "issuer": str,
+                    "audiences": [str],
+                    "jwksUri": str,
+                    "forwardOriginalToken": bool,
+                    "outputClaimToHeaders": [{"header": str, "claim": str}],
+                }
+            ],
+        },
+    },
+    "AuthorizationPolicy": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "selector": ISTIO_SELECTOR,
+            "action": OneOf(("ALLOW", "DENY")),
+            "rules": [
+                {
+                    "from": [
+                        {
+                            "source": {
+                                "principals": [str],
+                                "notPrincipals": [str],
+                                "namespaces": [str],
+                                "notNamespaces": [str],
+                                "requestPrincipals": [str],
+                                "notRequestPrincipals": [str],
+                            }
+                        }
+                    ],
+                    "to": [
+                        {
+                            "operation": {
+                                "methods": [str],
+                                "notMethods": [str],
+                                "paths": [str],
+                                "notPaths": [str],
+                                "ports": [str],
+                                "notPorts": [str],
+                            }
+                        }
+                    ],
+                    "when": [{"key": str, "values": [str], "notValues": [str]}],
+                }
+            ],
+        },
+    },
+    # Kubernetes isolation and quotas (nftables in pod namespaces; the deployer's admission).
+    "NetworkPolicy": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "podSelector": LABEL_SELECTOR,
+            "policyTypes": [OneOf(("Ingress",))],
+            "ingress": [
+                {
+                    "from": [{"podSelector": LABEL_SELECTOR, "namespaceSelector": LABEL_SELECTOR}],
+                    "ports": [{"protocol": OneOf(("TCP",)), "port": int}],
+                }
+            ],
+        },
+    },
+    "ResourceQuota": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {"hard": RESOURCE_LIST},
+    },
+    "LimitRange": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "limits": [
+                {
+                    "type": OneOf(("Container",)),
+                    "default": RESOURCE_LIST,
+                    "defaultRequest": RESOURCE_LIST,
+                    "max": RESOURCE_LIST,
+                    "min": RESOURCE_LIST,
+                }
+            ]
         },
     },
 }

@@ -15,13 +15,15 @@ import httpx
 
 from inferbox.client import GatewayClient
 from inferbox.contract import Capability, ComponentHealth, Observability
+from inferbox.embedded.mesh_client import EmbeddedMeshClient
 from inferbox.embedded.processes import is_same_process
 from inferbox.jwtserver.clients import Credentials, read_credentials
 from inferbox.jwtserver.keystore import KeyStore, SigningKey
 from inferbox.manifests import load_manifests
+from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, Workload
 from inferbox.profile import ConformanceProfile
 from inferbox.tokens import TokenForge
-from inferbox.topology import Topology, read_topology
+from inferbox.topology import Model, Topology, read_topology
 
 
 @dataclass
@@ -46,6 +48,13 @@ class EmbeddedTarget:
         caps = {Capability.TOKEN_SIGNING_KEY}
         if self.state.get("network") == "netns":
             caps.add(Capability.WORKLOAD_NETWORK)
+        mesh = self.state.get("mesh")
+        if mesh:
+            caps.add(Capability.MESH_PROBES)
+            if mesh.get("network_policy"):
+                caps.add(Capability.NETWORK_POLICY)
+        if getattr(self, "live", None) is not None:
+            caps.add(Capability.RESOURCE_QUOTA)  # replica counts need the control plane in this process
         telemetry = self.state.get("observability") or {}
         if telemetry.get("prometheus_url"):
             caps.add(Capability.METRICS)
@@ -121,6 +130,51 @@ class EmbeddedTarget:
             except metadata.PackageNotFoundError:
                 versions[package] = "not installed"
         return versions
+
+    # -- the mesh ------------------------------------------------------------------------------------
+    def _live(self) -> Any:
+        live = getattr(self, "live", None)
+        if live is None:
+            from inferbox.errors import PlatformError
+
+            raise PlatformError(
+                "this needs the embedded control plane in this process",
+                "run without --keep-platform (a kept platform runs in another process)",
+            )
+        return live
+
+    def workloads(self) -> list[Workload]:
+        live = getattr(self, "live", None)
+        rows = live.workload_state() if live is not None else self.state.get("workloads") or []
+        return [
+            Workload(
+                namespace=row["namespace"],
+                name=row["name"],
+                model=row["model"],
+                service_account=row["service_account"],
+                address=row["address"],
+                ports=tuple((str(n), int(p)) for n, p in row["ports"]),
+                labels=dict(row["labels"]),
+                sidecar=bool(row.get("sidecar", True)),
+            )
+            for row in rows
+            if row.get("ready", True)
+        ]
+
+    def mesh_client(self, source: MeshSource) -> MeshClient:
+        return EmbeddedMeshClient(self.state["mesh"], source)
+
+    def mesh_trust_anchors(self) -> list[bytes]:
+        return [Path(self.state["mesh"]["root_ca"]).read_bytes()]
+
+    def resource_quota(self, tenant: str) -> QuotaStatus | None:
+        status = self._live().mesh.ledger.status(tenant)
+        return None if status is None else QuotaStatus(tenant, *status)
+
+    def scale_model(self, model: Model, replicas: int, settle_s: float) -> ScaleOutcome:
+        # The embedded deployer is synchronous: it returns once new replicas are ready or refused.
+        outcome: ScaleOutcome = self._live().scale(model.tenant, model.name, replicas)
+        return outcome
 
     def close(self) -> None:
         for client in self._clients:

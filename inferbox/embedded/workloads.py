@@ -39,6 +39,8 @@ class WorkloadSpec:
     min_replicas: int
     max_replicas: int
     secret_mounts: dict[str, str] = field(default_factory=dict)  # mountPath -> secret name
+    service_account: str = "default"  # the pod's mesh identity is spiffe://<td>/ns/<namespace>/sa/<this>
+    resources: tuple[dict[str, dict[str, str]], ...] = ()  # each container's requests/limits (for quotas)
 
 
 def _image_name(image: str) -> str:
@@ -83,6 +85,8 @@ def _deployment(obj: K8sObject) -> WorkloadSpec:
         min_replicas=int(obj.spec.get("replicas", 1)),
         max_replicas=int(obj.spec.get("replicas", 1)),
         secret_mounts=mounts,
+        service_account=str(template["spec"].get("serviceAccountName", "default")),
+        resources=(_resources(container),),
     )
 
 
@@ -92,6 +96,7 @@ def _inference_service(obj: K8sObject) -> WorkloadSpec:
     common = {"--model_name": obj.name, "--enable_grpc": "false"}
     if "model" in predictor:
         model = predictor["model"]
+        resources = _resources(model)
         uri = model.get("storageUri", "")
         artifact = MODEL_ARTIFACTS.get(uri)
         if artifact is None:
@@ -110,6 +115,7 @@ def _inference_service(obj: K8sObject) -> WorkloadSpec:
                 "use spec.predictor.model with a known storageUri, or the inferbox/model-server image",
             )
         container = containers[0]
+        resources = _resources(container)
         args = dict(common)
         for arg in container.get("args") or []:
             key, _, value = arg.partition("=")
@@ -133,7 +139,15 @@ def _inference_service(obj: K8sObject) -> WorkloadSpec:
         ready_path=f"/v1/models/{obj.name}",
         min_replicas=int(predictor.get("minReplicas", 1)),
         max_replicas=int(predictor.get("maxReplicas", max(1, int(predictor.get("minReplicas", 1))))),
+        service_account=str(predictor.get("serviceAccountName", "default")),
+        resources=(resources,),
     )
+
+
+def _resources(container: dict[str, object]) -> dict[str, dict[str, str]]:
+    raw = container.get("resources") or {}
+    assert isinstance(raw, dict)
+    return {kind: {k: str(v) for k, v in (raw.get(kind) or {}).items()} for kind in ("requests", "limits")}
 
 
 def read_workloads(manifests: ManifestSet) -> list[WorkloadSpec]:

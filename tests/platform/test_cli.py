@@ -58,3 +58,41 @@ def test_up_names_a_busy_port(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "already in use" in result.stderr
     assert "--gateway-port" in result.stderr
+
+
+def test_pytest_keep_platform_reuses_the_running_platform(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    port = free_port()
+    assert _inferbox("up", "--gateway-port", str(port), state=state).returncode == 0
+    try:
+        report = tmp_path / "report"
+        env = {**os.environ, "INFERBOX_STATE_DIR": str(state)}
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-m",
+                "conformance",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--keep-platform",
+                "--report-dir",
+                str(report),
+                "suites/serving/test_inference_protocols.py::test_metadata_and_readiness_answer",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            check=False,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert done.returncode == 0, done.stdout[-2000:]
+        from inferbox.report.model import load_report
+
+        assert load_report(report)["platform"]["gateway_url"] == f"http://127.0.0.1:{port}"
+        assert (report / "logs" / "gateway.log").exists(), "the kept platform's logs are copied into the report"
+    finally:
+        _inferbox("down", state=state)

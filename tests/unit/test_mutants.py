@@ -11,10 +11,12 @@ import pytest
 
 from inferbox.embedded.gateway_plan import plan_gateway
 from inferbox.embedded.subset import check_all_supported
+from inferbox.kind.validation import check_objects
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, dump_objects, load_manifests
 from inferbox.mutants.model import Mutant, apply_pointer, load_mutants, mutate
 
 MUTANTS = load_mutants()
+KUBERNETES_VERSION = "1.32"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -27,6 +29,9 @@ def test_mutant_applies_and_changes_the_platform(mutant: Mutant, tmp_path: Path)
     mutated = load_manifests(mutate(mutant, DEFAULT_MANIFEST_DIR, tmp_path / "m"))
     check_all_supported(mutated)
     plan_gateway(mutated)
+    # A mutant is a break a real cluster would accept: it stays valid for the pinned APIs.
+    problems = check_objects(((o.source, o.body) for o in mutated), KUBERNETES_VERSION)
+    assert not problems, "\n".join(problems)
     if mutant.patches:
         changed_objects = dump_objects(mutated) != dump_objects(load_manifests(DEFAULT_MANIFEST_DIR))
         changed_files = _other_files(tmp_path / "m") != _other_files(DEFAULT_MANIFEST_DIR)

@@ -68,14 +68,14 @@ def test_a_field_outside_the_subset_is_named(
 
 def test_an_unknown_kind_is_named(manifests: ManifestSet) -> None:
     obj = K8sObject(
-        "security.istio.io/v1",
-        "PeerAuthentication",
+        "networking.istio.io/v1",
+        "Sidecar",
         "default",
         "istio-system",
-        {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "default"}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "default"}},
         "mesh.yaml",
     )
-    with pytest.raises(ManifestError, match="kind PeerAuthentication is not supported"):
+    with pytest.raises(ManifestError, match="kind Sidecar is not supported"):
         check_supported(obj)
 
 
@@ -83,5 +83,7 @@ def test_fields_meaningful_only_on_a_cluster_are_listed(manifests: ManifestSet) 
     rows = not_interpreted(manifests)
     fields = {(ref, field) for ref, field, _ in rows}
     assert ("Deployment inference-system/jwt-server", "spec.template.spec.containers[0].image") not in fields
-    assert ("InferenceService tenant-a/sklearn-iris", "spec.predictor.model.resources") in fields
+    assert ("InferenceService tenant-c/pytorch-resnet", "spec.predictor.containers[0].imagePullPolicy") in fields
+    # Resources are interpreted now: they count against ResourceQuotas.
+    assert ("InferenceService tenant-a/sklearn-iris", "spec.predictor.model.resources") not in fields
     assert all(why for _, _, why in rows)

@@ -1,0 +1,1 @@
+"""Evaluators of the platform's policies, independent of any target (the Cyclonus approach)."""

@@ -1,0 +1,92 @@
+"""Authorization inside the mesh: a workload's sidecar decides from the verified token's tenant
+claim and the caller's mesh identity, never from headers a caller can set.
+
+Requests go straight to a model's pod. The gateway's hop is the caller the network lets through and
+whose identity the policy trusts, so only the sidecar's authorization stands between a wrong token
+and the model; each refusal must come from it (403 "RBAC: access denied"), and beside each refusal
+the same caller with the right token is answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from inferbox.contract import Capability, Feature, Platform
+from inferbox.mesh import MeshClient, MeshSource, Outcome
+from inferbox.topology import Model
+from inferbox.waiting import eventually
+from suites.security._mesh import CONVERGENCE_S, mesh_clients, workloads_of
+
+pytestmark = [
+    pytest.mark.conformance,
+    pytest.mark.security,
+    pytest.mark.features(Feature.MESH_AUTHORIZATION),
+    pytest.mark.capability(Capability.MESH_PROBES),
+]
+__all__ = ["mesh_clients"]
+
+
+def _others(platform: Platform, model: Model) -> list[str]:
+    others = [t.name for t in platform.topology.tenants if t.name != model.tenant]
+    assert others, "the platform defines a single tenant; isolation cannot be checked"
+    return others
+
+
+def _check(
+    platform: Platform,
+    clients: dict[str, MeshClient],
+    model: Model,
+    token_for: Callable[[str], str],
+    spoof_headers: bool,
+) -> None:
+    failures = []
+    decided_by_sidecar = 0
+    path = f"/v1/models/{model.name}"
+    for workload in workloads_of(platform, model):
+        for _, port in workload.ports:
+            gateway = clients[MeshSource.gateway().label]
+            twin = gateway.request(workload, port, "GET", path, token=token_for(model.tenant))
+            if not twin.answered:
+                failures.append(f"gateway with {model.tenant}'s token was not answered: {twin.describe()}")
+            for tenant in _others(platform, model):
+                headers = (
+                    {h: model.tenant for h in platform.profile.isolation.identity_headers} if spoof_headers else {}
+                )
+                callers = [MeshSource.gateway()] + ([MeshSource.in_tenant(tenant)] if spoof_headers else [])
+                for source in callers:
+                    result = clients[source.label].request(
+                        workload, port, "GET", path, token=token_for(tenant), headers=headers
+                    )
+                    what = f"{source.label} with {tenant}'s token{' and ' + str(sorted(headers)) if headers else ''}"
+                    if result.outcome is Outcome.AUTHZ_DENIED:
+                        decided_by_sidecar += 1
+                    elif result.connected or result.outcome is Outcome.ERROR:
+                        # A connected caller must be refused by the sidecar's authorization itself.
+                        failures.append(f"{what} -> {workload.name}:{port}: {result.describe()}")
+    assert not failures, "\n".join(failures)
+    assert decided_by_sidecar, "no request reached the sidecar's authorization; the check proved nothing"
+
+
+def test_another_tenants_token_is_refused_by_the_sidecar(
+    platform: Platform, mesh_clients: dict[str, MeshClient], model: Model, token_for: Callable[[str], str]
+) -> None:
+    """A token valid for another tenant, presented straight to this model's sidecar: 403."""
+    eventually(
+        lambda: _check(platform, mesh_clients, model, token_for, spoof_headers=False),
+        timeout_s=CONVERGENCE_S,
+        interval_s=0.5,
+    )
+
+
+def test_identity_headers_cannot_cross_tenants_inside_the_mesh(
+    platform: Platform, mesh_clients: dict[str, MeshClient], model: Model, token_for: Callable[[str], str]
+) -> None:
+    """Another tenant's token plus every identity header naming this model's tenant, from the gateway's
+    hop and from the other tenants' own workloads: never answered."""
+    eventually(
+        lambda: _check(platform, mesh_clients, model, token_for, spoof_headers=True),
+        timeout_s=CONVERGENCE_S,
+        interval_s=0.5,
+    )

@@ -1,0 +1,32 @@
+"""Fixtures of the Kind/existing target's tests: a fake API server per test, fast timeouts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from inferbox.kind.kube import KubeApi
+from inferbox.kind.timeouts import DEFAULTS, Timeouts
+from tests.kind.fakekube import FakeCluster
+
+
+@pytest.fixture
+def fake_cluster() -> Iterator[FakeCluster]:
+    cluster = FakeCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def fake_api(fake_cluster: FakeCluster) -> Iterator[KubeApi]:
+    api = fake_cluster.api()
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def fast_timeouts() -> Timeouts:
+    """Every named timeout at 1.5 s: long enough for the fakes, short enough to see one expire."""
+    return Timeouts(dict.fromkeys(DEFAULTS, 1.5))
