@@ -38,6 +38,7 @@ from inferbox.embedded.tracing import (
     GatewayTracing,
     add_gateway_metrics,
     add_gateway_tracing,
+    add_merged_metrics,
     gateway_metrics_enabled,
     gateway_tracing,
     mesh_tracing,
@@ -166,23 +167,10 @@ class EmbeddedObservability:
 
     # -- what workloads and the gateway get ------------------------------------------------
     def workload_env(self, spec: WorkloadSpec, pod: Pod) -> dict[str, str]:
-        """Environment for a model server replica: merged metrics port and OpenTelemetry export."""
+        """Environment for a model server replica: OpenTelemetry export (the mesh's tracing)."""
         if spec.kind != "InferenceService" or not _injected(self.manifests, spec.namespace):
             return {}
         env: dict[str, str] = {}
-        if self.metrics:
-            annotations = self._isvc_annotations(spec)
-            # Istio merges the app's metrics from the port its prometheus.io annotations name; KServe's
-            # enable-prometheus-scraping would point them at the queue-proxy, which the embedded target
-            # does not run.
-            app = (
-                annotations.get("prometheus.io/scrape", "true") != "false"
-                and annotations.get("prometheus.io/port", "") == str(spec.port)
-                and annotations.get("serving.kserve.io/enable-prometheus-scraping", "false") != "true"
-            )
-            env["INFERBOX_MERGED_METRICS_PORT"] = str(pod.port(MERGED_METRICS_PORT))
-            env["INFERBOX_MERGED_METRICS_ADDR"] = "0.0.0.0" if pod.netns else "127.0.0.1"  # noqa: S104 - the pod's own
-            env["INFERBOX_MERGED_METRICS_APP"] = "true" if app else "false"
         mesh = self.mesh.get(spec.namespace)
         if mesh is not None and mesh.reporting and self.store is not None:
             host, port = self.collector()
@@ -202,6 +190,29 @@ class EmbeddedObservability:
                 }
             )
         return env
+
+    def sidecar_decorator(
+        self, spec: WorkloadSpec, pod: Pod, app: tuple[str, int]
+    ) -> Callable[[dict[str, Any]], None] | None:
+        """What a model's sidecar adds for monitoring: Istio's merged-metrics port 15020."""
+        if not self.metrics or spec.kind != "InferenceService":
+            return None
+        annotations = self._isvc_annotations(spec)
+        # Istio merges the app's metrics from the port its prometheus.io annotations name; KServe's
+        # enable-prometheus-scraping would point them at the queue-proxy, which the embedded target
+        # does not run, so nothing of the app would be merged.
+        merged = (
+            annotations.get("prometheus.io/scrape", "true") != "false"
+            and annotations.get("prometheus.io/port", "") == str(spec.port)
+            and annotations.get("serving.kserve.io/enable-prometheus-scraping", "false") != "true"
+        )
+        path = annotations.get("prometheus.io/path", "/metrics")
+        listen = pod.endpoint(MERGED_METRICS_PORT)
+
+        def decorate(bootstrap: dict[str, Any]) -> None:
+            add_merged_metrics(bootstrap, listen, app if merged else None, path)
+
+        return decorate
 
     def _isvc_annotations(self, spec: WorkloadSpec) -> dict[str, str]:
         isvc = self.manifests.get("InferenceService", spec.name, spec.namespace)

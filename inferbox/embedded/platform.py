@@ -265,7 +265,12 @@ class EmbeddedPlatform:
             if self._has_sidecar(spec):
                 replica.app_port = self._app_port(spec, pod)
                 replica.sidecar = self.mesh.start_sidecar(
-                    name, pod, meta, pod.port(spec.port), ("127.0.0.1", replica.app_port)
+                    name,
+                    pod,
+                    meta,
+                    pod.port(spec.port),
+                    ("127.0.0.1", replica.app_port),
+                    self.observability.sidecar_decorator(spec, pod, ("127.0.0.1", replica.app_port)),
                 )
             existing.append(replica)
             self.mesh.register(pod, meta)

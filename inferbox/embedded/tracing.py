@@ -258,3 +258,35 @@ def add_gateway_metrics(bootstrap: dict[str, Any], address: tuple[str, int]) -> 
         _static_cluster("prometheus_stats", admin["address"], int(admin["port_value"]))
     )
     bootstrap["stats_flush_on_admin"] = True
+
+
+def add_merged_metrics(
+    bootstrap: dict[str, Any], listen: tuple[str, int], app: tuple[str, int] | None, path: str
+) -> None:
+    """Istio's merged-metrics port on a sidecar: plaintext GET /stats/prometheus answered with the
+    application's own metrics (``app`` at ``path``, as the pod's prometheus.io annotations say), or an
+    empty page when the pod declares none. The Istio agent also merges the sidecar's Envoy stats in;
+    the checks read only the application's series from this port."""
+    route: dict[str, Any] = {
+        "match": {"prefix": "/stats/prometheus", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+    }
+    if app is not None:
+        route["route"] = {"cluster": "app_metrics", "prefix_rewrite": path}
+        bootstrap["static_resources"]["clusters"].append(_static_cluster("app_metrics", *app))
+    else:
+        route["direct_response"] = {"status": 200, "body": {"inline_string": ""}}
+    hcm = {
+        "@type": HCM,
+        "stat_prefix": "merged_metrics",
+        "route_config": {"virtual_hosts": [{"name": "metrics", "domains": ["*"], "routes": [route]}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+    }
+    bootstrap["static_resources"]["listeners"].append(
+        {
+            "name": "merged-metrics",
+            "address": {"socket_address": {"address": listen[0], "port_value": listen[1]}},
+            "filter_chains": [
+                {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+            ],
+        }
+    )

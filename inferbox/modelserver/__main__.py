@@ -31,20 +31,6 @@ def _bind_host_override() -> None:
     server.uvicorn.Config = _Config
 
 
-def _merged_metrics_endpoint() -> None:
-    # In a mesh pod the Istio agent serves the pod's metrics, merged with the sidecar's, on port
-    # 15020 (outside mTLS). Until the embedded target runs a sidecar that does this, the model
-    # server serves the app half itself on the port the embedded target gives it. Without the
-    # pod's prometheus.io annotations Istio merges no app metrics, so the endpoint stays empty.
-    port = os.environ.get("INFERBOX_MERGED_METRICS_PORT")
-    if not port:
-        return
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
-
-    registry = REGISTRY if os.environ.get("INFERBOX_MERGED_METRICS_APP", "true") == "true" else CollectorRegistry()
-    start_http_server(int(port), addr=os.environ.get("INFERBOX_MERGED_METRICS_ADDR", "127.0.0.1"), registry=registry)
-
-
 def main() -> None:
     warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated.*")
     parser = argparse.ArgumentParser(add_help=False)
@@ -66,7 +52,6 @@ def main() -> None:
         config["loggers"][name]["level"] = "WARNING"
     kserve_logging.configure_logging(config)
     _bind_host_override()
-    _merged_metrics_endpoint()
     model = ArtifactModel(ours.model_name, ours.model, validate=ours.validate_inputs == "true")
     model.load()
     kserve.ModelServer(enable_latency_logging=False).start([model])
