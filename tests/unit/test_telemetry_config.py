@@ -17,6 +17,7 @@ from inferbox.embedded.platform import envoy_binary
 from inferbox.embedded.tracing import (
     add_gateway_metrics,
     add_gateway_tracing,
+    add_merged_metrics,
     gateway_metrics_enabled,
     gateway_tracing,
     mesh_tracing,
@@ -87,6 +88,7 @@ def test_real_envoy_accepts_tracing_and_metrics(manifests: ManifestSet, tmp_path
     assert tracing is not None
     add_gateway_tracing(bootstrap, tracing, ("127.0.0.1", 14318), 1000)
     add_gateway_metrics(bootstrap, ("127.0.0.1", 19001))
+    add_merged_metrics(bootstrap, ("127.0.0.1", 15020), ("127.0.0.1", 18099), "/metrics")
     hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm["tracing"]["random_sampling"] == {"value": 100.0}
     assert hcm["tracing"]["spawn_upstream_span"] is True
