@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.inferbox-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup conformance test lint typecheck unit mutants bench clean help
+.PHONY: setup conformance test lint typecheck unit load mutants bench clean help
 
 help:
 	@echo "make conformance   stand up the embedded platform and run pytest -m conformance"
-	@echo "make test          lint, type-check, unit tests, conformance suite and the mutant run"
+	@echo "make test          lint, type-check, unit tests, conformance suite, load smoke + calibration, mutants"
+	@echo "make load          the smoke load profile with its SLOs and the load calibration self-test"
 	@echo "make setup         create $(VENV) and install everything (idempotent)"
 	@echo "make bench         print the benchmark figures"
 
@@ -36,12 +37,16 @@ typecheck: setup
 	$(BIN)/mypy inferbox fixtures
 
 unit: setup
-	$(BIN)/pytest tests -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest tests --ignore=tests/load -p no:cacheprovider $(PYTEST_ARGS)
+
+# The smoke load profile (one test per SLO) and the calibration self-test (tests/load): about 2 minutes.
+load: setup
+	$(BIN)/pytest -m load --load-profile smoke -p no:cacheprovider $(PYTEST_ARGS)
 
 mutants: setup
 	$(BIN)/inferbox mutants run
 
-test: lint typecheck unit conformance mutants
+test: lint typecheck unit conformance load mutants
 
 bench: setup
 	$(BIN)/python -m bench

@@ -275,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new")
     diff.add_argument("--threshold", type=float, default=0.10, help="relative change of a figure worth listing")
     diff.set_defaults(func=cmd_report_diff)
+
+    from inferbox.load.cli import add_parser as add_load_parser
+
+    add_load_parser(sub, common)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -57,6 +58,11 @@ class Capability(StrEnum):
     NETWORK_POLICY = "network-policy"
     # The deployer and autoscaler honour ResourceQuotas, and replica counts can be requested.
     RESOURCE_QUOTA = "resource-quota"
+    # Chaos: a model replica's processes can be stopped for a bounded time (a backend stall); see PausesReplicas.
+    PAUSE_REPLICA = "pause-replica"
+    # A load generator can be placed beside the workloads and reach model replicas directly, bypassing
+    # the gateway (to measure the gateway's overhead); see PlacesLoadClients.
+    DIRECT_MODEL_ACCESS = "direct-model-access"
     # Prometheus scrapes the platform (Platform.observability().prometheus_url and the catalogue).
     METRICS = "metrics"
     # A trace store answers Jaeger's query API (Platform.observability().jaeger_query_url).
@@ -246,3 +252,47 @@ class Platform(Protocol):
     def observability(self) -> Observability:
         """Prometheus, the trace store, Grafana and Kiali endpoints and the metric catalogue
         (needs Capability.METRICS)."""
+
+
+@dataclass(frozen=True)
+class ReplicaPause:
+    """A finished stall of one model replica. Times are ``time.monotonic()`` of this machine."""
+
+    model: str
+    tenant: str
+    replica: str
+    started: float
+    ended: float
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+@runtime_checkable
+class PausesReplicas(Protocol):
+    """Chaos action of targets with Capability.PAUSE_REPLICA."""
+
+    def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
+        """Stops the replica's processes for ``seconds`` (bounded), then resumes them; returns when resumed."""
+
+
+@dataclass(frozen=True)
+class LoadClientPlace:
+    """Where a load generator runs and how it reaches the platform from there."""
+
+    command_prefix: tuple[str, ...]  # prepended to a command to start it there (empty: this machine)
+    gateway_url: str  # the gateway as reached from there (requests carry the Host header)
+    # "<tenant>/<model>" -> base URLs of its ready replicas, reached directly (DIRECT_MODEL_ACCESS only)
+    replica_urls: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # (certificate, key, CA bundle) files of the mesh identity presented to replicas' sidecars, if any
+    replica_tls: tuple[str, str, str] | None = None
+
+
+@runtime_checkable
+class PlacesLoadClients(Protocol):
+    """Targets that place load generators next to the workloads (Capability.DIRECT_MODEL_ACCESS)."""
+
+    def load_client(self, name: str, tenant: str | None = None) -> AbstractContextManager[LoadClientPlace]:
+        """A place for a load generator, removed when the context ends; with ``tenant``, one that calls
+        that tenant's replicas directly as a workload of the tenant would (its mesh identity)."""

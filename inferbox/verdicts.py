@@ -10,6 +10,10 @@ KServe's model server answers JSON.
 A workload's sidecar is Envoy too and refuses with the same signatures. Its refusal reaches the
 client through the gateway, which then adds ``x-envoy-upstream-service-time`` (an upstream
 answered), so a gateway verdict is a local reply without that header and a mesh verdict has it.
+
+The model is recognised by its JSON body (Envoy's own replies are plain text), not by that header:
+Envoy leaves the header out when the upstream answers before the request was fully forwarded, as
+KServe does for an unknown model name.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def source_of(response: httpx.Response) -> Source:
         return Source.GATEWAY_RATE_LIMIT
     if response.status_code == 404 and not body and response.headers.get("server") == "envoy":
         return Source.GATEWAY_ROUTING
-    if "application/json" in content_type and response.headers.get("x-envoy-upstream-service-time") is not None:
+    if "application/json" in content_type:
         return Source.MODEL
     return Source.UNKNOWN
 

@@ -18,6 +18,7 @@ import yaml
 
 from inferbox.embedded.gateway_plan import (
     Authorization,
+    FaultPlan,
     GatewayPlan,
     ModelBackend,
     Principal,
@@ -31,6 +32,7 @@ from inferbox.embedded.gateway_plan import (
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 RBAC_FILTER = "envoy.filters.http.rbac"
 RATELIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+FAULT_FILTER = "envoy.filters.http.fault"
 TYPES = {
     "hcm": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     "jwt": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
@@ -39,6 +41,7 @@ TYPES = {
     "rbac_route": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
     "ratelimit": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
     "router": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+    "fault": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
     "early": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
     "cla": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
     "file_log": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
@@ -198,6 +201,21 @@ def _rate_limit(route: RoutePlan) -> dict[str, Any]:
     }
 
 
+def _million(percent: float) -> dict[str, Any]:
+    # Envoy Gateway's conversion: a percentage with 0.0001 % accuracy, out of a million.
+    return {"numerator": round(percent * 10000), "denominator": "MILLION"}
+
+
+def _fault(fault: FaultPlan) -> dict[str, Any]:
+    """The fault filter's per-route configuration for a route's faultInjection."""
+    config: dict[str, Any] = {"@type": TYPES["fault"]}
+    if fault.delay_s is not None:
+        config["delay"] = {"fixed_delay": f"{fault.delay_s:.9f}s", "percentage": _million(fault.delay_percent)}
+    if fault.abort_status is not None:
+        config["abort"] = {"http_status": fault.abort_status, "percentage": _million(fault.abort_percent)}
+    return config
+
+
 def _route_action(route: RoutePlan) -> dict[str, Any]:
     resolved = [(b.backend, b.weight) for b in route.backends if not isinstance(b.backend, Unresolved)]
     unresolved = [b.backend for b in route.backends if isinstance(b.backend, Unresolved)]
@@ -221,6 +239,8 @@ def _envoy_route(route: RoutePlan) -> dict[str, Any]:
         per_filter[RBAC_FILTER] = _rbac(route.security.authorization)
     if route.rate_limits:
         per_filter[RATELIMIT_FILTER] = _rate_limit(route)
+    if route.fault:
+        per_filter[FAULT_FILTER] = _fault(route.fault)
     return {
         "name": route.key,
         "match": _path_match(route),
@@ -380,6 +400,10 @@ def render_gateway(
     ]
 
     http_filters: list[dict[str, Any]] = []
+    if any(r.fault for r in plan.routes):
+        # Envoy Gateway orders the fault filter first, before authentication: an empty default, the
+        # faults themselves are per route.
+        http_filters.append({"name": FAULT_FILTER, "typed_config": {"@type": TYPES["fault"]}})
     if providers:
         http_filters.append(
             {

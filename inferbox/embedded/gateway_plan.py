@@ -11,11 +11,15 @@ The plan follows Envoy Gateway's semantics for the declared subset:
   to the Knative service of an InferenceService (``<isvc>.<namespace>.<knative domain>``);
 - a SecurityPolicy on a route overrides one on the Gateway; a JWT failure answers 401, an
   authorization denial 403;
-- a BackendTrafficPolicy's local rate-limit rules each get their own token bucket per route.
+- a BackendTrafficPolicy's local rate-limit rules each get their own token bucket per route;
+- a BackendTrafficPolicy's ``faultInjection`` delays (``fixedDelay``) and/or aborts (``httpStatus``)
+  the given percentage of a route's requests (default 100 %), before authentication, as Envoy
+  Gateway's fault filter does.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +101,16 @@ class RateLimitRule:
 
 
 @dataclass(frozen=True)
+class FaultPlan:
+    """Envoy Gateway's faultInjection on a route: percentages are 0-100."""
+
+    delay_s: float | None = None
+    delay_percent: float = 100.0
+    abort_status: int | None = None
+    abort_percent: float = 100.0
+
+
+@dataclass(frozen=True)
 class RoutePlan:
     key: str  # unique: <namespace>/<route>/<rule>/<match>
     route: str  # namespace/name
@@ -106,6 +120,7 @@ class RoutePlan:
     backends: tuple[WeightedBackend, ...]
     security: SecurityPlan | None
     rate_limits: tuple[RateLimitRule, ...]
+    fault: FaultPlan | None = None
 
 
 @dataclass
@@ -267,6 +282,83 @@ def _rate_limits_for(route: K8sObject, manifests: ManifestSet) -> tuple[RateLimi
     return tuple(rules)
 
 
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str) -> float:
+    """Seconds in a Kubernetes (Go ``time.ParseDuration``) duration such as ``50ms`` or ``1m30s``."""
+    parts = _GO_DURATION.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration like 50ms, 1.5s or 1m30s")
+    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+
+
+def _percent(policy: K8sObject, field_path: str, value: Any) -> float:
+    percent = 100.0 if value is None else float(value)
+    if not 0.0 <= percent <= 100.0:
+        raise ManifestError(
+            f"{policy.source}: {policy.ref}: {field_path} is {value}, outside 0-100", "use a percentage from 0 to 100"
+        )
+    return percent
+
+
+def _fault_for(route: K8sObject, manifests: ManifestSet) -> FaultPlan | None:
+    def targets(policy: K8sObject, kind: str, name: str) -> bool:
+        return any(t.get("kind") == kind and t.get("name") == name for t in policy.spec.get("targetRefs") or [])
+
+    with_fault = [p for p in manifests.of_kind("BackendTrafficPolicy") if "faultInjection" in p.spec]
+    for policy in with_fault:
+        if any(t.get("kind") == "Gateway" for t in policy.spec.get("targetRefs") or []):
+            raise ManifestError(
+                f"{policy.source}: {policy.ref}: faultInjection on a Gateway target is not interpreted by the "
+                "embedded target",
+                "target the HTTPRoute, or run this manifest on a cluster (--platform kind/existing)",
+            )
+    chosen = [p for p in with_fault if p.namespace == route.namespace and targets(p, "HTTPRoute", route.name)]
+    if not chosen:
+        return None
+    if len(chosen) > 1:
+        raise ManifestError(
+            f"{route.ref} gets faultInjection from {len(chosen)} BackendTrafficPolicies "
+            f"({', '.join(p.name for p in chosen)})",
+            "Envoy Gateway applies one BackendTrafficPolicy per route; put the fault in one policy",
+        )
+    policy = chosen[0]
+    spec = policy.spec["faultInjection"] or {}
+    delay, abort = spec.get("delay"), spec.get("abort")
+    if not delay and not abort:
+        raise ManifestError(
+            f"{policy.source}: {policy.ref}: faultInjection sets neither delay nor abort", "set at least one of them"
+        )
+    fault = FaultPlan()
+    if delay:
+        if "fixedDelay" not in delay:
+            raise ManifestError(f"{policy.source}: {policy.ref}: faultInjection.delay needs fixedDelay", "add it")
+        try:
+            delay_s = parse_go_duration(str(delay["fixedDelay"]))
+        except ValueError as exc:
+            raise ManifestError(f"{policy.source}: {policy.ref}: faultInjection.delay.fixedDelay: {exc}", "") from exc
+        fault = FaultPlan(
+            delay_s=delay_s, delay_percent=_percent(policy, "faultInjection.delay.percentage", delay.get("percentage"))
+        )
+    if abort:
+        status = int(abort.get("httpStatus", 0))
+        if not 200 <= status <= 600:
+            raise ManifestError(
+                f"{policy.source}: {policy.ref}: faultInjection.abort.httpStatus must be 200-600, "
+                f"found {status or 'none'}",
+                "set httpStatus (gRPC aborts are not interpreted by the embedded target)",
+            )
+        fault = FaultPlan(
+            fault.delay_s,
+            fault.delay_percent,
+            status,
+            _percent(policy, "faultInjection.abort.percentage", abort.get("percentage")),
+        )
+    return fault
+
+
 def plan_gateway(manifests: ManifestSet) -> GatewayPlan:
     """The gateway's routes, security and rate limits for the one Gateway in the manifests."""
     classes = {c.name for c in manifests.of_kind("GatewayClass") if c.spec.get("controllerName") == GATEWAY_CONTROLLER}
@@ -320,6 +412,7 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:
             continue
         security = _security_for(route, gateway, manifests)
         rate_limits = _rate_limits_for(route, manifests)
+        fault = _fault_for(route, manifests)
         for rule_index, rule in enumerate(route.spec.get("rules") or []):
             matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]
             for host in hostnames:
@@ -340,6 +433,7 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:
                             backends=tuple(backends),
                             security=security,
                             rate_limits=rate_limits,
+                            fault=fault,
                         )
                     )
     return plan

@@ -575,6 +575,8 @@ class EmbeddedPlatform:
                     "start_time": r.process.start_time,
                     "ready": r.ready_at is not None,
                     "pod_ip": r.pod.ip,
+                    "port": r.endpoint[1],
+                    "workload": r.workload.component,
                     "log": str(r.process.log_path),
                 }
                 if r.sidecar is not None:

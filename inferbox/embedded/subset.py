@@ -311,6 +311,11 @@ SHAPES: dict[str, Shape] = {
                     ]
                 },
             },
+            # Envoy Gateway's fault injection (Envoy's fault filter on the route); gRPC aborts are not interpreted.
+            "faultInjection": {
+                "delay": {"fixedDelay": str, "percentage": float},
+                "abort": {"httpStatus": int, "percentage": float},
+            },
         },
     },
     "InferenceService": {

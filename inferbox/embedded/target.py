@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import platform as pyplatform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import httpx
 
 from inferbox.client import GatewayClient
-from inferbox.contract import Capability, ComponentHealth, Observability
+from inferbox.contract import Capability, ComponentHealth, LoadClientPlace, Observability, ReplicaPause
 from inferbox.embedded.mesh_client import EmbeddedMeshClient
 from inferbox.embedded.processes import is_same_process
 from inferbox.jwtserver.clients import Credentials, read_credentials
@@ -45,7 +47,7 @@ class EmbeddedTarget:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        caps = {Capability.TOKEN_SIGNING_KEY}
+        caps = {Capability.TOKEN_SIGNING_KEY, Capability.PAUSE_REPLICA, Capability.DIRECT_MODEL_ACCESS}
         if self.state.get("network") == "netns":
             caps.add(Capability.WORKLOAD_NETWORK)
         mesh = self.state.get("mesh")
@@ -175,6 +177,18 @@ class EmbeddedTarget:
         # The embedded deployer is synchronous: it returns once new replicas are ready or refused.
         outcome: ScaleOutcome = self._live().scale(model.tenant, model.name, replicas)
         return outcome
+
+    def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
+        from inferbox.embedded.pause import pause_replica
+
+        return pause_replica(self.state, model, seconds, replica)
+
+    @contextmanager
+    def load_client(self, name: str, tenant: str | None = None) -> Iterator[LoadClientPlace]:
+        from inferbox.embedded.loadclient import load_client
+
+        with load_client(self.state, tenant) as place:
+            yield place
 
     def close(self) -> None:
         for client in self._clients:

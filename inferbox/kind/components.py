@@ -229,11 +229,20 @@ def knative_step(versions: Versions) -> Step:
         "kind": "ConfigMap",
         "metadata": {"name": "config-domain", "namespace": "knative-serving"},
     }
+    # Under mesh-wide STRICT mTLS the activator (which forwards to model pods while they scale from
+    # zero) needs a sidecar, so its namespace is enrolled in the mesh before Knative's pods exist;
+    # that is why this step waits for Istio's injector.
+    enrolled = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "knative-serving", "labels": {"istio-injection": "enabled"}},
+    }
     return Step(
         "knative-serving",
         f"Knative Serving {version}",
-        ("cluster",),
+        ("cluster", "istio"),
         (
+            ApplyObjects("the knative-serving namespace, enrolled in the mesh", (enrolled,), show_yaml=True),
             ApplyUrl(f"{base}/serving-crds.yaml", creates=CRDS),
             CrdsEstablished(catalog.crd_names(catalog.KNATIVE_SERVING)),
             ApplyUrl(

@@ -71,6 +71,10 @@ def component_health(api: KubeApi, topology: Topology) -> list[ComponentHealth]:
     return health
 
 
+GATEWAY_NAMESPACE = "envoy-gateway-system"
+GATEWAY_SERVICE_SELECTOR = "gateway.envoyproxy.io/owning-gateway-name=inference-gateway"
+
+
 @dataclass
 class KubePlatform:
     """A platform on a cluster, reached through ``api`` (and a port-forward when not on Kind)."""
@@ -197,6 +201,17 @@ class KubePlatform:
 
     def versions(self) -> dict[str, str]:
         return readback.running_versions(self.api)
+
+    def in_cluster_gateway_url(self) -> str:
+        """The gateway as pods reach it: the Service Envoy Gateway created for our Gateway."""
+        services = self.api.list("v1", "Service", GATEWAY_NAMESPACE, selector=GATEWAY_SERVICE_SELECTOR)
+        if not services:
+            raise PlatformError(
+                f"no Service labelled {GATEWAY_SERVICE_SELECTOR} in {GATEWAY_NAMESPACE}",
+                "check that Envoy Gateway programmed the Gateway (kubectl get gateway -A)",
+            )
+        name = services[0]["metadata"]["name"]
+        return f"http://{name}.{GATEWAY_NAMESPACE}.svc.cluster.local:80"
 
     # -- mesh and quotas (inferbox.kind.mesh does the work through the official client) ----------
     def _api_client(self) -> Any:

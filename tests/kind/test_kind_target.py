@@ -55,7 +55,13 @@ def test_the_platform_implements_the_contract_with_the_kept_key(fake_cluster: Fa
     platform = _platform(fake_cluster, tmp_path)
     try:
         assert isinstance(platform, Platform)
-        assert platform.capabilities == {Capability.TOKEN_SIGNING_KEY, Capability.WORKLOAD_NETWORK}
+        assert platform.capabilities == {
+            Capability.TOKEN_SIGNING_KEY,
+            Capability.WORKLOAD_NETWORK,
+            Capability.MESH_PROBES,
+            Capability.NETWORK_POLICY,
+            Capability.RESOURCE_QUOTA,
+        }
         token = platform.tokens().valid("tenant-a")
         public = platform.signing_key().key.public_key()
         claims = jwt.decode(token, public, algorithms=["RS256"], audience=PROFILE.auth.audience)

@@ -1,0 +1,1 @@
+"""Load profiles: Locust runs with honest latency measurement, SLO verdicts and reports."""

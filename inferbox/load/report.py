@@ -1,0 +1,116 @@
+"""A load run's outputs for people: load.html with the verdicts, the figures and inline SVG plots,
+beside Locust's own HTML report and CSV files."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from inferbox.load.plots import histogram, latency_over_time
+from inferbox.load.profiles import LoadProfile
+from inferbox.load.records import OK, Records
+
+LOCUST_FILES = (
+    "locust.html",
+    "locust_stats.csv",
+    "locust_stats_history.csv",
+    "locust_failures.csv",
+    "locust_exceptions.csv",
+)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _ms(figures: dict[str, Any]) -> list[str]:
+    return [str(figures.get(k, "-")) for k in ("p50", "p90", "p99", "p99.9", "max", "count")]
+
+
+def write_outputs(
+    folder: Path, summary: dict[str, Any], records: Records, plan: dict[str, Any], profile: LoadProfile
+) -> dict[str, str]:
+    """Writes load.html; returns the run's output files by role (names relative to the folder)."""
+    basis = summary["latency_basis"]
+    window = records.select((records.intended >= profile.warmup_s) & (records.intended < profile.total_s))
+    answered = window.select(window.outcome == OK)
+    marks = {k: summary["latency_ms"][k] for k in ("p50", "p99", "p99.9") if k in summary["latency_ms"]}
+    over_time = latency_over_time(records, profile.total_s, profile.warmup_s, summary["events"], basis)
+    hist = histogram(answered.latency, marks)
+    verdicts = [
+        [
+            html.escape(v["name"]),
+            "<b style='color:#1a7f37'>passed</b>" if v["passed"] else "<b style='color:#cf222e'>FAILED</b>",
+            html.escape(v["detail"]),
+        ]
+        for v in summary["slos"]
+    ]
+    figures = [
+        [f"latency (from the {html.escape(basis)})", *_ms(summary["latency_ms"])],
+        ["service time (from the actual send)", *_ms(summary["service_time_ms"])],
+    ]
+    if summary.get("schedule_delay_ms"):
+        figures.append(["schedule delay (sent late by)", *_ms(summary["schedule_delay_ms"])])
+    overhead = summary.get("gateway_overhead_ms") or {}
+    for key in ("direct", "gateway", "added"):
+        if key in overhead:
+            figures.append([f"overhead mode: {key}", *_ms(overhead[key])])
+    per_target = [
+        [html.escape(label), str(t["requests"]), str(t["ok"]), *_ms(t["latency_ms"])[:5]]
+        for label, t in summary["by_target"].items()
+    ]
+    requests = summary["requests"]
+    errors = summary["errors"]
+    links = " · ".join(
+        f"<a href='{name}'>{name}</a>"
+        for name in (*LOCUST_FILES, "summary.json", "plan.json")
+        if (folder / name).exists() or name == "summary.json"
+    )
+    events = "".join(
+        f"<li>{html.escape(str(e.get('name')))}: {e.get('from_s', '?')}s to {e.get('to_s', '?')}s"
+        f"{' — ' + html.escape(str(e['error'])) if 'error' in e else ''}</li>"
+        for e in summary["events"]
+    )
+    verdict = "passed" if summary["passed"] else "FAILED"
+    versions = html.escape(", ".join(f"{k} {v}" for k, v in sorted((summary.get("versions") or {}).items())))
+    scheduled = "" if requests["scheduled"] is None else f", {requests['scheduled']} scheduled in all"
+    error_text = html.escape(
+        f"by status: {errors['by_status']}; by tenant: {errors['by_tenant']}; by kind: {errors['by_outcome']}; "
+        f"429s by tenant: {summary['rate_limited']['by_tenant']}"
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>load {html.escape(summary["profile"])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}}table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}}</style></head><body>
+<h1>Load profile {html.escape(summary["profile"])}: {verdict}</h1>
+<p>{html.escape(summary.get("description", ""))}</p>
+<p>Target <b>{html.escape(str(summary.get("target")))}</b>, {summary["mode"]} loop ({summary["arrival"]} arrivals),
+started {html.escape(str(summary.get("started")))}; measured window {summary["window_s"]["from"]}s to
+{summary["window_s"]["to"]}s. Requested {summary["requested_rate"]} req/s, achieved {summary["achieved_rate"]} req/s
+(ratio {summary["achieved_ratio"]}), goodput {summary["goodput_rate"]} req/s.
+Requests: {requests["in_window"]} in the window, {requests["ok"]} answered, {requests["errors"]} errors,
+{requests["rate_limited"]} rate-limited (429){scheduled}.</p>
+<p>Versions: {versions}</p>
+<h2>SLOs</h2>{_table(verdicts, ["SLO", "verdict", "detail"])}
+<h2>Latency (ms)</h2>{_table(figures, ["", "p50", "p90", "p99", "p99.9", "max", "count"])}
+<h2>Latency over time</h2>{over_time}
+<h2>Histogram</h2>{hist}
+<h2>Per target</h2>{_table(per_target, ["target", "requests", "answered", "p50", "p90", "p99", "p99.9", "max"])}
+<h2>Errors</h2><p>{error_text}</p>
+{f"<h2>Chaos actions</h2><ul>{events}</ul>" if events else ""}
+<h2>Files</h2><p>{links}</p>
+<p style="color:#57606a">Percentiles are exact (nearest rank over every raw request), not Locust's rounded buckets.
+Locust's own report (locust.html) rounds response times to about two significant digits.</p>
+</body></html>"""
+    (folder / "load.html").write_text(page)
+    files = {"html": "load.html", "summary": "summary.json", "plan": "plan.json", "samples": "samples.bin"}
+    for name in LOCUST_FILES:
+        if (folder / name).exists():
+            files[
+                name.removesuffix(".csv").removesuffix(".html").replace("locust_", "locust-")
+                if name != "locust.html"
+                else "locust-html"
+            ] = name
+    return files
