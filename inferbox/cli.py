@@ -138,7 +138,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from inferbox.mutants.model import load_mutants
     from inferbox.mutants.runner import MutantResult, run_all
 
-    mutants = load_mutants()
+    mutants = [m for m in load_mutants() if args.platform in m.targets]  # some need a cluster (Grafana, Kiali)
     if args.only:
         wanted = set(args.only)
         mutants = [m for m in mutants if m.name in wanted]

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,7 @@ class EmbeddedObservability:
         self.store: _Component | None = None
         self.prometheus: _Component | None = None
         self._config_path: Path | None = None
+        self._lock = threading.Lock()  # replicas start and stop from several threads
 
     @property
     def enabled(self) -> bool:
@@ -272,9 +274,10 @@ class EmbeddedObservability:
         """Rewrites the scrape config for the pods running now and makes Prometheus reload it."""
         if self.prometheus is None:
             return
-        self.write_config(platform)
-        if self.prometheus.process.alive():
-            os.kill(self.prometheus.process.pid, signal.SIGHUP)
+        with self._lock:
+            self.write_config(platform)
+            if self.prometheus.process.alive():
+                os.kill(self.prometheus.process.pid, signal.SIGHUP)
 
     # -- facts -----------------------------------------------------------------------------
     def components(self) -> dict[str, _Component]:

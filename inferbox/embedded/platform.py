@@ -294,6 +294,7 @@ class EmbeddedPlatform:
             if replica.meta is not None:
                 self.mesh.unregister(replica.pod, replica.meta)
             self.network.remove_pod(replica.pod.name)
+        self.observability.pods_changed(self)  # Prometheus stops scraping it
 
     def scale(self, namespace: str, name: str, replicas: int) -> ScaleOutcome:
         """Runs a model at ``replicas`` replicas, as far as its namespace's quota allows (the deployer
