@@ -252,10 +252,10 @@ def main() -> None:
     print("observability cost and visibility (embedded target, V1 predict, valid JWT, fixed rate)")
     print(f"  network: {figures['network']}, {REQUESTS} requests per path at {RATE_PER_S}/s each, 4 paths alternating")
     for key, label in (("with_telemetry", "with telemetry"), ("without_telemetry", "without telemetry")):
-        print(f"  {label}: direct to model      {_percentiles(figures[key]['direct_ms'])}")
-        print(f"  {label}: through gateway      {_percentiles(figures[key]['gateway_ms'])}")
-        print(f"  gateway adds, {label:19} {_percentiles(figures[key]['added_ms'])}")
-    print(f"  tracing (100 %) + metrics add     {_percentiles(figures['telemetry_adds_ms'])}")
+        print(f"  {label + ', direct to model':36} {_percentiles(figures[key]['direct_ms'])}")
+        print(f"  {label + ', through the gateway':36} {_percentiles(figures[key]['gateway_ms'])}")
+        print(f"  {label + ', gateway adds':36} {_percentiles(figures[key]['added_ms'])}")
+    print(f"  {'tracing (100 %) and metrics add':36} {_percentiles(figures['telemetry_adds_ms'])}")
     print("  target: tracing at 100 % sampling adds <= 0.5 ms p50")
     vis = figures["visibility"]
     for label, key in (("trace queryable", "trace_s"), ("counter in Prometheus", "counter_s")):
