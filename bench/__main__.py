@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["gateway_overhead", "sidecar_overhead", "load_generator"]
+BENCHMARKS = ["gateway_overhead", "sidecar_overhead", "load_generator", "observability"]
 
 
 def main() -> None:
