@@ -72,6 +72,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"-H 'content-type: application/json' -d '{{\"instances\": [[6.8,2.8,4.8,1.4]]}}' "
         f"{state['gateway_url']}/v1/models/sklearn-iris:predict"
     )
+    telemetry = state.get("observability") or {}
+    if telemetry.get("prometheus_url"):
+        console.print(
+            f"prometheus: {telemetry['prometheus_url']}   jaeger query API: {telemetry.get('jaeger_query_url')}"
+        )
     console.print(f"logs: {state['log_dir']}")
     return 0
 
@@ -137,7 +142,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from inferbox.mutants.model import load_mutants
     from inferbox.mutants.runner import MutantResult, run_all
 
-    mutants = load_mutants()
+    mutants = [m for m in load_mutants() if args.platform in m.targets]  # some need a cluster (Grafana, Kiali)
     if args.only:
         wanted = set(args.only)
         mutants = [m for m in mutants if m.name in wanted]

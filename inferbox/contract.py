@@ -8,6 +8,7 @@ crafted ones signed with the platform's key), clients, component health, logs an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ class Feature(StrEnum):
     COLD_START = "cold-start"
     AUTOSCALING = "autoscaling"
     CANARY = "canary"
+    METRICS = "metrics"
+    TRACING = "tracing"
+    DASHBOARDS = "dashboards"
 
 
 class Capability(StrEnum):
@@ -67,6 +71,121 @@ class Capability(StrEnum):
     # A load generator can be placed beside the workloads and reach model replicas directly, bypassing
     # the gateway (to measure the gateway's overhead); see PlacesLoadClients.
     DIRECT_MODEL_ACCESS = "direct-model-access"
+    # Prometheus scrapes the platform (Platform.observability().prometheus_url and the catalogue).
+    METRICS = "metrics"
+    # A trace store answers Jaeger's query API (Platform.observability().jaeger_query_url).
+    TRACES = "traces"
+    # Grafana serves the platform's dashboards (Platform.observability().grafana_url).
+    GRAFANA = "grafana"
+    # Kiali draws the mesh's traffic graph (Platform.observability().kiali_url).
+    MESH_GRAPH = "mesh-graph"
+
+
+class Signal(StrEnum):
+    """What the observability checks read from Prometheus; each target maps every signal to PromQL.
+
+    Placeholders in the PromQL templates: ``{tenant}``, ``{model}``, ``{code}`` (a regex of HTTP
+    status codes), ``{window}`` (a PromQL duration), ``{window_s}`` (seconds) and ``{q}`` (a quantile).
+    """
+
+    # Requests of one tenant's model answered through the gateway, by response code (a counter).
+    REQUESTS = "requests"
+    # Samples in the gateway's latency histogram for one tenant's model (a counter: the _count).
+    REQUEST_LATENCY_COUNT = "request-latency-count"
+    # A latency quantile of the same histogram, in seconds, over {window}.
+    REQUEST_LATENCY_QUANTILE = "request-latency-quantile"
+    # Tokens the gateway accepted / refused (401), for every route.
+    JWT_ALLOWED = "jwt-allowed"
+    JWT_DENIED = "jwt-denied"
+    # Requests the gateway refused by authorization (403), for every route.
+    AUTHZ_DENIED = "authz-denied"
+    # Requests the gateway answered itself with a 4xx (401, 403, 429, 404 ...), for every route.
+    GATEWAY_4XX = "gateway-4xx"
+    # Requests refused with 429 by the gateway's rate limiter, for every route.
+    RATE_LIMITED = "rate-limited"
+    # Ready replicas of one tenant's model.
+    REPLICAS = "replicas"
+    # Replicas of one tenant's model that started within {window_s} seconds (cold starts and restarts).
+    COLD_STARTS = "cold-starts"
+    # Samples in the model server's inference (predict) latency histogram (a counter: the _count).
+    MODEL_LATENCY_COUNT = "model-latency-count"
+    # A quantile of the model server's predict latency, in seconds, over {window}.
+    MODEL_LATENCY_QUANTILE = "model-latency-quantile"
+
+
+_PLACEHOLDER = re.compile(r"\{(tenant|model|code|window|window_s|q)\}")
+
+
+@dataclass(frozen=True)
+class MetricCatalogue:
+    """PromQL per signal on one target, plus how to find each of the platform's scrape targets."""
+
+    target: str
+    queries: Mapping[Signal, str]
+    # Selectors of ``up`` series: the gateway, the token issuer, and one per model ({tenant}, {model}).
+    gateway_target: str
+    issuer_target: str
+    model_target: str
+
+    def query(self, signal: Signal, **params: object) -> str:
+        template = self.queries.get(signal)
+        if template is None:
+            raise KeyError(f"the {self.target} catalogue has no PromQL for signal {signal}")
+        return _fill(template, params, signal)
+
+    def model_up(self, tenant: str, model: str) -> str:
+        return _fill(self.model_target, {"tenant": tenant, "model": model}, "model scrape target")
+
+
+def _fill(template: str, params: Mapping[str, object], what: object) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in params:
+            raise KeyError(f"PromQL for {what} needs the parameter {name}")
+        return str(params[name])
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+@dataclass(frozen=True)
+class TraceNaming:
+    """How the platform's spans are named in the trace store."""
+
+    gateway_service: str
+    # Regex of the service name of a model's spans, with {tenant} and {model} placeholders.
+    model_service: str
+    # The gateway span tag carrying the verified tenant.
+    tenant_tag: str = "tenant"
+
+    def model_service_pattern(self, tenant: str, model: str) -> re.Pattern[str]:
+        return re.compile(_fill(self.model_service, {"tenant": re.escape(tenant), "model": re.escape(model)}, "trace"))
+
+
+@dataclass(frozen=True)
+class Observability:
+    """Where the platform's telemetry can be read, and how it is named."""
+
+    prometheus_url: str
+    catalogue: MetricCatalogue
+    # Longest interval between two scrapes of any target, and between two span exports.
+    scrape_interval_s: float
+    trace_export_interval_s: float
+    jaeger_query_url: str | None = None
+    traces: TraceNaming | None = None
+    grafana_url: str | None = None
+    grafana_auth: tuple[str, str] | None = None
+    kiali_url: str | None = None
+    # Kiali: namespaces to graph, and regexes of the gateway-side and model-side workload names.
+    mesh_graph: Mapping[str, str] = field(default_factory=dict)
+
+    def metrics_deadline_s(self) -> float:
+        """How long a fact may take to reach Prometheus: a measurement is exported at the next
+        scrape, and histograms may wait one more; three intervals plus a margin for a busy machine."""
+        return 3 * self.scrape_interval_s + 5.0
+
+    def traces_deadline_s(self) -> float:
+        """Spans are batched by each emitter and exported every interval; two emitters in a row."""
+        return 3 * self.trace_export_interval_s + 5.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +283,11 @@ class Platform(Protocol):
     def restore_model(self, model: Model, settle_s: float) -> None:
         """Back to what the manifests declare for the model: autoscaling bounds and traffic split."""
         """Asks the platform to run ``model`` at ``replicas`` replicas; returns once settled."""
+
+    # -- telemetry (needs Capability.METRICS) ---------------------------------------------------
+    def observability(self) -> Observability:
+        """Prometheus, the trace store, Grafana and Kiali endpoints and the metric catalogue
+        (needs Capability.METRICS)."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ A shape is a nested description of the fields an object may carry:
   Kubernetes does; ``float`` is any JSON number, as OpenAPI's ``number``);
 - ``OneOf`` restricts a scalar to listed values;
 - ``StringMap`` is a free-form string-to-string map (labels, annotations, data);
+- ``MapOf`` is a map with free-form keys whose values all follow one shape;
+- ``float`` is a number (an integer is accepted too);
 - ``Noted`` accepts anything: the field is meaningful only on a real cluster (an image name, a
   probe) and the checker's caller may report it as not interpreted. Security-relevant fields are
   never ``Noted``.
@@ -34,7 +36,12 @@ class Noted:
     why: str
 
 
-Shape = Union[dict[str, "Shape"], list["Shape"], type, OneOf, StringMap, Noted]  # noqa: UP007 - recursive alias
+@dataclass(frozen=True)
+class MapOf:
+    value: Shape
+
+
+Shape = Union[dict[str, "Shape"], list["Shape"], type, OneOf, StringMap, Noted, "MapOf"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,14 @@ def check_shape(value: Any, shape: Shape, path: str = "") -> ShapeViolation | No
     if isinstance(shape, StringMap):
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             return ShapeViolation(path, "must be a map of strings")
+        return None
+    if isinstance(shape, MapOf):
+        if not isinstance(value, dict):
+            return ShapeViolation(path, f"must be a mapping, found {type(value).__name__}")
+        for key, item in value.items():
+            problem = check_shape(item, shape.value, _join(path, str(key)))
+            if problem:
+                return problem
         return None
     if isinstance(shape, OneOf):
         if value not in shape.values:
@@ -107,4 +122,7 @@ def noted_fields(value: Any, shape: Shape, path: str = "") -> list[tuple[str, st
     elif isinstance(shape, list) and isinstance(value, list):
         for index, item in enumerate(value):
             found.extend(noted_fields(item, shape[0], _join(path, index)))
+    elif isinstance(shape, MapOf) and isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(noted_fields(item, shape.value, _join(path, str(key))))
     return found

@@ -127,7 +127,15 @@ class MeshControlPlane:
         return injected(self.manifests, namespace)
 
     # -- sidecars --------------------------------------------------------------------------------
-    def start_sidecar(self, name: str, pod: Pod, meta: PodMeta, listen_port: int, app: Endpoint) -> ManagedProcess:
+    def start_sidecar(
+        self,
+        name: str,
+        pod: Pod,
+        meta: PodMeta,
+        listen_port: int,
+        app: Endpoint,
+        decorate: Callable[[dict[str, Any]], None] | None = None,
+    ) -> ManagedProcess:
         cert = self.pki.issue(meta.namespace, meta.service_account, name)
         plan = plan_sidecar(self.manifests, meta)
         admin = pod.port(SIDECAR_ADMIN_PORT)
@@ -140,6 +148,8 @@ class MeshControlPlane:
             self._jwks_endpoints,
             trust_any_ca=bool(self.knobs.get("mesh.sidecarTrustAnyCA")),
         )
+        if decorate is not None:
+            decorate(bootstrap)  # e.g. the merged-metrics port (inferbox.embedded.observability)
         config = self.state_dir / f"sidecar-{name}.yaml"
         config.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
         return self.supervisor.start(

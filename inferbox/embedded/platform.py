@@ -27,6 +27,7 @@ from inferbox.embedded.knobs import read_knobs
 from inferbox.embedded.mesh_plan import PodMeta, check_mesh_policies
 from inferbox.embedded.mesh_runtime import GATEWAY_META, MeshControlPlane
 from inferbox.embedded.network import NETNS_PREFIX, Network, Pod, ensure_port_free, free_port, make_network
+from inferbox.embedded.observability import EmbeddedObservability
 from inferbox.embedded.processes import ManagedProcess, Supervisor, proc_start_time
 from inferbox.embedded.quota import QuotaExceeded
 from inferbox.embedded.serving import ServingControlPlane
@@ -116,6 +117,7 @@ class EmbeddedPlatform:
         self.topology = read_topology(self.manifests)
         self.workloads = read_workloads(self.manifests)
         check_mesh_policies(self.manifests)
+        self.observability = EmbeddedObservability(self.manifests, self.plan.gateway)
         self.network: Network | None = None
         self.supervisor: Supervisor | None = None
         self.mesh: MeshControlPlane | None = None
@@ -153,9 +155,13 @@ class EmbeddedPlatform:
             self._write_secrets()
             self._start_gateway_pod()
             self.mesh.create_probes([t.name for t in self.topology.tenants], self.gateway_pod)
+            self.observability.start_trace_store(
+                self.network, self.supervisor, opts.ready_timeout_s, self.mesh.register
+            )
             self.serving.create_revisions()
             self._start_workloads()
             self._start_gateway()
+            self.observability.start_prometheus(self, opts.ready_timeout_s)
             self.ready_after_s = time.monotonic() - self.started_at
         except BaseException:
             self.stop()
@@ -164,6 +170,7 @@ class EmbeddedPlatform:
     def stop(self) -> None:
         self.serving.stop()
         with self._lock:
+            self.observability.stop()
             if self.supervisor:
                 self.supervisor.stop_all()
             if self.network:
@@ -226,6 +233,7 @@ class EmbeddedPlatform:
         env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
         if not pod.netns or self._has_sidecar(spec):
             env["INFERBOX_BIND_HOST"] = "127.0.0.1"
+        env.update(self.observability.workload_env(spec, pod))
         return env
 
     def _has_sidecar(self, spec: WorkloadSpec) -> bool:
@@ -266,7 +274,12 @@ class EmbeddedPlatform:
             if self._has_sidecar(spec):
                 replica.app_port = self._app_port(spec, pod)
                 replica.sidecar = self.mesh.start_sidecar(
-                    name, pod, meta, pod.port(spec.port), ("127.0.0.1", replica.app_port)
+                    name,
+                    pod,
+                    meta,
+                    pod.port(spec.port),
+                    ("127.0.0.1", replica.app_port),
+                    self.observability.sidecar_decorator(spec, pod, ("127.0.0.1", replica.app_port)),
                 )
             existing.append(replica)
             self.mesh.register(pod, meta)
@@ -290,6 +303,7 @@ class EmbeddedPlatform:
             if replica.meta is not None:
                 self.mesh.unregister(replica.pod, replica.meta)
             self.network.remove_pod(replica.pod.name)
+        self.observability.pods_changed(self)  # Prometheus stops scraping it
 
     def scale(self, namespace: str, name: str, replicas: int) -> ScaleOutcome:
         """Runs a model at ``replicas`` replicas, as far as its namespace's quota allows (the deployer
@@ -359,6 +373,7 @@ class EmbeddedPlatform:
             assert self.mesh
             self.mesh.wait_sidecar_ready(replica.name, replica.pod, replica.sidecar, self.options.ready_timeout_s)
         replica.ready_at = time.monotonic()
+        self.observability.pods_changed(self)  # Prometheus scrapes the new replica
 
     def _start_workloads(self) -> None:
         started = []
@@ -452,6 +467,7 @@ class EmbeddedPlatform:
             revisions=self.serving.revisions_for,
             routes_file=routes,
         )
+        self.observability.decorate_gateway(bootstrap, pod)
         config = self.options.state_dir / "gateway-envoy.yaml"
         config.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
         self.gateway_process = self.supervisor.start(
@@ -524,6 +540,7 @@ class EmbeddedPlatform:
             "components": self.component_status(),
             "mesh": self.mesh.state() if self.mesh else None,
             "workloads": self.workload_state(),
+            "observability": self.observability.state(),
         }
 
     def workload_state(self) -> list[dict[str, Any]]:
@@ -564,6 +581,13 @@ class EmbeddedPlatform:
                 "pid": self.gateway_process.pid,
                 "start_time": self.gateway_process.start_time,
                 "log": str(self.gateway_process.log_path),
+            }
+        for name, component in self.observability.components().items():
+            status[name] = {
+                "alive": component.process.alive(),
+                "pid": component.process.pid,
+                "start_time": component.process.start_time,
+                "log": str(component.process.log_path),
             }
         for replicas in self.replicas.values():
             for r in replicas:

@@ -31,6 +31,7 @@ from inferbox.serving import AutoscalingSettings
 CONFIG_AUTOSCALER = ("knative-serving", "config-autoscaler")
 PREVIOUS_PREDICTOR = "rollout.inferbox.io/previous-predictor"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+PROMETHEUS_SCRAPING = "serving.kserve.io/enable-prometheus-scraping"
 KPA_CLASS = "kpa.autoscaling.knative.dev"
 # Annotation domains whose keys change how a model is served; an uninterpreted key there is an error.
 CHECKED_DOMAINS = ("autoscaling.knative.dev/", "serving.knative.dev/", "serving.kserve.io/", "rollout.inferbox.io/")
@@ -171,12 +172,17 @@ def _check_annotations(obj: K8sObject) -> None:
                     "use Serverless",
                 )
             continue
-        if key == PREVIOUS_PREDICTOR:
-            continue
+        if key in (PREVIOUS_PREDICTOR, PROMETHEUS_SCRAPING):
+            continue  # the scraping switch is the observability plane's (inferbox/embedded/observability.py)
         short = key.removeprefix("autoscaling.knative.dev/")
         if key.startswith("autoscaling.knative.dev/") and short in REVISION_ANNOTATIONS:
             continue
-        allowed = [DEPLOYMENT_MODE, PREVIOUS_PREDICTOR, *(f"autoscaling.knative.dev/{k}" for k in REVISION_ANNOTATIONS)]
+        allowed = [
+            DEPLOYMENT_MODE,
+            PREVIOUS_PREDICTOR,
+            PROMETHEUS_SCRAPING,
+            *(f"autoscaling.knative.dev/{k}" for k in REVISION_ANNOTATIONS),
+        ]
         raise ManifestError(
             f"{obj.source}: {obj.ref}: annotation {key} is not interpreted by the embedded target",
             f"remove it, or run on a cluster (--platform kind/existing); interpreted here: {', '.join(allowed)}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
-from inferbox.shapes import Noted, OneOf, Shape, StringMap, check_shape, noted_fields
+from inferbox.shapes import MapOf, Noted, OneOf, Shape, StringMap, check_shape, noted_fields
 
 ON_CLUSTER = "used by the Kubernetes scheduler or kubelet only"
 
@@ -52,6 +52,53 @@ CONTAINER: Shape = {
 LABEL_SELECTOR: Shape = {"matchLabels": StringMap()}
 ISTIO_SELECTOR: Shape = {"matchLabels": StringMap()}
 RESOURCE_LIST: Shape = StringMap()
+# Observability: prometheus-operator monitors become the embedded Prometheus's scrape config (see
+# inferbox/embedded/monitors.py); Istio Telemetry and EnvoyProxy telemetry set tracing.
+MONITOR_SELECTOR: Shape = {
+    "matchLabels": StringMap(),
+    "matchExpressions": [{"key": str, "operator": OneOf(("In", "NotIn", "Exists", "DoesNotExist")), "values": [str]}],
+}
+RELABEL_CONFIG: Shape = {
+    "sourceLabels": [str],
+    "separator": str,
+    "targetLabel": str,
+    "regex": str,
+    "modulus": int,
+    "replacement": str,
+    "action": OneOf(
+        (
+            "replace",
+            "keep",
+            "drop",
+            "hashmod",
+            "labelmap",
+            "labeldrop",
+            "labelkeep",
+            "lowercase",
+            "uppercase",
+            "keepequal",
+            "dropequal",
+        )
+    ),
+}
+MONITOR_ENDPOINT: dict[str, Shape] = {
+    "port": str,
+    "path": str,
+    "scheme": OneOf(("http",)),
+    "interval": str,
+    "scrapeTimeout": str,
+    "honorLabels": bool,
+    "relabelings": [RELABEL_CONFIG],
+    "metricRelabelings": [RELABEL_CONFIG],
+}
+NAMESPACE_SELECTOR: Shape = {"any": bool, "matchNames": [str]}
+TRACING_TAG: Shape = {
+    "type": OneOf(("Literal", "Environment", "RequestHeader")),
+    "literal": {"value": str},
+    "environment": {"name": str, "defaultValue": str},
+    "requestHeader": {"name": str, "defaultValue": str},
+}
+BACKEND_REF: Shape = {"group": OneOf(("",)), "kind": OneOf(("Service",)), "name": str, "namespace": str, "port": int}
 
 SHAPES: dict[str, Shape] = {
     "Namespace": {"apiVersion": str, "kind": str, "metadata": METADATA},
@@ -96,7 +143,56 @@ SHAPES: dict[str, Shape] = {
         "apiVersion": str,
         "kind": str,
         "metadata": METADATA,
-        "spec": {"provider": Noted("how Envoy Gateway deploys its proxy pods and Service on a cluster")},
+        "spec": {
+            "provider": Noted("how Envoy Gateway deploys its proxy pods and Service on a cluster"),
+            "telemetry": {
+                "metrics": {"prometheus": {"disable": bool}},
+                "tracing": {
+                    "samplingRate": int,
+                    "customTags": MapOf(TRACING_TAG),
+                    "provider": {"type": OneOf(("OpenTelemetry",)), "backendRefs": [BACKEND_REF]},
+                },
+            },
+        },
+    },
+    "PodMonitor": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "selector": MONITOR_SELECTOR,
+            "namespaceSelector": NAMESPACE_SELECTOR,
+            "jobLabel": str,
+            "podTargetLabels": [str],
+            "podMetricsEndpoints": [{**MONITOR_ENDPOINT, "portNumber": int}],
+        },
+    },
+    "ServiceMonitor": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "selector": MONITOR_SELECTOR,
+            "namespaceSelector": NAMESPACE_SELECTOR,
+            "jobLabel": str,
+            "targetLabels": [str],
+            "podTargetLabels": [str],
+            "endpoints": [MONITOR_ENDPOINT],
+        },
+    },
+    "Telemetry": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "tracing": [
+                {
+                    "providers": [{"name": str}],
+                    "randomSamplingPercentage": float,
+                    "disableSpanReporting": bool,
+                }
+            ]
+        },
     },
     "Gateway": {
         "apiVersion": str,

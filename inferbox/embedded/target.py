@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from inferbox.client import GatewayClient
-from inferbox.contract import Capability, ComponentHealth, LoadClientPlace, ReplicaPause
+from inferbox.contract import Capability, ComponentHealth, LoadClientPlace, Observability, ReplicaPause
 from inferbox.embedded.control import RemotePlatform, remote
 from inferbox.embedded.mesh_client import EmbeddedMeshClient
 from inferbox.embedded.processes import is_same_process
@@ -74,7 +74,28 @@ class EmbeddedTarget:
             # Replica counts and bounds need the control plane (in this process or its channel).
             caps.add(Capability.RESOURCE_QUOTA)
             caps.add(Capability.AUTOSCALING)
+        telemetry = self.state.get("observability") or {}
+        if telemetry.get("prometheus_url"):
+            caps.add(Capability.METRICS)
+        if telemetry.get("jaeger_query_url"):
+            caps.add(Capability.TRACES)
         return frozenset(caps)
+
+    def observability(self) -> Observability:
+        from inferbox.embedded.catalogue import CATALOGUE, trace_naming
+
+        telemetry = self.state.get("observability") or {}
+        if not telemetry.get("prometheus_url"):
+            raise RuntimeError("this embedded platform runs no Prometheus (its manifests define no monitors)")
+        gateway_service = telemetry.get("gateway_trace_service")
+        return Observability(
+            prometheus_url=str(telemetry["prometheus_url"]),
+            catalogue=CATALOGUE,
+            scrape_interval_s=float(telemetry["scrape_interval_s"]),
+            trace_export_interval_s=float(telemetry["trace_export_interval_s"]),
+            jaeger_query_url=telemetry.get("jaeger_query_url"),
+            traces=trace_naming(str(gateway_service)) if gateway_service else None,
+        )
 
     @property
     def gateway_url(self) -> str:
@@ -121,6 +142,10 @@ class EmbeddedTarget:
         out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, check=False).stdout
         envoy_version = out.split("/")[1] if out.count("/") >= 2 else out.strip()
         versions = {"envoy": envoy_version, "python": pyplatform.python_version()}
+        if (self.state.get("observability") or {}).get("prometheus_url"):
+            from inferbox.embedded.observability import prometheus_version
+
+            versions["prometheus"] = prometheus_version()
         for package in ("kserve", "scikit-learn", "fastapi", "inferbox"):
             try:
                 versions[package] = metadata.version(package)

@@ -152,7 +152,8 @@ def cert_manager_step(versions: Versions) -> Step:
 
 # -- Istio ------------------------------------------------------------------------------------
 def mesh_telemetry() -> dict[str, Any]:
-    """Every proxy reports every trace to Jaeger (the provider is defined in istiod's mesh config)."""
+    """A Telemetry object, as the probe of istiod's validating webhook (a server-side dry run only; the
+    mesh's real tracing settings are in manifests/platform/monitoring/mesh-tracing.yaml)."""
     return {
         "apiVersion": "telemetry.istio.io/v1",
         "kind": "Telemetry",
@@ -202,7 +203,7 @@ def istio_step(versions: Versions) -> Step:
                     (group, "*", None) for group in ("networking.istio.io", "security.istio.io", "telemetry.istio.io")
                 ),
             ),
-            ApplyObjects("mesh-wide tracing to Jaeger", (mesh_telemetry(),), show_yaml=True),
+            # The mesh's tracing (Telemetry mesh-default) is part of our manifests, applied with them.
             # Release name istio-ingressgateway: the chart derives the labels net-istio selects from it.
             HelmRelease(
                 "istio-ingressgateway", Chart("gateway", version, ISTIO_CHARTS), "istio-system", ingress_values
@@ -440,6 +441,8 @@ def monitoring_step(versions: Versions) -> Step:
                 # Select every PodMonitor/ServiceMonitor, not only those labelled with this release.
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "podMonitorSelectorNilUsesHelmValues": False,
+                # The observability checks wait a few scrape intervals for what they count.
+                "scrapeInterval": "10s",
             }
         },
         "grafana": {"image": {"tag": versions.get("grafana")}},

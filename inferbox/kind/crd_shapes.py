@@ -12,6 +12,8 @@ versions, ``pkg/constants/constants.go``). Sources (CRD ``openAPIV3Schema`` at t
 - KServe v0.15.2 ``charts/kserve-crd/templates/serving.kserve.io_inferenceservices.yaml``;
 - Istio 1.26.2 ``manifests/charts/base/files/crd-all.gen.yaml``;
 - cert-manager v1.18.1 ``deploy/crds/crd-issuers.yaml``;
+- prometheus-operator v0.83.0 as shipped by kube-prometheus-stack 75.6.0
+  ``charts/kube-prometheus-stack/charts/crds/crds/crd-{podmonitors,servicemonitors}.yaml``;
 - kind v0.29.0 ``pkg/apis/config/v1alpha4/types.go`` (the cluster config, not a Kubernetes object).
 
 Containers inside an InferenceService are core ``v1`` Containers and are validated with the
@@ -20,7 +22,7 @@ Kubernetes schema instead (see ``inferbox.kind.validation``).
 
 from __future__ import annotations
 
-from inferbox.shapes import Noted, OneOf, Shape, StringMap
+from inferbox.shapes import MapOf, Noted, OneOf, Shape, StringMap
 
 UNUSED = Noted("exists upstream; inferbox does not use it, so its contents are not checked")
 CONTAINER = Noted("a core/v1 Container: validated with the Kubernetes schema")
@@ -30,6 +32,13 @@ LABEL_SELECTOR: Shape = {
     "matchLabels": StringMap(),
     "matchExpressions": [{"key": str, "operator": OneOf(("In", "NotIn", "Exists", "DoesNotExist")), "values": [str]}],
 }
+
+
+def _camel_action(name: str) -> str:
+    """prometheus-operator's CRD also accepts the CamelCase spelling of each relabel action."""
+    special = {"hashmod": "HashMod", "labelmap": "LabelMap", "labeldrop": "LabelDrop", "labelkeep": "LabelKeep"}
+    special |= {"keepequal": "KeepEqual", "dropequal": "DropEqual"}
+    return special.get(name, name.capitalize())
 
 
 def _object(spec: Shape) -> Shape:
@@ -197,7 +206,40 @@ ENVOY_PROXY: Shape = _object(
         "preserveRouteOrder": bool,
         "routingType": str,
         "shutdown": UNUSED,
-        "telemetry": UNUSED,
+        "telemetry": {
+            "accessLog": UNUSED,
+            "metrics": {
+                "enablePerEndpointStats": bool,
+                "enableRequestResponseSizesStats": bool,
+                "enableVirtualHostStats": bool,
+                "matches": UNUSED,
+                "prometheus": {"compression": UNUSED, "disable": bool},
+                "sinks": UNUSED,
+            },
+            "tracing": {
+                "samplingRate": int,
+                "samplingFraction": {"numerator": int, "denominator": int},
+                "customTags": MapOf(
+                    {
+                        "type": OneOf(("Literal", "Environment", "RequestHeader")),
+                        "literal": {"value": str},
+                        "environment": {"name": str, "defaultValue": str},
+                        "requestHeader": {"name": str, "defaultValue": str},
+                    }
+                ),
+                "provider": {
+                    "type": OneOf(("OpenTelemetry", "Zipkin", "Datadog")),
+                    "backendRefs": [
+                        {"group": str, "kind": str, "name": str, "namespace": str, "port": int, "fallback": bool}
+                    ],
+                    "backendRef": UNUSED,
+                    "backendSettings": UNUSED,
+                    "host": str,
+                    "port": int,
+                    "zipkin": UNUSED,
+                },
+            },
+        },
     }
 )
 CLIENT_TRAFFIC_POLICY: Shape = _object(
@@ -469,6 +511,68 @@ KIND_CLUSTER: Shape = {
     "containerdConfigPatchesJSON6902": [str],
 }
 
+# -- prometheus-operator v0.83.0 (kube-prometheus-stack 75.6.0) --------------------------------
+RELABEL_ACTIONS: tuple[str, ...] = ("replace", "keep", "drop", "hashmod", "labelmap", "labeldrop", "labelkeep")
+RELABEL_ACTIONS += ("lowercase", "uppercase", "keepequal", "dropequal")
+PROM_RELABEL: Shape = {
+    "action": OneOf(tuple(a for name in RELABEL_ACTIONS for a in (name, _camel_action(name)))),
+    "modulus": int,
+    "regex": str,
+    "replacement": str,
+    "separator": str,
+    "sourceLabels": [str],
+    "targetLabel": str,
+}
+_ENDPOINT_COMMON: dict[str, Shape] = {
+    "authorization": UNUSED,
+    "basicAuth": UNUSED,
+    "bearerTokenSecret": UNUSED,
+    "enableHttp2": bool,
+    "filterRunning": bool,
+    "followRedirects": bool,
+    "honorLabels": bool,
+    "honorTimestamps": bool,
+    "interval": str,
+    "metricRelabelings": [PROM_RELABEL],
+    "oauth2": UNUSED,
+    "params": UNUSED,
+    "path": str,
+    "port": str,
+    "proxyUrl": str,
+    "relabelings": [PROM_RELABEL],
+    "scheme": OneOf(("http", "https")),
+    "scrapeTimeout": str,
+    "targetPort": UNUSED,
+    "tlsConfig": UNUSED,
+    "trackTimestampsStaleness": bool,
+}
+_MONITOR_COMMON: dict[str, Shape] = {
+    "attachMetadata": UNUSED,
+    "bodySizeLimit": str,
+    "convertClassicHistogramsToNHCB": bool,
+    "fallbackScrapeProtocol": str,
+    "jobLabel": str,
+    "keepDroppedTargets": int,
+    "labelLimit": int,
+    "labelNameLengthLimit": int,
+    "labelValueLengthLimit": int,
+    "namespaceSelector": {"any": bool, "matchNames": [str]},
+    "nativeHistogramBucketLimit": int,
+    "nativeHistogramMinBucketFactor": UNUSED,
+    "podTargetLabels": [str],
+    "sampleLimit": int,
+    "scrapeClass": str,
+    "scrapeClassicHistograms": bool,
+    "scrapeProtocols": [str],
+    "selector": LABEL_SELECTOR,
+    "selectorMechanism": OneOf(("RelabelConfig", "RoleSelector")),
+    "targetLimit": int,
+}
+POD_MONITOR: Shape = _object({**_MONITOR_COMMON, "podMetricsEndpoints": [{**_ENDPOINT_COMMON, "portNumber": int}]})
+SERVICE_MONITOR: Shape = _object(
+    {**_MONITOR_COMMON, "targetLabels": [str], "endpoints": [{**_ENDPOINT_COMMON, "bearerTokenFile": str}]}
+)
+
 # (apiVersion, kind) -> shape. Istio serves v1 and v1beta1 of its security kinds with one schema.
 SHAPES: dict[tuple[str, str], Shape] = {
     ("gateway.networking.k8s.io/v1", "GatewayClass"): GATEWAY_CLASS,
@@ -488,4 +592,6 @@ SHAPES: dict[tuple[str, str], Shape] = {
     ("security.istio.io/v1", "RequestAuthentication"): REQUEST_AUTHENTICATION,
     ("security.istio.io/v1beta1", "RequestAuthentication"): REQUEST_AUTHENTICATION,
     ("cert-manager.io/v1", "Issuer"): ISSUER,
+    ("monitoring.coreos.com/v1", "PodMonitor"): POD_MONITOR,
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
 }

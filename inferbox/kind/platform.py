@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from inferbox.client import GatewayClient
-from inferbox.contract import Capability, ComponentHealth
+from inferbox.contract import Capability, ComponentHealth, Observability
 from inferbox.errors import PlatformError
 from inferbox.jwtserver.clients import Credentials, read_credentials
 from inferbox.jwtserver.keystore import KeyStore, SigningKey
@@ -39,6 +39,9 @@ COMPONENT_NAMESPACES = (
 # Query endpoints, reached by port-forward (127.0.0.1 only): (namespace, Service, port).
 PROMETHEUS_SERVICE = ("monitoring", "prometheus-kube-prometheus-prometheus", 9090)
 JAEGER_QUERY_SERVICE = ("monitoring", "jaeger-query", 16686)
+GRAFANA_SERVICE = ("monitoring", "prometheus-grafana", 80)
+KIALI_SERVICE = ("monitoring", "kiali", 20001)
+KIALI_WEB_ROOT = "/kiali"  # kiali-server's default web root on Kubernetes (unconfirmed for chart 2.11.0)
 # Where a failing check's evidence usually is: the request path, not the observability stack.
 EVIDENCE_NAMESPACES = ("envoy-gateway-system", "inference-system", "istio-system", "knative-serving", "kserve")
 LOG_TAIL_LINES = 2000
@@ -111,6 +114,11 @@ class KubePlatform:
             Capability.MESH_PROBES,
             Capability.NETWORK_POLICY,
             Capability.RESOURCE_QUOTA,
+            # kube-prometheus-stack, Jaeger and Kiali are part of every install (inferbox.kind.components).
+            Capability.METRICS,
+            Capability.TRACES,
+            Capability.GRAFANA,
+            Capability.MESH_GRAPH,
         }
         if self.manifests is not None:
             caps.add(Capability.AUTOSCALING)  # bounds and rollouts are restored to the manifests
@@ -170,6 +178,25 @@ class KubePlatform:
     def jaeger_query_url(self) -> str:
         """Jaeger's query API (``/api/traces``), through a port-forward opened on first use."""
         return self._forwarded(*JAEGER_QUERY_SERVICE)
+
+    def observability(self) -> Observability:
+        """Telemetry endpoints (port-forwards) and the catalogue of the pinned versions."""
+        from inferbox.kind import observability as kind_observability
+        from inferbox.observability.prometheus import PrometheusClient
+
+        prometheus = self.prometheus_url()
+        client = PrometheusClient(prometheus)
+        try:
+            interval = client.longest_scrape_interval()
+        finally:
+            client.close()
+        endpoints = kind_observability.Endpoints(
+            prometheus,
+            jaeger_query=self.jaeger_query_url(),
+            grafana=self._forwarded(*GRAFANA_SERVICE),
+            kiali=self._forwarded(*KIALI_SERVICE) + KIALI_WEB_ROOT,
+        )
+        return kind_observability.observability(endpoints, interval)
 
     def _forwarded(self, namespace: str, service: str, port: int) -> str:
         for forward in self.forwards:

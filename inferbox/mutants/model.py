@@ -1,8 +1,10 @@
 """Mutant definitions (mutants/*.yaml) and applying them to a copy of the manifests.
 
 A mutant is a named list of patches to manifest objects (JSON-pointer ``add``/``replace``/``remove``,
-``delete`` an object, ``create`` one) and/or target knobs, plus the test ids that must fail on it.
-Mutants never touch the conformance profile.
+``delete`` an object, ``create`` one), text substitutions in files under manifests/ that are not
+Kubernetes objects (``substitute``: the Grafana dashboards' JSON), and/or target knobs, plus the
+test ids that must fail on it. A mutant may name the targets it applies to (``targets``: default
+all), for checks only some targets can run (Grafana, Kiali). Mutants never touch the profile.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, dump_objects, load_manifests, parse_documents
 
 DEFAULT_MUTANT_DIR = Path(__file__).resolve().parent.parent.parent / "mutants"
-OPS = {"add", "replace", "remove", "delete", "create"}
+OPS = {"add", "replace", "remove", "delete", "create", "substitute"}
+TARGETS = ("embedded", "kind", "existing")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Mutant:
     kills: tuple[str, ...]
     knobs: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    targets: tuple[str, ...] = TARGETS
 
 
 def load_mutants(directory: Path = DEFAULT_MUTANT_DIR) -> list[Mutant]:
@@ -60,11 +64,24 @@ def load_mutants(directory: Path = DEFAULT_MUTANT_DIR) -> list[Mutant]:
                     raise ManifestError(
                         f"{path}: mutant {name}: unknown op {raw.get('op')!r}", f"use one of {sorted(OPS)}"
                     )
+                if raw["op"] == "substitute":
+                    if not all(isinstance(raw.get(k), str) and raw.get(k) for k in ("file", "old", "new")):
+                        raise ManifestError(
+                            f"{path}: mutant {name}: a substitute patch needs file, old and new", "add them"
+                        )
+                    patches.append(Patch("substitute", None, raw["file"], {"old": raw["old"], "new": raw["new"]}))
+                    continue
                 patches.append(Patch(raw["op"], raw.get("target"), raw.get("path", ""), raw.get("value")))
             if not entry.get("kills"):
                 raise ManifestError(f"{path}: mutant {name} names no test that must kill it", "list them under kills")
             if not patches and not entry.get("knobs"):
                 raise ManifestError(f"{path}: mutant {name} changes nothing", "add patches or knobs")
+            targets = tuple(entry.get("targets") or TARGETS)
+            if set(targets) - set(TARGETS):
+                raise ManifestError(
+                    f"{path}: mutant {name}: unknown target(s) {sorted(set(targets) - set(TARGETS))}",
+                    f"use some of {list(TARGETS)}",
+                )
             mutants.append(
                 Mutant(
                     name,
@@ -73,6 +90,7 @@ def load_mutants(directory: Path = DEFAULT_MUTANT_DIR) -> list[Mutant]:
                     tuple(entry["kills"]),
                     dict(entry.get("knobs") or {}),
                     str(path.name),
+                    targets,
                 )
             )
     return mutants
@@ -109,6 +127,18 @@ def _matches(obj: K8sObject, target: dict[str, str]) -> bool:
     return obj.kind == target["kind"] and obj.name == target["name"] and obj.namespace == target.get("namespace")
 
 
+def _substitute(mutant: Mutant, out_dir: Path, patch: Patch) -> None:
+    target = (out_dir / patch.path).resolve()
+    if out_dir.resolve() not in target.parents or not target.is_file():
+        raise ManifestError(f"mutant {mutant.name}: no file {patch.path} under the manifests", "fix the file path")
+    text = target.read_text(encoding="utf-8")
+    if patch.value["old"] not in text:
+        raise ManifestError(
+            f"mutant {mutant.name}: {patch.path} does not contain {patch.value['old']!r}", "fix the mutant's old text"
+        )
+    target.write_text(text.replace(patch.value["old"], patch.value["new"]), encoding="utf-8")
+
+
 def mutate(mutant: Mutant, source_dir: Path, out_dir: Path) -> Path:
     """Writes the manifests with ``mutant`` applied into ``out_dir``; returns it."""
     if out_dir.exists():
@@ -123,6 +153,9 @@ def mutate(mutant: Mutant, source_dir: Path, out_dir: Path) -> Path:
     for patch in mutant.patches:
         if patch.op == "create":
             created.append(copy.deepcopy(patch.value))
+            continue
+        if patch.op == "substitute":
+            _substitute(mutant, out_dir, patch)
             continue
         assert patch.target is not None
         hits = [(f, i) for f, objs in by_file.items() for i, o in enumerate(objs) if _matches(o, patch.target)]

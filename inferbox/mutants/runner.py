@@ -135,6 +135,7 @@ def run_all(
     jobs: int = 1,
     progress: Any = None,
 ) -> MutationRun:
+    mutants = [m for m in mutants if platform in m.targets]  # e.g. Grafana's mutants need a cluster
     folder = new_run_folder("mutants", REPORTS_ROOT)
     started = utc_now()
     baseline = run_baseline(mutants, folder, manifests, platform)

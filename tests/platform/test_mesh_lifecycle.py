@@ -66,8 +66,12 @@ def test_sidecars_own_the_service_ports_and_everything_goes_away(tmp_path: Path)
             assert app, f"{replica.name} listens nowhere"
             assert all(a.startswith("127.0.0.1:") for a in app), f"{replica.name} bypasses its sidecar: {app}"
             sidecar = sorted(listening_in(netns, replica.sidecar.pid))
-            # Envoy's admin on the pod's loopback, the inbound listener on the pod's address.
-            assert sidecar == ["127.0.0.1:15000", f"{replica.pod.ip}:{replica.workload.port}"], sidecar
+            # Envoy's admin on the pod's loopback, the inbound listener on the pod's address, and
+            # Istio's merged-metrics port (plaintext GET /stats/prometheus only) when Prometheus scrapes.
+            expected = ["127.0.0.1:15000", f"{replica.pod.ip}:{replica.workload.port}"]
+            if platform.observability.metrics:
+                expected.append(f"{replica.pod.ip}:15020")
+            assert sidecar == sorted(expected), sidecar
             rules = subprocess.run(
                 ["ip", "netns", "exec", netns, netpol.nft_binary(), "list", "table", "inet", netpol.TABLE],
                 capture_output=True,

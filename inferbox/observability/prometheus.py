@@ -1,0 +1,133 @@
+"""A small client for Prometheus's HTTP query API, with the waits the observability checks need.
+
+Every failure message carries the PromQL, so "no data" says which query found nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from inferbox.waiting import eventually
+
+
+class NoData(AssertionError):
+    """A query returned no series."""
+
+
+class QueryFailed(AssertionError):
+    """Prometheus refused or failed the query (a syntax error, an unknown function...)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+class PrometheusClient:
+    def __init__(self, url: str, timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _get(self, path: str, params: dict[str, Any], what: str) -> Any:
+        response = self.http.get(path, params=params)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise QueryFailed(f"{what}: Prometheus answered {response.status_code} {response.text[:200]!r}") from exc
+        if body.get("status") != "success":
+            raise QueryFailed(f"{what}: {body.get('errorType', 'error')}: {body.get('error', response.text[:200])}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[Sample]:
+        data = self._get("/api/v1/query", {"query": promql}, f"query `{promql}`")
+        if data["resultType"] == "scalar":
+            return [Sample({}, float(data["result"][1]))]
+        if data["resultType"] != "vector":
+            raise QueryFailed(f"query `{promql}` returned a {data['resultType']}, not an instant vector")
+        return [Sample(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
+
+    def value(self, promql: str) -> float:
+        """The single value of a query that must return exactly one series."""
+        samples = self.query(promql)
+        if not samples:
+            raise NoData(f"no data: `{promql}` returned no series")
+        if len(samples) > 1:
+            raise AssertionError(f"`{promql}` returned {len(samples)} series, expected one: {samples[:5]}")
+        return samples[0].value
+
+    def targets(self) -> list[dict[str, Any]]:
+        data = self._get("/api/v1/targets", {"state": "active"}, "targets")
+        targets: list[dict[str, Any]] = data["activeTargets"]
+        return targets
+
+    def longest_scrape_interval(self) -> float:
+        """The longest scrape interval of the active targets, in seconds (what deadlines derive from)."""
+        intervals = [duration_s(str(t.get("scrapeInterval", ""))) for t in self.targets()]
+        if not intervals:
+            raise NoData("no data: Prometheus has no active scrape targets (GET /api/v1/targets)")
+        return max(intervals)
+
+    def last_complete_scrape(self) -> float:
+        """The time by which every target has been scraped at least once more (epoch seconds)."""
+        return self.value("min(timestamp(up))")
+
+    def wait_scraped_after(self, moment: float, timeout_s: float) -> None:
+        """Waits until every target has been scraped after ``moment``: everything measured before
+        it is then in Prometheus."""
+
+        def fresh() -> None:
+            last = self.last_complete_scrape()
+            assert last > moment, f"the oldest target's last scrape is {moment - last:.1f}s before the requests"
+
+        eventually(fresh, timeout_s=timeout_s, interval_s=0.2)
+
+    def settled_value(self, promql: str, timeout_s: float) -> float:
+        """The value of ``promql`` once every target has been scraped after this call began."""
+        self.wait_scraped_after(time.time(), timeout_s)
+        return self.value(promql)
+
+
+def duration_s(text: str) -> float:
+    """A Prometheus duration such as ``1s``, ``30s``, ``1m30s`` or ``500ms`` in seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+    total, number, i = 0.0, "", 0
+    while i < len(text):
+        if text[i].isdigit() or text[i] == ".":
+            number += text[i]
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else text[i]
+        if not number or unit not in units:
+            raise ValueError(f"not a Prometheus duration: {text!r}")
+        total += float(number) * units[unit]
+        number, i = "", i + len(unit)
+    if number or not text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return total
+
+
+class Overcounted(Exception):
+    """A counter grew by more than the requests sent: waiting longer cannot fix it."""
+
+
+def expect_growth(
+    prometheus: PrometheusClient, promql: str, before: float, expected: float, timeout_s: float, in_a_row: int = 3
+) -> float:
+    """Waits until ``promql`` equals ``before + expected`` and stays there ``in_a_row`` scrapes."""
+
+    def grown() -> float:
+        now = prometheus.value(promql)
+        if now > before + expected:
+            raise Overcounted(f"`{promql}` grew by {now - before:g}, more than the {expected:g} expected")
+        assert now == before + expected, f"`{promql}` grew by {now - before:g} of the {expected:g} expected"
+        return now
+
+    return eventually(grown, timeout_s=timeout_s, interval_s=0.5, in_a_row=in_a_row)

@@ -1,0 +1,67 @@
+"""Every dashboard panel we ship (Grafana JSON under manifests/) queries metrics that exist on the
+target, its PromQL parses, and it returns data after traffic: a panel on a metric nobody emits
+fails, naming the metric or the query."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from inferbox.client import GatewayClient
+from inferbox.contract import Capability, Feature, Observability, Platform
+from inferbox.observability.dashboards import Panel, concrete
+from inferbox.observability.prometheus import PrometheusClient
+from inferbox.observability.promql import names
+from inferbox.observability.traffic import send_predictions
+
+pytestmark = [
+    pytest.mark.conformance,
+    pytest.mark.observability,
+    pytest.mark.features(Feature.DASHBOARDS),
+    pytest.mark.capability(Capability.METRICS),
+]
+
+Token = Callable[[str], str]
+
+
+@pytest.fixture(scope="session")
+def dashboard_traffic(
+    platform: Platform,
+    prometheus: PrometheusClient,
+    observability: Observability,
+    gateway: GatewayClient,
+    token_for: Token,
+) -> set[str]:
+    """Traffic every panel should see: served predictions for every model, a request without a
+    token and one with another tenant's token. Returns the metric names Prometheus then knows."""
+    tenants = [t.name for t in platform.topology.tenants]
+    for model in platform.topology.models:
+        send_predictions(gateway, model, token_for(model.tenant), 3)
+        gateway.metadata_v1(model)
+        other = next((t for t in tenants if t != model.tenant), None)
+        if other:
+            gateway.metadata_v1(model, token_for(other))
+    sent = time.time()
+    # Two scrapes after the traffic, so rates over the window have two points with it.
+    prometheus.wait_scraped_after(sent, observability.metrics_deadline_s())
+    prometheus.wait_scraped_after(time.time(), observability.metrics_deadline_s())
+    response = prometheus.http.get("/api/v1/label/__name__/values")
+    known: list[str] = response.json()["data"]
+    return set(known)
+
+
+def test_dashboard_panels_return_data(
+    panel: Panel, prometheus: PrometheusClient, observability: Observability, dashboard_traffic: set[str]
+) -> None:
+    problems = []
+    for expr in panel.exprs:
+        missing = sorted(names(expr).metrics - dashboard_traffic)
+        if missing:
+            problems.append(f"metric(s) {', '.join(missing)} do not exist on this target (panel query `{expr}`)")
+            continue
+        query = concrete(expr, observability.scrape_interval_s)
+        if not prometheus.query(query):
+            problems.append(f"no data: `{query}` returned no series")
+    assert not problems, f"panel {panel.title!r} of {panel.file}:\n" + "\n".join(problems)

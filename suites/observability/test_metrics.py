@@ -1,0 +1,245 @@
+"""The platform's metrics are really there, with the right labels, for the requests just sent.
+
+Exactness: checks count the requests they send and require Prometheus to show exactly that many
+more (never "> 0"), read through the target's metric catalogue. A baseline is read only after every
+target has been scraped twice since the check began, so earlier requests are already in it; the checks of
+one session run one after another, so nothing else moves these counters meanwhile. Deadlines come
+from the target's scrape interval (Observability.metrics_deadline_s). A query that finds nothing
+fails with the query in the message.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from inferbox.client import GatewayClient
+from inferbox.contract import Capability, Feature, Observability, Platform, Signal
+from inferbox.evidence import Evidence
+from inferbox.observability.prometheus import NoData, PrometheusClient, duration_s, expect_growth
+from inferbox.observability.promises import observability_promise
+from inferbox.observability.traffic import send_predictions
+from inferbox.topology import Model
+from inferbox.verdicts import Source, describe, source_of
+from inferbox.waiting import eventually
+
+pytestmark = [
+    pytest.mark.conformance,
+    pytest.mark.observability,
+    pytest.mark.features(Feature.METRICS),
+    pytest.mark.capability(Capability.METRICS),
+]
+
+Token = Callable[[str], str]
+REQUESTS = 5
+NO_TOKEN, OTHER_TENANT = 3, 2
+EVERY_START = 10 * 365 * 24 * 3600  # a window older than any replica
+
+
+def _baseline(prometheus: PrometheusClient, queries: list[str], observability: Observability) -> dict[str, float]:
+    """Values once every target has been scraped twice after now; a series that does not exist yet is 0.
+
+    Envoy merges its histograms when its stats are read, so one scrape can show a histogram as of the
+    scrape before: the second round has everything measured before this call."""
+    for _ in range(2):
+        prometheus.wait_scraped_after(time.time(), observability.metrics_deadline_s())
+    values = {}
+    for query in queries:
+        try:
+            values[query] = prometheus.value(query)
+        except NoData:
+            values[query] = 0.0
+    return values
+
+
+def _unchanged(prometheus: PrometheusClient, query: str, before: float) -> None:
+    try:
+        now = prometheus.value(query)
+    except NoData:
+        now = 0.0
+    assert now == before, f"`{query}` changed by {now - before:g}; these requests must not reach it"
+
+
+def test_every_scrape_target_is_up(
+    platform: Platform, prometheus: PrometheusClient, observability: Observability, evidence: Evidence
+) -> None:
+    catalogue = observability.catalogue
+    expected = {"gateway": catalogue.gateway_target, "token issuer": catalogue.issuer_target}
+    for model in platform.topology.models:
+        expected[f"model {model.tenant}/{model.name}"] = catalogue.model_up(model.tenant, model.name)
+
+    def all_up() -> None:
+        problems = []
+        for name, selector in expected.items():
+            samples = prometheus.query(selector)
+            if not samples:
+                problems.append(f"{name}: no data: `{selector}` returned no series (nothing scrapes it)")
+            for sample in samples:
+                if sample.value != 1:
+                    problems.append(f"{name}: target {sample.labels.get('instance')} is down (`{selector}`)")
+        problems += [f"target down: {s.labels}" for s in prometheus.query("up == 0")]
+        assert not problems, "\n".join(problems)
+
+    eventually(all_up, timeout_s=observability.metrics_deadline_s() + 10, interval_s=0.5, in_a_row=2)
+    promise = observability_promise(platform.profile)
+    intervals = {}
+    for target in prometheus.targets():
+        interval = duration_s(str(target.get("scrapeInterval", "")))
+        intervals[str(target["labels"].get("job"))] = interval
+        assert interval <= promise.max_scrape_interval_s, (
+            f"target {target['labels']} is scraped every {interval:g}s; the profile promises at most "
+            f"{promise.max_scrape_interval_s:g}s"
+        )
+    evidence.figure("targets", len(prometheus.query("up")))
+    evidence.figure("scrape_interval_s", max(intervals.values()))
+
+
+@pytest.mark.features(Feature.SERVING_V1)
+def test_requests_are_counted_exactly(
+    prometheus: PrometheusClient,
+    observability: Observability,
+    gateway: GatewayClient,
+    model: Model,
+    token_for: Token,
+    evidence: Evidence,
+) -> None:
+    """N predictions: the gateway's request counter (code 200), its latency histogram and the model
+    server's inference histogram each grow by exactly N, and the histograms give latencies."""
+    cat = observability.catalogue
+    route = {"tenant": model.tenant, "model": model.name}
+    counted = [
+        cat.query(Signal.REQUESTS, code="200", **route),
+        cat.query(Signal.REQUEST_LATENCY_COUNT, **route),
+        cat.query(Signal.MODEL_LATENCY_COUNT, **route),
+        cat.query(Signal.JWT_ALLOWED),
+    ]
+    token = token_for(model.tenant)
+    before = _baseline(prometheus, counted, observability)
+    sent = time.monotonic()
+    send_predictions(gateway, model, token, REQUESTS)
+    for query in counted:
+        expect_growth(prometheus, query, before[query], REQUESTS, observability.metrics_deadline_s())
+    evidence.figure("visible_after_s", round(time.monotonic() - sent, 2))
+    window = f"{int(max(60, 4 * observability.scrape_interval_s))}s"
+    for signal in (Signal.REQUEST_LATENCY_QUANTILE, Signal.MODEL_LATENCY_QUANTILE):
+        query = cat.query(signal, q="0.99", window=window, **route)
+        latency = prometheus.value(query)
+        assert math.isfinite(latency), f"`{query}` gave {latency}: the histogram has no samples"
+        assert latency > 0, f"`{query}` gave {latency}"
+        evidence.figure(f"{signal}_p99_s", round(latency, 6))
+
+
+def _other_tenant(platform: Platform, tenant: str) -> str:
+    others = [t.name for t in platform.topology.tenants if t.name != tenant]
+    if not others:
+        pytest.skip("the platform has a single tenant: no other tenant's token to be refused")
+    return others[0]
+
+
+def test_denied_requests_are_counted_with_their_code(
+    platform: Platform,
+    prometheus: PrometheusClient,
+    observability: Observability,
+    gateway: GatewayClient,
+    model: Model,
+    token_for: Token,
+) -> None:
+    """Requests without a token (401) and with another tenant's token (403) are counted as the
+    gateway's refusals with their codes, and never reach the model's counters."""
+    cat = observability.catalogue
+    route = {"tenant": model.tenant, "model": model.name}
+    jwt_denied, authz_denied, refused = (
+        cat.query(Signal.JWT_DENIED),
+        cat.query(Signal.AUTHZ_DENIED),
+        cat.query(Signal.GATEWAY_4XX),
+    )
+    reached = [cat.query(Signal.REQUESTS, code=".*", **route), cat.query(Signal.MODEL_LATENCY_COUNT, **route)]
+    other_token = token_for(_other_tenant(platform, model.tenant))
+    before = _baseline(prometheus, [jwt_denied, authz_denied, refused, *reached], observability)
+    for _ in range(NO_TOKEN):
+        response = gateway.metadata_v1(model)
+        assert (response.status_code, source_of(response)) == (401, Source.GATEWAY_AUTHENTICATION), describe(response)
+    for _ in range(OTHER_TENANT):
+        response = gateway.metadata_v1(model, other_token)
+        assert (response.status_code, source_of(response)) == (403, Source.GATEWAY_AUTHORIZATION), describe(response)
+    deadline = observability.metrics_deadline_s()
+    expect_growth(prometheus, jwt_denied, before[jwt_denied], NO_TOKEN, deadline)
+    expect_growth(prometheus, authz_denied, before[authz_denied], OTHER_TENANT, deadline)
+    expect_growth(prometheus, refused, before[refused], NO_TOKEN + OTHER_TENANT, deadline)
+    for query in reached:
+        _unchanged(prometheus, query, before[query])
+
+
+@pytest.fixture
+def budget_refilled(platform: Platform, gateway: GatewayClient, token_for: Token, model: Model) -> Iterator[None]:
+    """After the burst, waits until the tenant's budget is nearly full again (the gateway reports
+    what is left in ``x-ratelimit-remaining``), so later checks are not limited by this one."""
+    yield
+    wanted = int(platform.profile.rate_limit_per_tenant_rps * 0.9)
+
+    def refilled() -> None:
+        response = gateway.metadata_v1(model, token_for(model.tenant))
+        assert response.status_code == 200, describe(response)
+        remaining = int(response.headers.get("x-ratelimit-remaining", "-1"))
+        assert remaining >= wanted, f"{remaining} requests left of the budget, waiting for {wanted}"
+
+    eventually(refilled, timeout_s=10, interval_s=0.2)
+
+
+@pytest.mark.features(Feature.RATE_LIMIT)
+@pytest.mark.usefixtures("budget_refilled")
+def test_rate_limited_requests_are_counted(
+    platform: Platform,
+    prometheus: PrometheusClient,
+    observability: Observability,
+    gateway: GatewayClient,
+    model: Model,
+    token_for: Token,
+    evidence: Evidence,
+) -> None:
+    """A burst past the tenant's budget: the rate limiter's counter grows by exactly the 429s the
+    client saw, and the model's request counter by exactly the requests it served."""
+    cat = observability.catalogue
+    route = {"tenant": model.tenant, "model": model.name}
+    limited, served = cat.query(Signal.RATE_LIMITED), cat.query(Signal.REQUESTS, code="200", **route)
+    token = token_for(model.tenant)
+    before = _baseline(prometheus, [limited, served], observability)
+
+    def one(_: int) -> Source:
+        response = gateway.call(model, "GET", f"/v1/models/{model.name}", token)
+        source = source_of(response)
+        if (response.status_code, source) in ((200, Source.MODEL), (429, Source.GATEWAY_RATE_LIMIT)):
+            return source
+        raise AssertionError(f"unexpected answer during the burst: {describe(response)}")
+
+    burst = platform.profile.rate_limit_per_tenant_rps * 3  # as the rate-limit checks: past the budget
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        counts = Counter(pool.map(one, range(burst)))
+    evidence.figure(
+        "burst", {"sent": burst, "served": counts[Source.MODEL], "limited": counts[Source.GATEWAY_RATE_LIMIT]}
+    )
+    assert counts[Source.GATEWAY_RATE_LIMIT] > 0, f"{burst} requests at once were never limited"
+    deadline = observability.metrics_deadline_s()
+    expect_growth(prometheus, limited, before[limited], counts[Source.GATEWAY_RATE_LIMIT], deadline)
+    expect_growth(prometheus, served, before[served], counts[Source.MODEL], deadline)
+
+
+def test_replicas_and_starts_are_visible(
+    prometheus: PrometheusClient, observability: Observability, model: Model, evidence: Evidence
+) -> None:
+    """The model's ready replicas are within its declared bounds, and every one of them shows its start."""
+    cat = observability.catalogue
+    route = {"tenant": model.tenant, "model": model.name}
+    replicas = prometheus.value(cat.query(Signal.REPLICAS, **route))
+    assert model.min_replicas <= replicas <= model.max_replicas, (
+        f"{model.tenant}/{model.name}: {replicas:g} ready replicas, "
+        f"outside [{model.min_replicas}, {model.max_replicas}]"
+    )
+    starts = prometheus.value(cat.query(Signal.COLD_STARTS, window_s=EVERY_START, **route))
+    assert starts == replicas, f"{starts:g} replica starts visible for {replicas:g} running replicas"
+    evidence.figure("replicas", replicas)
