@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ MERGED_METRICS_PORT = 15020
 SIDECAR_STATS_PORT = 15090
 SCRAPE = monitors.ScrapeSettings(interval="1s", timeout="1s", evaluation_interval="1s")
 SCRAPE_INTERVAL_S = 1.0
+RETIRE_S = 60.0  # how long the job of a pod that went away stays (empty) in the scrape configuration
 TRACE_EXPORT_INTERVAL_MS = 1000
 # What NetworkPolicies see of the two pods: the labels the Jaeger chart and prometheus-operator give
 # theirs (a tenant's policy admits Prometheus to the merged-metrics ports by these).
@@ -127,6 +129,8 @@ class EmbeddedObservability:
         self.prometheus: _Component | None = None
         self._config_path: Path | None = None
         self._lock = threading.Lock()  # replicas start and stop from several threads
+        self._jobs: dict[str, dict[str, Any]] = {}  # the scrape jobs of the last configuration
+        self._retired: dict[str, tuple[dict[str, Any], float]] = {}  # emptied jobs, until when kept
 
     @property
     def enabled(self) -> bool:
@@ -266,9 +270,23 @@ class EmbeddedObservability:
     def write_config(self, platform: EmbeddedPlatform) -> None:
         assert self._config_path is not None
         config = monitors.prometheus_config(self.manifests, pod_views(platform, self), SCRAPE)
+        config["scrape_configs"] += self._retire(config["scrape_configs"])
         tmp = self._config_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
         os.replace(tmp, self._config_path)
+
+    def _retire(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Jobs of pods that went away, kept for a while with no targets. Prometheus writes staleness
+        markers for a target that leaves a job, but not for a job removed by a reload: without this,
+        the series of a replica scaled away would linger in queries for Prometheus's 5 min lookback."""
+        now = time.monotonic()
+        current = {job["job_name"] for job in jobs}
+        for name, job in self._jobs.items():
+            if name not in current and name not in self._retired:
+                self._retired[name] = ({**job, "static_configs": []}, now + RETIRE_S)
+        self._jobs = {job["job_name"]: job for job in jobs}
+        self._retired = {n: (j, until) for n, (j, until) in self._retired.items() if until > now and n not in current}
+        return [job for job, _ in self._retired.values()]
 
     def pods_changed(self, platform: EmbeddedPlatform) -> None:
         """Rewrites the scrape config for the pods running now and makes Prometheus reload it."""

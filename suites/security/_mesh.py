@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import pytest
 
-from inferbox.contract import Capability, Platform
+from inferbox.contract import Platform
 from inferbox.mesh import MeshClient, MeshSource, SourceKind, Workload
 from inferbox.topology import Model
 
@@ -21,8 +21,6 @@ T = TypeVar("T")
 # Policies take effect at once on the embedded target; on a cluster they propagate (istiod pushes,
 # the CNI programs rules), so checks retry this long. Override with INFERBOX_MESH_CONVERGENCE_S.
 CONVERGENCE_S = float(os.environ.get("INFERBOX_MESH_CONVERGENCE_S", "10"))
-# How long holding a model warm may take (replicas starting from zero; longer on a cluster).
-HOLD_SETTLE_S = float(os.environ.get("INFERBOX_SERVING_SETTLE_S", "90"))
 PARALLEL_PROBES = 16
 
 
@@ -32,23 +30,6 @@ def sources(platform: Platform) -> list[MeshSource]:
         MeshSource.gateway(),
         MeshSource.outside(),
     ]
-
-
-@pytest.fixture(scope="module")
-def models_held_warm(platform: Platform) -> Iterator[None]:
-    """The mesh checks probe model pods directly, and an idle model scales to zero: while a module
-    probes, every model keeps at least one replica (a raised minimum, through the contract); the
-    manifests' bounds come back afterwards."""
-    if Capability.AUTOSCALING not in platform.capabilities:
-        yield
-        return
-    for model in platform.topology.models:
-        platform.set_scale_bounds(model, 1, None, HOLD_SETTLE_S)
-    try:
-        yield
-    finally:
-        for model in platform.topology.models:
-            platform.restore_model(model, HOLD_SETTLE_S)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.mesh import MeshClient, MeshSource, Outcome
 from inferbox.topology import Model
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, mesh_clients, models_held_warm, workloads_of
+from suites.security._mesh import CONVERGENCE_S, mesh_clients, workloads_of
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),
@@ -26,7 +26,7 @@ pytestmark = [
     pytest.mark.features(Feature.MESH_AUTHORIZATION),
     pytest.mark.capability(Capability.MESH_PROBES),
 ]
-__all__ = ["mesh_clients", "models_held_warm"]
+__all__ = ["mesh_clients"]
 
 
 def _others(platform: Platform, model: Model) -> list[str]:

@@ -25,7 +25,6 @@ from suites.security._mesh import (
     in_parallel,
     mesh_clients,
     model_workloads,
-    models_held_warm,
     sources,
 )
 
@@ -36,7 +35,7 @@ pytestmark = [
     pytest.mark.features(Feature.NETWORK_ISOLATION, Feature.MESH_AUTHORIZATION, Feature.MESH_MTLS),
     pytest.mark.capability(Capability.MESH_PROBES, Capability.NETWORK_POLICY),
 ]
-__all__ = ["mesh_clients", "models_held_warm"]
+__all__ = ["mesh_clients"]
 
 LEGEND = (
     "A: the model answered   C: connected, but the workload's sidecar refused (mTLS, token or policy)   "

@@ -21,7 +21,7 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.mesh import MeshClient, MeshSource, Outcome, Transport, Workload
 from inferbox.topology import Model
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, mesh_clients, models_held_warm, workloads_of
+from suites.security._mesh import CONVERGENCE_S, mesh_clients, workloads_of
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),
@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.features(Feature.MESH_MTLS),
     pytest.mark.capability(Capability.MESH_PROBES),
 ]
-__all__ = ["mesh_clients", "models_held_warm"]
+__all__ = ["mesh_clients"]
 
 
 def _callers(model: Model) -> list[MeshSource]:

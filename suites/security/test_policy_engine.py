@@ -25,7 +25,7 @@ from inferbox.policy.evaluator import Request, expected
 from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.tokens import decode_unverified
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, models_held_warm, sources
+from suites.security._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, sources
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),
@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.features(Feature.NETWORK_ISOLATION, Feature.MESH_AUTHORIZATION, Feature.MESH_MTLS),
     pytest.mark.capability(Capability.MESH_PROBES, Capability.NETWORK_POLICY, Capability.TOKEN_SIGNING_KEY),
 ]
-__all__ = ["mesh_clients", "models_held_warm"]
+__all__ = ["mesh_clients"]
 
 
 @dataclass(frozen=True)
