@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_a_departed_pods_job_stays_empty_for_a_while(monkeypatch: pytest.MonkeyP
     the job of a replica scaled away stays, emptied, for a while (instead of disappearing at once)."""
     plane = observability.EmbeddedObservability(manifests, "envoy-gateway-system/inference-gateway")
     clock = {"now": 100.0}
-    monkeypatch.setattr(observability.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(time, "monotonic", lambda: clock["now"])
     job = {"job_name": "podMonitor/m/0/pod-a", "static_configs": [{"targets": ["198.18.0.9:15020"]}]}
     assert plane._retire([job]) == []
     [retired] = plane._retire([])
