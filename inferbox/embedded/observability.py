@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import yaml
 
 from inferbox.embedded import monitors
@@ -252,6 +252,8 @@ class EmbeddedObservability:
                 f"--storage.tsdb.path={folder / 'data'}",
                 f"--web.listen-address={host}:{pod.port(PROMETHEUS_PORT)}",
                 "--storage.tsdb.retention.time=1d",
+                # POST /-/reload applies a new scrape config synchronously (see pods_changed).
+                "--web.enable-lifecycle",
                 "--log.level=warn",
             ],
             pod,
@@ -271,13 +273,29 @@ class EmbeddedObservability:
         os.replace(tmp, self._config_path)
 
     def pods_changed(self, platform: EmbeddedPlatform) -> None:
-        """Rewrites the scrape config for the pods running now and makes Prometheus reload it."""
+        """Rewrites the scrape config for the pods running now and has Prometheus apply it.
+
+        The reload goes through Prometheus's HTTP endpoint, which answers once the new configuration
+        is in force (or says why not): SIGHUPs sent in quick succession can merge into one and their
+        outcome is invisible, which left removed replicas scraped as down targets.
+        """
         if self.prometheus is None:
             return
         with self._lock:
             self.write_config(platform)
-            if self.prometheus.process.alive():
-                os.kill(self.prometheus.process.pid, signal.SIGHUP)
+            if not self.prometheus.process.alive():
+                return
+            try:
+                response = httpx.post(f"{self.prometheus.url}/-/reload", timeout=30.0)
+            except httpx.HTTPError as exc:
+                platform.record_event("monitoring", "ReloadFailed", f"Prometheus reload failed: {exc}")
+                return
+            if response.status_code != 200:
+                platform.record_event(
+                    "monitoring",
+                    "ReloadFailed",
+                    f"Prometheus refused the scrape config: {response.status_code} {response.text[:300]}",
+                )
 
     # -- facts -----------------------------------------------------------------------------
     def components(self) -> dict[str, _Component]:
