@@ -202,10 +202,13 @@ def _namespaces(monitor: K8sObject) -> tuple[bool, set[str]]:
 
 
 def _port_map_rules(pod: PodView) -> list[dict[str, Any]]:
+    """On the loopback network a container port is reached on a host port of its own. The rules key
+    on the pod's name as well as the address, since every pod there has the address 127.0.0.1."""
     return [
         {
-            "source_labels": ["__address__"],
-            "regex": f"{re.escape(pod.ip)}:{container_port}",
+            "source_labels": ["__meta_kubernetes_pod_name", "__address__"],
+            "separator": ";",
+            "regex": f"{re.escape(pod.name)};{re.escape(pod.ip)}:{container_port}",
             "target_label": "__address__",
             "replacement": f"{pod.ip}:{host_port}",
         }
@@ -278,17 +281,19 @@ def pod_monitor_jobs(monitor: K8sObject, pods: list[PodView]) -> list[dict[str, 
         if endpoint.get("port"):
             rules.append({"target_label": "endpoint", "replacement": endpoint["port"]})
         rules += _user_relabelings(endpoint.get("relabelings") or [])
-        for pod in pods:
-            if not any_ns and pod.namespace not in namespaces:
-                continue
-            jobs.append(
-                {
-                    "job_name": f"podMonitor/{monitor.namespace}/{monitor.name}/{index}/{pod.name}",
-                    **_job_basics(endpoint),
-                    "static_configs": pod_targets(pod),
-                    "relabel_configs": rules + _port_map_rules(pod),
-                }
-            )
+        # One scrape pool per monitor endpoint, as prometheus-operator generates: a pod that goes
+        # away is then a dropped target, whose series Prometheus marks stale at once (a removed
+        # pool's series would instead linger as down for the whole lookback window). The pool stays
+        # when it has no pods at all, so that the last replica of a model scaled to zero goes stale too.
+        selected = [pod for pod in pods if any_ns or pod.namespace in namespaces]
+        jobs.append(
+            {
+                "job_name": f"podMonitor/{monitor.namespace}/{monitor.name}/{index}",
+                **_job_basics(endpoint),
+                "static_configs": [group for pod in selected for group in pod_targets(pod)],
+                "relabel_configs": rules + [rule for pod in selected for rule in _port_map_rules(pod)],
+            }
+        )
     return jobs
 
 
@@ -356,20 +361,21 @@ def service_monitor_jobs(monitor: K8sObject, manifests: ManifestSet, pods: list[
         if endpoint.get("port"):
             rules.append({"target_label": "endpoint", "replacement": endpoint["port"]})
         rules += _user_relabelings(endpoint.get("relabelings") or [])
+        groups, port_rules = [], []
         for service in services:
             for pod in pods:
-                groups = endpoint_targets(service, [pod])
-                if not groups:
-                    continue
-                jobs.append(
-                    {
-                        "job_name": f"serviceMonitor/{monitor.namespace}/{monitor.name}/{index}/"
-                        f"{service.name}/{pod.name}",
-                        **_job_basics(endpoint),
-                        "static_configs": groups,
-                        "relabel_configs": rules + _port_map_rules(pod),
-                    }
-                )
+                found = endpoint_targets(service, [pod])
+                if found:
+                    groups += found
+                    port_rules += _port_map_rules(pod)
+        jobs.append(  # kept when empty, as for pod monitors
+            {
+                "job_name": f"serviceMonitor/{monitor.namespace}/{monitor.name}/{index}",
+                **_job_basics(endpoint),
+                "static_configs": groups,
+                "relabel_configs": rules + port_rules,
+            }
+        )
     return jobs
 
 

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import yaml
 
 from inferbox.embedded import monitors
@@ -60,7 +59,6 @@ MERGED_METRICS_PORT = 15020
 SIDECAR_STATS_PORT = 15090
 SCRAPE = monitors.ScrapeSettings(interval="1s", timeout="1s", evaluation_interval="1s")
 SCRAPE_INTERVAL_S = 1.0
-RETIRE_S = 60.0  # how long the job of a pod that went away stays (empty) in the scrape configuration
 TRACE_EXPORT_INTERVAL_MS = 1000
 # What NetworkPolicies see of the two pods: the labels the Jaeger chart and prometheus-operator give
 # theirs (a tenant's policy admits Prometheus to the merged-metrics ports by these).
@@ -129,8 +127,6 @@ class EmbeddedObservability:
         self.prometheus: _Component | None = None
         self._config_path: Path | None = None
         self._lock = threading.Lock()  # replicas start and stop from several threads
-        self._jobs: dict[str, dict[str, Any]] = {}  # the scrape jobs of the last configuration
-        self._retired: dict[str, tuple[dict[str, Any], float]] = {}  # emptied jobs, until when kept
 
     @property
     def enabled(self) -> bool:
@@ -256,6 +252,8 @@ class EmbeddedObservability:
                 f"--storage.tsdb.path={folder / 'data'}",
                 f"--web.listen-address={host}:{pod.port(PROMETHEUS_PORT)}",
                 "--storage.tsdb.retention.time=1d",
+                # POST /-/reload applies a new scrape config synchronously (see pods_changed).
+                "--web.enable-lifecycle",
                 "--log.level=warn",
             ],
             pod,
@@ -270,32 +268,34 @@ class EmbeddedObservability:
     def write_config(self, platform: EmbeddedPlatform) -> None:
         assert self._config_path is not None
         config = monitors.prometheus_config(self.manifests, pod_views(platform, self), SCRAPE)
-        config["scrape_configs"] += self._retire(config["scrape_configs"])
         tmp = self._config_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
         os.replace(tmp, self._config_path)
 
-    def _retire(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Jobs of pods that went away, kept for a while with no targets. Prometheus writes staleness
-        markers for a target that leaves a job, but not for a job removed by a reload: without this,
-        the series of a replica scaled away would linger in queries for Prometheus's 5 min lookback."""
-        now = time.monotonic()
-        current = {job["job_name"] for job in jobs}
-        for name, job in self._jobs.items():
-            if name not in current and name not in self._retired:
-                self._retired[name] = ({**job, "static_configs": []}, now + RETIRE_S)
-        self._jobs = {job["job_name"]: job for job in jobs}
-        self._retired = {n: (j, until) for n, (j, until) in self._retired.items() if until > now and n not in current}
-        return [job for job, _ in self._retired.values()]
-
     def pods_changed(self, platform: EmbeddedPlatform) -> None:
-        """Rewrites the scrape config for the pods running now and makes Prometheus reload it."""
+        """Rewrites the scrape config for the pods running now and has Prometheus apply it.
+
+        The reload goes through Prometheus's HTTP endpoint, which answers once the new configuration
+        is in force (or says why not): SIGHUPs sent in quick succession can merge into one and their
+        outcome is invisible, which left removed replicas scraped as down targets.
+        """
         if self.prometheus is None:
             return
         with self._lock:
             self.write_config(platform)
-            if self.prometheus.process.alive():
-                os.kill(self.prometheus.process.pid, signal.SIGHUP)
+            if not self.prometheus.process.alive():
+                return
+            try:
+                response = httpx.post(f"{self.prometheus.url}/-/reload", timeout=30.0)
+            except httpx.HTTPError as exc:
+                platform.record_event("monitoring", "ReloadFailed", f"Prometheus reload failed: {exc}")
+                return
+            if response.status_code != 200:
+                platform.record_event(
+                    "monitoring",
+                    "ReloadFailed",
+                    f"Prometheus refused the scrape config: {response.status_code} {response.text[:300]}",
+                )
 
     # -- facts -----------------------------------------------------------------------------
     def components(self) -> dict[str, _Component]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -61,18 +60,3 @@ def test_model_pods_declare_the_sidecar_port_in_mesh_namespaces(manifests: Manif
     jwt_view = observability._workload_view(manifests, jwt, Pod("q", "198.18.0.9", netns="x"), 0)
     assert [(p.name, p.number) for c in jwt_view.containers for p in c.ports] == [("http", 8080)]
     assert jwt_view.port_map == {}, "pods in their own namespace keep their ports"
-
-
-def test_a_departed_pods_job_stays_empty_for_a_while(monkeypatch: pytest.MonkeyPatch, manifests: ManifestSet) -> None:
-    """Prometheus marks a departed target's series stale only when it leaves a job that remains, so
-    the job of a replica scaled away stays, emptied, for a while (instead of disappearing at once)."""
-    plane = observability.EmbeddedObservability(manifests, "envoy-gateway-system/inference-gateway")
-    clock = {"now": 100.0}
-    monkeypatch.setattr(time, "monotonic", lambda: clock["now"])
-    job = {"job_name": "podMonitor/m/0/pod-a", "static_configs": [{"targets": ["198.18.0.9:15020"]}]}
-    assert plane._retire([job]) == []
-    [retired] = plane._retire([])
-    assert (retired["job_name"], retired["static_configs"]) == ("podMonitor/m/0/pod-a", [])
-    clock["now"] += observability.RETIRE_S + 1
-    assert plane._retire([]) == []
-    assert plane._retire([job]) == [], "a pod that comes back has its job again, not a retired one"

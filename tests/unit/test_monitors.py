@@ -85,8 +85,8 @@ def test_discovery_labels_match_kubernetes() -> None:
 
 def test_a_pod_monitor_selects_its_pods_and_port(manifests: ManifestSet) -> None:
     config = prometheus_config(manifests, _pods(loopback=False))
-    jobs = _jobs(config, "podMonitor/tenant-a/sklearn-iris/0/")
-    assert len(jobs) == 1, "one job per pod in the monitor's namespace"
+    jobs = _jobs(config, "podMonitor/tenant-a/sklearn-iris/0")
+    assert len(jobs) == 1, "one scrape pool per monitor endpoint"
     rules = jobs[0]["relabel_configs"]
     assert {
         "action": "keep",
@@ -113,7 +113,7 @@ def test_a_pod_monitor_selects_its_pods_and_port(manifests: ManifestSet) -> None
         {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "tenant"},
         {"source_labels": ["__meta_kubernetes_pod_label_serving_kserve_io_inferenceservice"], "target_label": "model"},
     ]
-    gateway = _jobs(config, "podMonitor/envoy-gateway-system/inference-gateway/0/")[0]
+    gateway = _jobs(config, "podMonitor/envoy-gateway-system/inference-gateway/0")[0]
     assert gateway["metrics_path"] == "/stats/prometheus"
     assert [r["target_label"] for r in gateway["metric_relabel_configs"]] == ["tenant", "model"]
 
@@ -132,19 +132,40 @@ def test_a_service_monitor_scrapes_the_service_endpoints(manifests: ManifestSet)
 
 def test_loopback_pods_map_the_chosen_port_last(manifests: ManifestSet) -> None:
     config = prometheus_config(manifests, _pods(loopback=True))
-    job = _jobs(config, "podMonitor/tenant-a/sklearn-iris/0/")[0]
+    job = _jobs(config, "podMonitor/tenant-a/sklearn-iris/0")[0]
+    pod = "sklearn\\-iris\\-predictor\\-00001\\-deployment\\-0"
     assert job["relabel_configs"][-1] == {
-        "source_labels": ["__address__"],
-        "regex": "127\\.0\\.0\\.1:15090",
+        "source_labels": ["__meta_kubernetes_pod_name", "__address__"],
+        "separator": ";",
+        "regex": f"{pod};127\\.0\\.0\\.1:15090",
         "target_label": "__address__",
         "replacement": "127.0.0.1:40004",
     }
     assert {
-        "source_labels": ["__address__"],
-        "regex": "127\\.0\\.0\\.1:15020",
+        "source_labels": ["__meta_kubernetes_pod_name", "__address__"],
+        "separator": ";",
+        "regex": f"{pod};127\\.0\\.0\\.1:15020",
         "target_label": "__address__",
         "replacement": "127.0.0.1:40005",
     } in job["relabel_configs"]
+
+
+def test_replicas_of_one_model_share_a_scrape_pool(manifests: ManifestSet) -> None:
+    """A replica that goes away is then a dropped target, whose series Prometheus marks stale at once."""
+    pods = _pods(loopback=False)
+    second = PodView(
+        "tenant-a",
+        "sklearn-iris-predictor-00001-deployment-1",
+        "198.18.0.6",
+        pods[2].labels,
+        pods[2].annotations,
+        pods[2].containers,
+        {},
+    )
+    jobs = _jobs(prometheus_config(manifests, [*pods, second]), "podMonitor/tenant-a/sklearn-iris/0")
+    assert len(jobs) == 1
+    addresses = {t for group in jobs[0]["static_configs"] for t in group["targets"]}
+    assert {"198.18.0.4:8080", "198.18.0.6:8080"} <= addresses
 
 
 def test_namespace_selector_limits_the_pods(manifests: ManifestSet) -> None:
@@ -156,7 +177,15 @@ def test_namespace_selector_limits_the_pods(manifests: ManifestSet) -> None:
             obj = K8sObject(obj.api_version, obj.kind, obj.name, obj.namespace, body, obj.source)
         objects.append(obj)
     config = prometheus_config(ManifestSet(manifests.root, tuple(objects)), _pods(loopback=False))
-    assert not _jobs(config, "podMonitor/tenant-a/sklearn-iris/0/")
+    [job] = _jobs(config, "podMonitor/tenant-a/sklearn-iris/0")
+    assert job["static_configs"] == [], "the pool stays, with none of tenant-a's pods in it"
+
+
+def test_a_model_scaled_to_zero_keeps_an_empty_scrape_pool(manifests: ManifestSet) -> None:
+    """Its last replica then leaves a pool that remains, and Prometheus marks that replica's series stale."""
+    without_model = [pod for pod in _pods(loopback=False) if pod.namespace != "tenant-a"]
+    [job] = _jobs(prometheus_config(manifests, without_model), "podMonitor/tenant-a/sklearn-iris/0")
+    assert job["static_configs"] == []
 
 
 @pytest.mark.parametrize("loopback", [False, True], ids=["netns", "loopback"])
