@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -46,15 +47,19 @@ def prometheus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
     )
     client = PrometheusClient(f"http://127.0.0.1:{port}")
     try:
-        eventually(lambda: len(client.query("up")) == len(jobs) or _fail("not every target scraped yet"), timeout_s=30)
+
+        def every_target_scraped() -> None:
+            try:
+                scraped = len(client.query("up"))
+            except httpx.HTTPError as exc:
+                raise AssertionError(f"Prometheus is not answering yet: {exc}") from exc
+            assert scraped == len(jobs), "not every target scraped yet"
+
+        eventually(every_target_scraped, timeout_s=60, interval_s=0.2)
         yield client, request.param
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def _fail(message: str) -> bool:
-    raise AssertionError(message)
 
 
 def test_only_successful_scrapes_are_fresh(prometheus: tuple[PrometheusClient, bool]) -> None:
