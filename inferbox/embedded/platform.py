@@ -372,8 +372,9 @@ class EmbeddedPlatform:
         if replica.sidecar is not None:
             assert self.mesh
             self.mesh.wait_sidecar_ready(replica.name, replica.pod, replica.sidecar, self.options.ready_timeout_s)
-        replica.ready_at = time.monotonic()
-        self.observability.pods_changed(self)  # Prometheus scrapes the new replica
+        ready_at = time.monotonic()
+        self.observability.pods_changed(self)  # Prometheus scrapes the new replica before it serves
+        replica.ready_at = ready_at
 
     def _start_workloads(self) -> None:
         started = []

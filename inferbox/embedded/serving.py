@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -467,7 +467,13 @@ class ServingControlPlane:
         found = []
         for rev in model.revisions:
             state = self.revisions[f"{namespace}/{rev.name}"]
-            found += [t for t in list(state.timings.values()) if t.requested_at >= since]
+            # A replica is ready the moment the platform sees it so; its timing is written just after.
+            live = {r.name: r.ready_at for r in self._replicas(state) if r.ready_at is not None}
+            found += [
+                replace(t, ready_at=wall(live[t.replica])) if t.ready_at is None and t.replica in live else t
+                for t in list(state.timings.values())
+                if t.requested_at >= since
+            ]
         return sorted(found, key=lambda t: t.requested_at)
 
     def served(self, namespace: str, name: str) -> dict[str, int]:
