@@ -161,6 +161,10 @@ class TraceNaming:
         return re.compile(_fill(self.model_service, {"tenant": re.escape(tenant), "model": re.escape(model)}, "trace"))
 
 
+# Prometheus's scrape manager applies changed target sets at most this often (seconds).
+PROMETHEUS_TARGET_UPDATE_S = 5.0
+
+
 @dataclass(frozen=True)
 class Observability:
     """Where the platform's telemetry can be read, and how it is named."""
@@ -180,8 +184,10 @@ class Observability:
 
     def metrics_deadline_s(self) -> float:
         """How long a fact may take to reach Prometheus: a measurement is exported at the next
-        scrape, and histograms may wait one more; three intervals plus a margin for a busy machine."""
-        return 3 * self.scrape_interval_s + 5.0
+        scrape, and histograms may wait one more; three intervals, plus Prometheus's period for
+        applying new targets (a replica that just started may already serve before it is scraped),
+        plus a margin for a busy machine."""
+        return 3 * self.scrape_interval_s + PROMETHEUS_TARGET_UPDATE_S + 5.0
 
     def traces_deadline_s(self) -> float:
         """Spans are batched by each emitter and exported every interval; two emitters in a row."""

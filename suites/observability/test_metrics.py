@@ -127,8 +127,14 @@ def test_requests_are_counted_exactly(
     # A replica's labelled histogram series appears with its first observation, and rate() needs a
     # series to exist before the counted requests: with replicas started for this module (idle models
     # scale to zero), a few uncounted predictions first, enough to reach every revision of a canary.
+    # The baseline is the warm-up seen in full: a replica may serve before Prometheus scrapes it, so
+    # "every target scraped" alone could miss it.
+    unwarmed = _baseline(prometheus, counted, observability)
     send_predictions(gateway, model, token, WARM_UP)
-    before = _baseline(prometheus, counted, observability)
+    before = {
+        query: expect_growth(prometheus, query, unwarmed[query], WARM_UP, observability.metrics_deadline_s())
+        for query in counted
+    }
     sent = time.monotonic()
     send_predictions(gateway, model, token, REQUESTS)
     for query in counted:
