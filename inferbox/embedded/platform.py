@@ -372,9 +372,8 @@ class EmbeddedPlatform:
         if replica.sidecar is not None:
             assert self.mesh
             self.mesh.wait_sidecar_ready(replica.name, replica.pod, replica.sidecar, self.options.ready_timeout_s)
-        ready_at = time.monotonic()
-        self.observability.pods_changed(self)  # Prometheus scrapes the new replica before it serves
-        replica.ready_at = ready_at
+        replica.ready_at = time.monotonic()  # before the scrape config is written: it lists ready pods
+        self.observability.pods_changed(self)  # Prometheus scrapes the new replica
 
     def _start_workloads(self) -> None:
         started = []

@@ -11,7 +11,9 @@ from inferbox.embedded.control import SOCKET_NAME
 from inferbox.embedded.lifecycle import start_daemon, stop_daemon
 from inferbox.embedded.target import EmbeddedTarget
 from inferbox.manifests import DEFAULT_MANIFEST_DIR
+from inferbox.observability.prometheus import PrometheusClient
 from inferbox.profile import load_profile
+from inferbox.waiting import eventually
 
 
 def test_a_kept_platform_is_scaled_through_its_control_channel(tmp_path: Path) -> None:
@@ -35,6 +37,14 @@ def test_a_kept_platform_is_scaled_through_its_control_channel(tmp_path: Path) -
         started = target.replica_timings(model, since)
         assert started, "the replica started for the raised minimum has no timing"
         assert all(t.ready_at is not None and t.ready_at >= t.requested_at for t in started)
+        # Every ready replica is a scrape target: its requests would otherwise go uncounted.
+        prometheus = PrometheusClient(target.observability().prometheus_url)
+
+        def both_scraped() -> None:
+            pods = {t["labels"].get("pod") for t in prometheus.targets() if t["labels"].get("namespace") == "tenant-c"}
+            assert len(pods) == 2, f"scraped pods of tenant-c: {pods}"
+
+        eventually(both_scraped, timeout_s=30, interval_s=0.5)
         quota = target.resource_quota("tenant-c")
         assert quota is not None
         assert quota.pods_used >= 2
