@@ -59,6 +59,8 @@ def run() -> dict[str, object]:
     started = time.monotonic()
     platform.start()
     bring_up = time.monotonic() - started
+    # One warm replica per revision while measuring: scale to zero would idle them away.
+    platform.scale("tenant-a", "sklearn-iris", 1)
     try:
         creds = read_credentials(platform.credentials_path)["tenant-a"]
         with httpx.Client(base_url=platform.gateway_url) as host_client:

@@ -66,6 +66,9 @@ def run() -> dict[str, object]:
     try:
         meshed.start()
         plain.start()
+        for platform in (meshed, plain):
+            # One warm replica per revision while measuring: scale to zero would idle them away.
+            platform.scale("tenant-a", "sklearn-iris", 1)
         assert meshed.replicas["tenant-a.sklearn-iris"][0].sidecar is not None
         assert plain.replicas["tenant-a.sklearn-iris"][0].sidecar is None
         paths: list[tuple[str, str, dict[str, str]]] = [

@@ -105,12 +105,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             return 2
         result: int = kind_cli.status(args)
         return result
+    from inferbox.embedded.control import remote
     from inferbox.embedded.lifecycle import running_state
 
     state = running_state(_state_dir(args))
     if not state:
         console.print("no embedded platform is running (start one with `inferbox up`)")
         return 1
+    live = remote(_state_dir(args))
+    if live is not None:  # model replicas come and go (scale to zero): show the current ones
+        state = {**state, "components": live.component_status()}
     console.print(_components_table(state))
     console.print(f"gateway: {state['gateway_url']}")
     return 0

@@ -20,6 +20,7 @@ from inferbox.jwtserver.clients import Credentials
 from inferbox.jwtserver.keystore import SigningKey
 from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, Workload
 from inferbox.profile import ConformanceProfile
+from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
 from inferbox.topology import Model, Topology
 
@@ -39,6 +40,10 @@ class Feature(StrEnum):
     MESH_AUTHORIZATION = "mesh-authorization"
     NETWORK_ISOLATION = "network-isolation"
     RESOURCE_QUOTA = "resource-quota"
+    SCALE_TO_ZERO = "scale-to-zero"
+    COLD_START = "cold-start"
+    AUTOSCALING = "autoscaling"
+    CANARY = "canary"
     METRICS = "metrics"
     TRACING = "tracing"
     DASHBOARDS = "dashboards"
@@ -58,6 +63,9 @@ class Capability(StrEnum):
     NETWORK_POLICY = "network-policy"
     # The deployer and autoscaler honour ResourceQuotas, and replica counts can be requested.
     RESOURCE_QUOTA = "resource-quota"
+    # Revisions and their replica counts can be read and their replica bounds and canary promotion
+    # changed (and restored); replicas' start and ready times are known (cold-start breakdowns).
+    AUTOSCALING = "autoscaling"
     # Chaos: a model replica's processes can be stopped for a bounded time (a backend stall); see PausesReplicas.
     PAUSE_REPLICA = "pause-replica"
     # A load generator can be placed beside the workloads and reach model replicas directly, bypassing
@@ -153,6 +161,10 @@ class TraceNaming:
         return re.compile(_fill(self.model_service, {"tenant": re.escape(tenant), "model": re.escape(model)}, "trace"))
 
 
+# Prometheus's scrape manager applies changed target sets at most this often (seconds).
+PROMETHEUS_TARGET_UPDATE_S = 5.0
+
+
 @dataclass(frozen=True)
 class Observability:
     """Where the platform's telemetry can be read, and how it is named."""
@@ -172,8 +184,10 @@ class Observability:
 
     def metrics_deadline_s(self) -> float:
         """How long a fact may take to reach Prometheus: a measurement is exported at the next
-        scrape, and histograms may wait one more; three intervals plus a margin for a busy machine."""
-        return 3 * self.scrape_interval_s + 5.0
+        scrape, and histograms may wait one more; three intervals, plus Prometheus's period for
+        applying new targets (a replica that just started may already serve before it is scraped),
+        plus a margin for a busy machine."""
+        return 3 * self.scrape_interval_s + PROMETHEUS_TARGET_UPDATE_S + 5.0
 
     def traces_deadline_s(self) -> float:
         """Spans are batched by each emitter and exported every interval; two emitters in a row."""
@@ -246,6 +260,34 @@ class Platform(Protocol):
         """The quota enforced in a tenant's namespace, or None when it has none."""
 
     def scale_model(self, model: Model, replicas: int, settle_s: float) -> ScaleOutcome:
+        """Asks the platform to run ``model`` at ``replicas`` replicas (its bounds pinned to that, for
+        every revision that receives traffic); returns once settled. ``restore_model`` undoes it."""
+
+    # -- serving (needs Capability.AUTOSCALING) ---------------------------------------------------
+    def autoscaling(self, model: Model) -> AutoscalingSettings:
+        """How the platform autoscales the model's revisions, as configured on the platform."""
+
+    def revisions(self, model: Model) -> list[RevisionStatus]:
+        """The model's revisions: traffic share and replica counts right now."""
+
+    def replica_timings(self, model: Model, since: float) -> list[ReplicaTiming]:
+        """Replicas of the model requested at or after wall-clock time ``since``, oldest first."""
+
+    def served_requests(self, model: Model) -> dict[str, int]:
+        """Requests routed to each revision of the model so far (a counter; compare two readings)."""
+
+    def set_scale_bounds(
+        self, model: Model, min_replicas: int | None, max_replicas: int | None, settle_s: float
+    ) -> ScaleOutcome:
+        """Overrides the model's replica bounds (None keeps the declared one); returns once every
+        revision that receives traffic has its replicas ready within them, or was refused."""
+
+    def promote_canary(self, model: Model, settle_s: float) -> None:
+        """Routes all of the model's traffic to its latest revision (KServe: canaryTrafficPercent
+        removed); returns once the routing is in effect."""
+
+    def restore_model(self, model: Model, settle_s: float) -> None:
+        """Back to what the manifests declare for the model: autoscaling bounds and traffic split."""
         """Asks the platform to run ``model`` at ``replicas`` replicas; returns once settled."""
 
     # -- telemetry (needs Capability.METRICS) ---------------------------------------------------

@@ -54,6 +54,18 @@ class QuotaPromise:
     max_pods_per_tenant: int
 
 
+@dataclass(frozen=True)
+class ServingPromise:
+    scale_to_zero: bool
+    scale_to_zero_deadline_s: float
+    cold_start_budget_s: float
+    cold_start_cycles: int
+    burst_requests: int
+    scale_out: bool
+    canary_false_failure_rate: float
+    canary_requests: int
+
+
 CALLER_KINDS = ("gateway", "ownTenant", "otherTenant", "outsideMesh")
 
 
@@ -71,6 +83,14 @@ class ConformanceProfile:
     source: Path
     mesh: MeshPromise | None = None
     quota: QuotaPromise | None = None
+    serving: ServingPromise | None = None
+
+    def require_serving(self) -> ServingPromise:
+        if self.serving is None:
+            raise ProfileError(
+                f"{self.source}: the profile has no spec.serving", "add it; see profiles/conformance.yaml"
+            )
+        return self.serving
 
     def require_mesh(self) -> MeshPromise:
         if self.mesh is None:
@@ -140,6 +160,7 @@ def load_profile(path: Path | str = DEFAULT_PROFILE) -> ConformanceProfile:
                 if "quota" in spec
                 else None
             ),
+            serving=_serving(spec, path) if "serving" in spec else None,
         )
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: a profile value has the wrong type: {exc}", "compare with the default") from exc
@@ -162,3 +183,22 @@ def _mesh(spec: dict[str, Any], path: Path) -> MeshPromise:
         mtls=str(_need(spec, "mesh.mtls", path)),
         callers=callers,
     )
+
+
+def _serving(spec: dict[str, Any], path: Path) -> ServingPromise:
+    promise = ServingPromise(
+        scale_to_zero=bool(_need(spec, "serving.scaleToZero", path)),
+        scale_to_zero_deadline_s=float(_need(spec, "serving.scaleToZeroDeadlineSeconds", path)),
+        cold_start_budget_s=float(_need(spec, "serving.coldStart.budgetSeconds", path)),
+        cold_start_cycles=int(_need(spec, "serving.coldStart.cycles", path)),
+        burst_requests=int(_need(spec, "serving.coldStart.burstRequests", path)),
+        scale_out=bool(_need(spec, "serving.scaleOut", path)),
+        canary_false_failure_rate=float(_need(spec, "serving.canary.falseFailureRate", path)),
+        canary_requests=int(_need(spec, "serving.canary.requests", path)),
+    )
+    if not 0 < promise.canary_false_failure_rate < 1 or promise.cold_start_cycles < 1 or promise.burst_requests < 1:
+        raise ProfileError(
+            f"{path}: spec.serving has an impossible value (falseFailureRate in (0, 1), cycles and burstRequests >= 1)",
+            "compare with profiles/conformance.yaml",
+        )
+    return promise

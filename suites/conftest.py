@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from inferbox.client import GatewayClient
-from inferbox.contract import Platform
+from inferbox.contract import Capability, Platform
 from inferbox.tokens import decode_unverified
 from inferbox.topology import Model
 
@@ -34,6 +35,28 @@ def token_for(platform: Platform, gateway: GatewayClient) -> Callable[[str], str
         return token
 
     return get
+
+
+# How long holding a model warm may take (replicas starting from zero; longer on a cluster).
+HOLD_SETTLE_S = float(os.environ.get("INFERBOX_SERVING_SETTLE_S", "90"))
+
+
+@pytest.fixture(scope="module")
+def models_held_warm(platform: Platform) -> Iterator[None]:
+    """For modules that need model replicas to exist while they run (probing pods directly, counting
+    a replica's metrics): an idle model would scale to zero, so every model keeps at least one
+    replica (a raised minimum, through the contract); the manifests' bounds come back afterwards.
+    Use with ``pytest.mark.usefixtures("models_held_warm")``."""
+    if Capability.AUTOSCALING not in platform.capabilities:
+        yield
+        return
+    for model in platform.topology.models:
+        platform.set_scale_bounds(model, 1, None, HOLD_SETTLE_S)
+    try:
+        yield
+    finally:
+        for model in platform.topology.models:
+            platform.restore_model(model, HOLD_SETTLE_S)
 
 
 def model_ids(models: tuple[Model, ...]) -> list[str]:

@@ -11,6 +11,7 @@ import signal
 import threading
 from pathlib import Path
 
+from inferbox.embedded.control import SOCKET_NAME, ControlServer
 from inferbox.embedded.platform import EmbeddedOptions, EmbeddedPlatform
 from inferbox.errors import InferboxError
 
@@ -47,10 +48,13 @@ def main() -> None:
     except Exception as exc:
         error_file.write_text(json.dumps({"problem": f"{type(exc).__name__}: {exc}", "fix": ""}))
         raise
+    # Live replica state and bound changes for targets in other processes (pytest --keep-platform).
+    control = ControlServer(platform, args.state_dir / SOCKET_NAME).start()
     try:
         platform.write_state()
         stop.wait()
     finally:
+        control.stop()
         platform.stop()
         (args.state_dir / "state.json").unlink(missing_ok=True)
 

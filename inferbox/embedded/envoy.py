@@ -44,6 +44,7 @@ TYPES = {
     "fault": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
     "early": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
     "cla": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+    "route": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
     "file_log": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
 }
 UNLIMITED = 4294967295
@@ -58,7 +59,8 @@ Endpoint = tuple[str, int]
 
 def cluster_name(backend: ServiceBackend | ModelBackend) -> str:
     if isinstance(backend, ModelBackend):
-        return f"isvc__{backend.namespace}__{backend.name}"
+        suffix = f"__{backend.revision}" if backend.revision else ""
+        return f"isvc__{backend.namespace}__{backend.name}{suffix}"
     return f"svc__{backend.namespace}__{backend.name}__{backend.port}"
 
 
@@ -74,6 +76,48 @@ def _lb_endpoints(endpoints: list[Endpoint], match: dict[str, str] | None = None
     # endpoints with a sidecar, which the caller then reaches over mutual TLS).
     extra = {"metadata": {"filter_metadata": {"envoy.transport_socket_match": match}}} if match else {}
     return [{"endpoint": {"address": socket_address(h, p)}, **extra} for h, p in endpoints]
+
+
+# A model's revisions and their traffic percentages: how KServe/Knative split a model's traffic.
+Revisions = Callable[[ModelBackend], list[tuple[ModelBackend, int]]]
+
+
+def write_discovery_file(directory: Path, path: Path, resource: dict[str, Any], version: int) -> None:
+    """Atomically replaces one filesystem xDS file (Envoy reacts to the rename in its watched directory)."""
+    body = {"version_info": str(version), "resources": [resource]}
+    tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    tmp.write_text(yaml.safe_dump(body))
+    os.replace(tmp, path)
+
+
+class RoutesFile:
+    """The gateway's route configuration as filesystem RDS: rewritten when traffic splits change
+    (a canary promoted), applied by Envoy without a restart, like EDS for endpoints."""
+
+    def __init__(self, directory: Path, name: str = "gateway") -> None:
+        self.directory = directory
+        self.name = name
+        directory.mkdir(parents=True, exist_ok=True)
+        self._version = 0
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"rds-{self.name}.yaml"
+
+    def write(self, route_config: dict[str, Any]) -> int:
+        """Publishes a route configuration; returns its version (Envoy's config dump shows it once applied)."""
+        self._version += 1
+        write_discovery_file(self.directory, self.path, {"@type": TYPES["route"], **route_config}, self._version)
+        return self._version
+
+    def config_source(self) -> dict[str, Any]:
+        return {
+            "route_config_name": self.name,
+            "config_source": {
+                "resource_api_version": "V3",
+                "path_config_source": {"path": str(self.path), "watched_directory": {"path": str(self.directory)}},
+            },
+        }
 
 
 class EdsFiles:
@@ -216,12 +260,30 @@ def _fault(fault: FaultPlan) -> dict[str, Any]:
     return config
 
 
-def _route_action(route: RoutePlan) -> dict[str, Any]:
+def _expand(
+    resolved: list[tuple[ServiceBackend | ModelBackend, int]], revisions: Revisions | None
+) -> list[tuple[ServiceBackend | ModelBackend, int]]:
+    """Model backends become their revisions, weights multiplied by the revisions' percentages."""
+    if revisions is None:
+        return resolved
+    out: list[tuple[ServiceBackend | ModelBackend, int]] = []
+    for backend, weight in resolved:
+        if isinstance(backend, ModelBackend) and not backend.revision:
+            out.extend((rev, weight * percent) for rev, percent in revisions(backend) if weight * percent > 0)
+        else:
+            out.append((backend, weight))
+    return out
+
+
+def _route_action(route: RoutePlan, revisions: Revisions | None = None) -> dict[str, Any]:
     resolved = [(b.backend, b.weight) for b in route.backends if not isinstance(b.backend, Unresolved)]
     unresolved = [b.backend for b in route.backends if isinstance(b.backend, Unresolved)]
     if unresolved or not resolved:
         reason = unresolved[0].reason if unresolved else "the rule has no backend"
         return {"direct_response": {"status": 500, "body": {"inline_string": f"invalid backend: {reason}\n"}}}
+    resolved = _expand(resolved, revisions)
+    if not resolved:
+        return {"direct_response": {"status": 503, "body": {"inline_string": "no revision receives traffic\n"}}}
     if len(resolved) == 1:
         target: dict[str, Any] = {"cluster": cluster_name(resolved[0][0])}
     else:
@@ -229,7 +291,7 @@ def _route_action(route: RoutePlan) -> dict[str, Any]:
     return {"route": {**target, "timeout": "60s"}}
 
 
-def _envoy_route(route: RoutePlan) -> dict[str, Any]:
+def _envoy_route(route: RoutePlan, revisions: Revisions | None = None) -> dict[str, Any]:
     per_filter: dict[str, Any] = {}
     if route.security and route.security.providers:
         per_filter[JWT_FILTER] = {"@type": TYPES["jwt_route"], "requirement_name": route.key}
@@ -244,7 +306,7 @@ def _envoy_route(route: RoutePlan) -> dict[str, Any]:
     return {
         "name": route.key,
         "match": _path_match(route),
-        **_route_action(route),
+        **_route_action(route, revisions),
         "typed_per_filter_config": per_filter,
     }
 
@@ -344,6 +406,34 @@ def admin_proxy_listener(
     return listener, cluster_def
 
 
+def render_routes(plan: GatewayPlan, revisions: Revisions | None = None) -> dict[str, Any]:
+    """The gateway's route configuration: a virtual host per host name, Gateway API precedence."""
+    vhosts: dict[str, list[RoutePlan]] = {}
+    for route in plan.routes:
+        for host in route.hostnames:
+            vhosts.setdefault(host, []).append(route)
+    virtual_hosts = [
+        {
+            "name": host,
+            "domains": [host, f"{host}:*"],
+            "routes": [_envoy_route(r, revisions) for r in sorted(routes, key=_route_order)],
+        }
+        for host, routes in sorted(vhosts.items())
+    ]
+    return {"name": "gateway", "virtual_hosts": virtual_hosts}
+
+
+def model_clusters(plan: GatewayPlan, revisions: Revisions | None = None) -> list[str]:
+    """Names of the EDS clusters of the plan's models (one per revision when ``revisions`` is given)."""
+    names: set[str] = set()
+    for route in plan.routes:
+        for weighted in route.backends:
+            if isinstance(weighted.backend, ModelBackend):
+                expanded = revisions(weighted.backend) if revisions else [(weighted.backend, 1)]
+                names.update(cluster_name(rev) for rev, _ in expanded)
+    return sorted(names)
+
+
 def render_gateway(
     plan: GatewayPlan,
     ports: GatewayPorts,
@@ -352,8 +442,14 @@ def render_gateway(
     service_endpoints: Callable[[str, str, int], list[Endpoint]],
     knobs: dict[str, Any] | None = None,
     mesh: MeshUpstream | None = None,
+    revisions: Revisions | None = None,
+    routes_file: RoutesFile | None = None,
 ) -> dict[str, Any]:
-    """The Envoy bootstrap for the gateway; model clusters read their endpoints from ``eds``."""
+    """The Envoy bootstrap for the gateway; model clusters read their endpoints from ``eds``.
+
+    With ``revisions``, every model has one cluster per revision and routes split traffic by the
+    revisions' percentages; with ``routes_file`` the route configuration is served from that file
+    (filesystem RDS), so a changed split is applied without a restart."""
     jwt_clusters: dict[str, ServiceBackend] = {}
     providers: dict[str, Any] = {}
     requirements: dict[str, Any] = {}
@@ -386,18 +482,7 @@ def render_gateway(
             providers[provider.key] = entry
         requirements[route.key] = _requirement(route.security)
 
-    vhosts: dict[str, list[RoutePlan]] = {}
-    for route in plan.routes:
-        for host in route.hostnames:
-            vhosts.setdefault(host, []).append(route)
-    virtual_hosts = [
-        {
-            "name": host,
-            "domains": [host, f"{host}:*"],
-            "routes": [_envoy_route(r) for r in sorted(routes, key=_route_order)],
-        }
-        for host, routes in sorted(vhosts.items())
-    ]
+    route_config = render_routes(plan, revisions)
 
     http_filters: list[dict[str, Any]] = []
     if any(r.fault for r in plan.routes):
@@ -427,7 +512,6 @@ def render_gateway(
         "@type": TYPES["hcm"],
         "stat_prefix": "gateway",
         "generate_request_id": True,
-        "route_config": {"name": "gateway", "virtual_hosts": virtual_hosts},
         "http_filters": http_filters,
         "access_log": [
             {
@@ -439,6 +523,11 @@ def render_gateway(
             }
         ],
     }
+    if routes_file is not None:
+        routes_file.write(route_config)
+        hcm["rds"] = routes_file.config_source()
+    else:
+        hcm["route_config"] = route_config
     if plan.remove_request_headers:
         hcm["early_header_mutation_extensions"] = [
             {
@@ -465,13 +554,11 @@ def render_gateway(
 
     clusters: list[dict[str, Any]] = []
     services: dict[str, ServiceBackend] = dict(jwt_clusters)
-    models: dict[str, ModelBackend] = {}
     for route in plan.routes:
         for weighted in route.backends:
             if isinstance(weighted.backend, ServiceBackend):
                 services[cluster_name(weighted.backend)] = weighted.backend
-            elif isinstance(weighted.backend, ModelBackend):
-                models[cluster_name(weighted.backend)] = weighted.backend
+    models = model_clusters(plan, revisions)
     for name, svc in sorted(services.items()):
         clusters.append(
             {

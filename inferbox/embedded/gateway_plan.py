@@ -41,10 +41,12 @@ class ServiceBackend:
 
 @dataclass(frozen=True)
 class ModelBackend:
-    """An InferenceService reached through the ingress and Knative's host routing."""
+    """An InferenceService reached through the ingress and Knative's host routing; with ``revision``
+    (a Knative revision suffix, 00001...), one revision of it."""
 
     namespace: str
     name: str
+    revision: str = ""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ KNOBS: dict[str, str] = {
     "gateway.jwtClockSkewSeconds": "clock skew the gateway's JWT validation tolerates (Envoy's default is 60)",
     "mesh.sidecarTrustAnyCA": "sidecars accept client certificates from any CA (Istio has no field for this)",
     "mesh.rogueIssuer": "workload certificates come from a second CA the mesh also trusts, not the platform CA",
+    "serving.canaryWeightOffset": "percentage points the gateway adds to the latest revision's share of a split "
+    "(negative: takes away), so traffic splits differ from what the platform declares",
+    "serving.activatorDropsHeldRequests": "the activator answers 503 instead of holding a request while the "
+    "revision has no ready replica",
 }
 
 

@@ -30,6 +30,7 @@ from inferbox.embedded.network import NETNS_PREFIX, Network, Pod, ensure_port_fr
 from inferbox.embedded.observability import EmbeddedObservability
 from inferbox.embedded.processes import ManagedProcess, Supervisor, proc_start_time
 from inferbox.embedded.quota import QuotaExceeded
+from inferbox.embedded.serving import ServingControlPlane
 from inferbox.embedded.subset import check_all_supported
 from inferbox.embedded.workloads import (
     WorkloadSpec,
@@ -79,6 +80,7 @@ class Replica:
     sidecar: ManagedProcess | None = None
     app_port: int | None = None
     meta: PodMeta | None = None
+    draining: bool = False  # being removed: out of the gateway's endpoints, finishing its requests
 
     @property
     def app_endpoint(self) -> tuple[str, int]:
@@ -122,6 +124,9 @@ class EmbeddedPlatform:
         self.events: list[dict[str, Any]] = []
         self._reaper: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
+        self._next_index: dict[str, int] = {}
+        # Revisions, autoscaler and activator of the InferenceServices (KServe and Knative's part).
+        self.serving = ServingControlPlane(self, self.manifests, self.options.log_dir)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -153,6 +158,7 @@ class EmbeddedPlatform:
             self.observability.start_trace_store(
                 self.network, self.supervisor, opts.ready_timeout_s, self.mesh.register
             )
+            self.serving.create_revisions()
             self._start_workloads()
             self._start_gateway()
             self.observability.start_prometheus(self, opts.ready_timeout_s)
@@ -162,6 +168,7 @@ class EmbeddedPlatform:
             raise
 
     def stop(self) -> None:
+        self.serving.stop()
         with self._lock:
             self.observability.stop()
             if self.supervisor:
@@ -255,7 +262,9 @@ class EmbeddedPlatform:
         assert self.mesh
         with self._lock:
             existing = self.replicas.setdefault(spec.component, [])
-            index = max((r.index for r in existing), default=-1) + 1
+            # Never reuse an index: a replica still draining keeps its pod (and name) until it stops.
+            index = max(self._next_index.get(spec.component, 0), max((r.index for r in existing), default=-1) + 1)
+            self._next_index[spec.component] = index + 1
             name = f"{spec.component}-{index}"
             meta = PodMeta(spec.namespace, f"{spec.name}-{index}", spec.service_account, dict(spec.labels))
             self.mesh.admit(meta, list(spec.resources) or [{}])
@@ -302,6 +311,8 @@ class EmbeddedPlatform:
         spec = next((w for w in self.workloads if w.namespace == namespace and w.name == name), None)
         if spec is None:
             raise PlatformError(f"no workload {namespace}/{name}", "name an InferenceService of the manifests")
+        if spec.kind == "InferenceService":
+            return self._scale_model(namespace, name, replicas)
         seen = len(self.events)
         current = self.replicas.setdefault(spec.component, [])
         started: list[Replica] = []
@@ -332,6 +343,10 @@ class EmbeddedPlatform:
         refusals = tuple(e["message"] for e in self.events[seen:] if e["namespace"] == namespace)
         return ScaleOutcome(replicas, len(self.replicas[spec.component]), refusals)
 
+    def _scale_model(self, namespace: str, name: str, replicas: int) -> ScaleOutcome:
+        """An InferenceService's replicas belong to its revisions: pinned through the autoscaler."""
+        return self.serving.set_bounds(namespace, name, replicas, replicas, self.options.ready_timeout_s)
+
     def wait_replica_ready(self, replica: Replica) -> None:
         spec = replica.workload
         app_host, app_port = replica.app_endpoint if replica.sidecar else (None, replica.pod.port(spec.port))
@@ -357,14 +372,18 @@ class EmbeddedPlatform:
         if replica.sidecar is not None:
             assert self.mesh
             self.mesh.wait_sidecar_ready(replica.name, replica.pod, replica.sidecar, self.options.ready_timeout_s)
-        replica.ready_at = time.monotonic()
+        replica.ready_at = time.monotonic()  # before the scrape config is written: it lists ready pods
         self.observability.pods_changed(self)  # Prometheus scrapes the new replica
 
     def _start_workloads(self) -> None:
         started = []
         for spec in self.workloads:
+            if spec.kind == "InferenceService":
+                continue  # its revisions' replicas come from the serving control plane
             for _ in range(spec.min_replicas):
                 started.append(self.start_replica(spec))
+        models = self.serving.start_initial()
+        started += models
         errors: list[BaseException] = []
 
         def wait(replica: Replica) -> None:
@@ -380,6 +399,7 @@ class EmbeddedPlatform:
             thread.join()
         if errors:
             raise errors[0]
+        self.serving.initial_ready(models)
 
     def service_endpoints(self, namespace: str, name: str, port: int, ready_only: bool = True) -> list[tuple[str, int]]:
         service = self.manifests.get("Service", name, namespace)
@@ -415,13 +435,7 @@ class EmbeddedPlatform:
     def _mesh_upstream(self) -> envoy_cfg.MeshUpstream:
         assert self.mesh
         cert = self.mesh.gateway_cert
-        identities = {
-            envoy_cfg.cluster_name(ModelBackend(spec.namespace, spec.name)): self.mesh.pki.spiffe_id(
-                spec.namespace, spec.service_account
-            )
-            for spec in self.workloads
-            if spec.kind == "InferenceService"
-        }
+        identities = self.serving.identities()
         return envoy_cfg.MeshUpstream(str(cert.cert), str(cert.key), str(self.mesh.pki.bundle_path), identities)
 
     def _start_gateway(self) -> None:
@@ -441,6 +455,7 @@ class EmbeddedPlatform:
             pod_port=GATEWAY_POD_PORT,
             admin_internal=15000,
         )
+        routes = envoy_cfg.RoutesFile(self.xds_dir)
         bootstrap = envoy_cfg.render_gateway(
             self.plan,
             ports,
@@ -449,6 +464,8 @@ class EmbeddedPlatform:
             self.service_endpoints,
             self.options.knobs,
             self._mesh_upstream(),
+            revisions=self.serving.revisions_for,
+            routes_file=routes,
         )
         self.observability.decorate_gateway(bootstrap, pod)
         config = self.options.state_dir / "gateway-envoy.yaml"
@@ -480,9 +497,13 @@ class EmbeddedPlatform:
             return None if process.alive() else f"Envoy exited; log {process.log_path}:\n{process.log_tail()}"
 
         wait_until("the gateway (Envoy)", ready, self.options.ready_timeout_s, dead, fix=f"see {process.log_path}")
+        self.serving.start_autoscaler(self.admin_url, routes)
 
     def publish_endpoints(self, namespace: str, name: str) -> None:
-        """Tells the gateway the ready replicas of a model (an atomic EDS file update)."""
+        """Tells the gateway the ready replicas of a model (an atomic EDS file update per revision)."""
+        if (namespace, name) in self.serving.plans:
+            self.serving.publish_model(namespace, name)
+            return
         cluster = envoy_cfg.cluster_name(ModelBackend(namespace, name))
         sidecar = self.mesh is not None and self.mesh.injected(namespace)
         self.eds.write(cluster, self.model_endpoints(namespace, name), envoy_cfg.ISTIO_TLS_MODE if sidecar else None)
@@ -540,7 +561,7 @@ class EmbeddedPlatform:
                         "ports": [["http", port]],
                         "labels": dict(r.meta.labels),
                         "sidecar": r.sidecar is not None,
-                        "ready": r.ready_at is not None,
+                        "ready": r.ready_at is not None and not r.draining,
                     }
                 )
         return rows

@@ -327,6 +327,11 @@ SHAPES: dict[str, Shape] = {
                 "serviceAccountName": str,
                 "minReplicas": int,
                 "maxReplicas": int,
+                # Knative's KPA on each revision (inferbox/embedded/autoscaler.py); traffic split
+                # between the latest and the rolled-out revision (inferbox/embedded/serving_plan.py).
+                "scaleMetric": OneOf(("concurrency", "rps")),
+                "scaleTarget": int,
+                "canaryTrafficPercent": int,
                 "model": {
                     "modelFormat": {"name": str, "version": str},
                     "protocolVersion": OneOf(("v1", "v2")),

@@ -17,6 +17,7 @@ import httpx
 
 from inferbox.client import GatewayClient
 from inferbox.contract import Capability, ComponentHealth, LoadClientPlace, Observability, ReplicaPause
+from inferbox.embedded.control import RemotePlatform, remote
 from inferbox.embedded.mesh_client import EmbeddedMeshClient
 from inferbox.embedded.processes import is_same_process
 from inferbox.jwtserver.clients import Credentials, read_credentials
@@ -24,8 +25,11 @@ from inferbox.jwtserver.keystore import KeyStore, SigningKey
 from inferbox.manifests import load_manifests
 from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, Workload
 from inferbox.profile import ConformanceProfile
+from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
 from inferbox.topology import Model, Topology, read_topology
+
+HOLD_SETTLE_S = 90.0  # replicas starting from zero while a model is held warm
 
 
 @dataclass
@@ -40,6 +44,17 @@ class EmbeddedTarget:
         self._credentials: dict[str, Credentials] = read_credentials(Path(self.state["credentials"]))
         self._keys = KeyStore(self.state["key_dir"])
         self._clients: list[GatewayClient] = []
+        self._remote: RemotePlatform | bool | None = None  # a kept platform's control channel (False: none)
+
+    def _control(self) -> Any:
+        """The platform's control plane: in this process (``live``), or a kept platform's through its
+        control channel; None when neither is reachable."""
+        live = getattr(self, "live", None)
+        if live is not None:
+            return live
+        if self._remote is None:
+            self._remote = remote(Path(self.state["state_dir"])) or False
+        return self._remote or None
 
     @classmethod
     def from_state_file(cls, path: Path, profile: ConformanceProfile) -> EmbeddedTarget:
@@ -55,8 +70,10 @@ class EmbeddedTarget:
             caps.add(Capability.MESH_PROBES)
             if mesh.get("network_policy"):
                 caps.add(Capability.NETWORK_POLICY)
-        if getattr(self, "live", None) is not None:
-            caps.add(Capability.RESOURCE_QUOTA)  # replica counts need the control plane in this process
+        if self._control() is not None:
+            # Replica counts and bounds need the control plane (in this process or its channel).
+            caps.add(Capability.RESOURCE_QUOTA)
+            caps.add(Capability.AUTOSCALING)
         telemetry = self.state.get("observability") or {}
         if telemetry.get("prometheus_url"):
             caps.add(Capability.METRICS)
@@ -100,7 +117,10 @@ class EmbeddedTarget:
 
     def components(self) -> list[ComponentHealth]:
         health = []
-        for name, info in sorted(self.state.get("components", {}).items()):
+        # Replicas come and go (scale to zero): the control plane knows the current ones.
+        live = self._control()
+        components = live.component_status() if live is not None else self.state.get("components", {})
+        for name, info in sorted(components.items()):
             alive = is_same_process(int(info["pid"]), int(info["start_time"]))
             health.append(ComponentHealth(name, alive, f"pid {info['pid']}" if alive else "process is gone"))
         try:
@@ -135,18 +155,18 @@ class EmbeddedTarget:
 
     # -- the mesh ------------------------------------------------------------------------------------
     def _live(self) -> Any:
-        live = getattr(self, "live", None)
+        live = self._control()
         if live is None:
             from inferbox.errors import PlatformError
 
             raise PlatformError(
-                "this needs the embedded control plane in this process",
-                "run without --keep-platform (a kept platform runs in another process)",
+                "this needs the embedded control plane, in this process or through a kept platform's control channel",
+                "run without --keep-platform, or restart the kept platform with `inferbox up`",
             )
         return live
 
     def workloads(self) -> list[Workload]:
-        live = getattr(self, "live", None)
+        live = self._control()
         rows = live.workload_state() if live is not None else self.state.get("workloads") or []
         return [
             Workload(
@@ -175,20 +195,65 @@ class EmbeddedTarget:
 
     def scale_model(self, model: Model, replicas: int, settle_s: float) -> ScaleOutcome:
         # The embedded deployer is synchronous: it returns once new replicas are ready or refused.
-        outcome: ScaleOutcome = self._live().scale(model.tenant, model.name, replicas)
+        outcome: ScaleOutcome = self._live().serving.set_bounds(model.tenant, model.name, replicas, replicas, settle_s)
         return outcome
+
+    def restore_model(self, model: Model, settle_s: float) -> None:
+        self._live().serving.restore(model.tenant, model.name, settle_s)
+
+    # -- serving -------------------------------------------------------------------------------------
+    def autoscaling(self, model: Model) -> AutoscalingSettings:
+        settings: AutoscalingSettings = self._live().serving.settings(model.tenant, model.name)
+        return settings
+
+    def revisions(self, model: Model) -> list[RevisionStatus]:
+        found: list[RevisionStatus] = self._live().serving.revision_status(model.tenant, model.name)
+        return found
+
+    def replica_timings(self, model: Model, since: float) -> list[ReplicaTiming]:
+        found: list[ReplicaTiming] = self._live().serving.timings(model.tenant, model.name, since)
+        return found
+
+    def served_requests(self, model: Model) -> dict[str, int]:
+        counts: dict[str, int] = self._live().serving.served(model.tenant, model.name)
+        return counts
+
+    def set_scale_bounds(
+        self, model: Model, min_replicas: int | None, max_replicas: int | None, settle_s: float
+    ) -> ScaleOutcome:
+        outcome: ScaleOutcome = self._live().serving.set_bounds(
+            model.tenant, model.name, min_replicas, max_replicas, settle_s
+        )
+        return outcome
+
+    def promote_canary(self, model: Model, settle_s: float) -> None:
+        self._live().serving.promote(model.tenant, model.name, settle_s)
+
+    def _current_state(self) -> dict[str, Any]:
+        """The platform's state with its current replicas (they come and go: scale to zero)."""
+        live = self._control()
+        return self.state if live is None else {**self.state, "components": live.component_status()}
 
     def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
         from inferbox.embedded.pause import pause_replica
 
-        return pause_replica(self.state, model, seconds, replica)
+        return pause_replica(self._current_state(), model, seconds, replica)
 
     @contextmanager
     def load_client(self, name: str, tenant: str | None = None) -> Iterator[LoadClientPlace]:
         from inferbox.embedded.loadclient import load_client
 
-        with load_client(self.state, tenant) as place:
-            yield place
+        # A client calling replicas directly bypasses the gateway, whose counters the autoscaler
+        # reads: the tenant's models keep a replica while it runs (and their bounds come back after).
+        held = [m for m in self.topology.models if m.tenant == tenant] if self._control() is not None else []
+        for model in held:
+            self.set_scale_bounds(model, 1, None, HOLD_SETTLE_S)
+        try:
+            with load_client(self._current_state(), tenant) as place:
+                yield place
+        finally:
+            for model in held:
+                self.restore_model(model, HOLD_SETTLE_S)
 
     def close(self) -> None:
         for client in self._clients:

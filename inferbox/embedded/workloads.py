@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
@@ -19,6 +20,7 @@ from inferbox.manifests import K8sObject, ManifestSet
 # KServe runtime artifacts the embedded target can serve, by storageUri.
 MODEL_ARTIFACTS = {
     "gs://kfserving-examples/models/sklearn/1.0/model": "iris",
+    "gs://kfserving-examples/models/sklearn/1.0/model-2": "iris-2",
 }
 MODEL_PORT = 8080
 
@@ -41,6 +43,7 @@ class WorkloadSpec:
     secret_mounts: dict[str, str] = field(default_factory=dict)  # mountPath -> secret name
     service_account: str = "default"  # the pod's mesh identity is spiffe://<td>/ns/<namespace>/sa/<this>
     resources: tuple[dict[str, dict[str, str]], ...] = ()  # each container's requests/limits (for quotas)
+    revision: str = ""  # an InferenceService's Knative revision suffix (00001...), empty for Deployments
 
 
 def _image_name(image: str) -> str:
@@ -91,7 +94,11 @@ def _deployment(obj: K8sObject) -> WorkloadSpec:
 
 
 def _inference_service(obj: K8sObject) -> WorkloadSpec:
-    predictor = obj.spec["predictor"]
+    return revision_workload(obj, obj.spec["predictor"])
+
+
+def revision_workload(obj: K8sObject, predictor: dict[str, Any], revision: str = "") -> WorkloadSpec:
+    """How to run a replica of one revision of an InferenceService (``predictor`` is its spec.predictor)."""
     namespace = obj.namespace or "default"
     common = {"--model_name": obj.name, "--enable_grpc": "false"}
     if "model" in predictor:
@@ -132,7 +139,10 @@ def _inference_service(obj: K8sObject) -> WorkloadSpec:
         namespace=namespace,
         name=obj.name,
         kind="InferenceService",
-        labels={"serving.kserve.io/inferenceservice": obj.name},
+        labels={
+            "serving.kserve.io/inferenceservice": obj.name,
+            **({"serving.knative.dev/revision": f"{obj.name}-predictor-{revision}"} if revision else {}),
+        },
         argv=[sys.executable, "-m", "inferbox.modelserver", *(f"{k}={v}" for k, v in args.items())],
         env={},
         port=port,
@@ -141,6 +151,7 @@ def _inference_service(obj: K8sObject) -> WorkloadSpec:
         max_replicas=int(predictor.get("maxReplicas", max(1, int(predictor.get("minReplicas", 1))))),
         service_account=str(predictor.get("serviceAccountName", "default")),
         resources=(resources,),
+        revision=revision,
     )
 
 

@@ -37,7 +37,6 @@ from inferbox.mesh import (
     Outcome,
     ProbeResult,
     QuotaStatus,
-    ScaleOutcome,
     SourceKind,
     SourcePlace,
     Transport,
@@ -435,38 +434,3 @@ def resource_quota(api_client: Any, namespace: str) -> QuotaStatus | None:
         hard.update({str(k): str(v) for k, v in (quota.status.hard or quota.spec.hard or {}).items()})
         used.update({str(k): str(v) for k, v in (quota.status.used or {}).items()})
     return QuotaStatus(namespace, hard, used)
-
-
-def scale_model(api_client: Any, namespace: str, name: str, replicas: int, settle_s: float) -> ScaleOutcome:
-    """Pins an InferenceService at ``replicas`` (min = max), waits ``settle_s`` for the revision to
-    converge, and collects the quota refusals the ReplicaSet controller reported as events."""
-    from kubernetes import client
-
-    custom: Any = client.CustomObjectsApi(api_client)
-    core: Any = client.CoreV1Api(api_client)
-    since = time.time()
-    custom.patch_namespaced_custom_object(
-        "serving.kserve.io",
-        "v1beta1",
-        namespace,
-        "inferenceservices",
-        name,
-        {"spec": {"predictor": {"minReplicas": replicas, "maxReplicas": max(replicas, 1)}}},
-    )
-    deadline = time.monotonic() + settle_s
-    running = 0
-    while time.monotonic() < deadline:
-        pods = core.list_namespaced_pod(namespace, label_selector=f"{ISVC_LABEL}={name}").items
-        running = sum(1 for p in pods if p.status.phase in ("Running", "Pending") and not p.metadata.deletion_timestamp)
-        if running == replicas:
-            break
-        time.sleep(2.0)  # polling the API server; bounded by settle_s
-    events = core.list_namespaced_event(namespace).items
-    refusals = tuple(
-        str(e.message)
-        for e in events
-        if e.reason == "FailedCreate"
-        and "exceeded quota" in str(e.message)
-        and (e.last_timestamp is None or e.last_timestamp.timestamp() >= since - 1)
-    )
-    return ScaleOutcome(replicas, running, refusals)

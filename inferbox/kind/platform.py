@@ -14,11 +14,14 @@ from inferbox.jwtserver.clients import Credentials, read_credentials
 from inferbox.jwtserver.keystore import KeyStore, SigningKey
 from inferbox.kind import diagnostics, readback
 from inferbox.kind import mesh as kind_mesh
+from inferbox.kind import serving as kind_serving
 from inferbox.kind.kube import KubeApi, KubeError, is_true
 from inferbox.kind.portforward import PortForward
 from inferbox.kind.state import ClusterState
+from inferbox.manifests import ManifestSet
 from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, SourceKind, Workload
 from inferbox.profile import ConformanceProfile
+from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
 from inferbox.topology import Model, Topology
 
@@ -90,6 +93,8 @@ class KubePlatform:
     _clients: list[GatewayClient] = field(default_factory=list)
     _kube_client: Any = None
     _probes: Any = None
+    manifests: ManifestSet | None = None  # what restore_model returns to
+    _promoted: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not self.state.credentials_file.exists():
@@ -115,6 +120,8 @@ class KubePlatform:
             Capability.GRAFANA,
             Capability.MESH_GRAPH,
         }
+        if self.manifests is not None:
+            caps.add(Capability.AUTOSCALING)  # bounds and rollouts are restored to the manifests
         if self._keys is not None:
             caps.add(Capability.TOKEN_SIGNING_KEY)
         return frozenset(caps)
@@ -257,7 +264,56 @@ class KubePlatform:
         return kind_mesh.resource_quota(self._api_client(), tenant)
 
     def scale_model(self, model: Model, replicas: int, settle_s: float) -> ScaleOutcome:
-        return kind_mesh.scale_model(self._api_client(), model.tenant, model.name, replicas, settle_s)
+        return self.set_scale_bounds(model, replicas, replicas, settle_s)
+
+    # -- serving (inferbox.kind.serving: KServe/Knative objects, pods, events) ---------------------
+    def _isvc(self, model: Model) -> dict[str, Any]:
+        obj = self.manifests.get("InferenceService", model.name, model.tenant) if self.manifests else None
+        if obj is None:
+            raise PlatformError(
+                f"the manifests of this run define no InferenceService {model.tenant}/{model.name}",
+                "run with the manifests the platform was deployed from (--manifests)",
+            )
+        return obj.body
+
+    def autoscaling(self, model: Model) -> AutoscalingSettings:
+        return kind_serving.autoscaling_settings(self.api, model.tenant, model.name)
+
+    def revisions(self, model: Model) -> list[RevisionStatus]:
+        return kind_serving.revisions(self.api, model.tenant, model.name)
+
+    def replica_timings(self, model: Model, since: float) -> list[ReplicaTiming]:
+        return kind_serving.replica_timings(self.api, model.tenant, model.name, since)
+
+    def served_requests(self, model: Model) -> dict[str, int]:
+        return kind_serving.served_requests(self._prometheus_query, model.tenant, model.name)
+
+    def _prometheus_query(self, promql: str) -> list[dict[str, Any]]:
+        import httpx
+
+        response = httpx.get(f"{self.prometheus_url()}/api/v1/query", params={"query": promql}, timeout=10.0)
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()["data"]["result"]
+        return result
+
+    def set_scale_bounds(
+        self, model: Model, min_replicas: int | None, max_replicas: int | None, settle_s: float
+    ) -> ScaleOutcome:
+        return kind_serving.set_bounds(self.api, self._isvc(model), min_replicas, max_replicas, settle_s)
+
+    def promote_canary(self, model: Model, settle_s: float) -> None:
+        kind_serving.promote(self.api, self._isvc(model), settle_s)
+        self._promoted.add((model.tenant, model.name))
+
+    def restore_model(self, model: Model, settle_s: float) -> None:
+        body = self._isvc(model)
+        if (model.tenant, model.name) in self._promoted:
+            # The promoted revision is now the rolled-out one: the split comes back through the
+            # manifest's previous predictor and then the canary, as on a fresh install.
+            kind_serving.rollout(self.api, body, settle_s)
+            self._promoted.discard((model.tenant, model.name))
+        else:
+            self.api.apply(body)
 
     def dump_evidence(self, dest: Path) -> Path:
         namespaces = list(EVIDENCE_NAMESPACES) + [t.name for t in self.topology.tenants]

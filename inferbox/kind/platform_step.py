@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from inferbox.embedded.serving_plan import previous_predictor
 from inferbox.kind import catalog
 from inferbox.kind.actions import ApplyObjects, JwtSecrets
 from inferbox.kind.components import LocalImage
 from inferbox.kind.observability import dashboard_configmaps
 from inferbox.kind.plan import Item, Step
+from inferbox.kind.serving import RolloutInferenceService
 from inferbox.kind.waits import (
     ConditionsTrue,
     CrdsEstablished,
@@ -127,13 +129,17 @@ def platform_step(manifests: ManifestSet, needs: tuple[str, ...]) -> Step:
     items.append(ApplyObjects("namespaces", tuple(o.body for o in namespaces), sources=_sources(manifests, namespaces)))
     if manifests.get("Deployment", "jwt-server", "inference-system") is not None:
         items.append(JwtSecrets(tenants))
+    # InferenceServices in a canary rollout are applied by their own step: a rolled-out revision first.
+    canaries = [o for o in rest if o.kind == "InferenceService" and previous_predictor(o) is not None]
+    plain = [o for o in rest if o not in canaries]
     items.append(
         ApplyObjects(
             "the platform's objects, in dependency order",
-            tuple(o.body for o in rest),
-            sources=_sources(manifests, rest),
+            tuple(o.body for o in plain),
+            sources=_sources(manifests, plain),
         )
     )
+    items.extend(RolloutInferenceService(o.body, str(manifests.root / o.source)) for o in canaries)
     dashboards = dashboard_configmaps(manifests.root)
     if dashboards:
         items.append(ApplyObjects("Grafana dashboards, as ConfigMaps for Grafana's sidecar", tuple(dashboards)))

@@ -227,6 +227,7 @@ def _platform(target: str, settings: Settings, options: TargetOptions, gateway_u
         state=settings.state,
         gateway_url=gateway_url,
         port_forward_timeout_s=settings.timeouts["port-forward"],
+        manifests=settings.manifests,
     )
 
 

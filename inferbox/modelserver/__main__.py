@@ -34,7 +34,7 @@ def _bind_host_override() -> None:
 def main() -> None:
     warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated.*")
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--model", required=True, choices=["iris", "digits"])
+    parser.add_argument("--model", required=True, choices=["iris", "iris-2", "digits"])
     parser.add_argument("--model_name", required=True)
     # Without validation, malformed inputs surface as 500s, as with a model that trusts its callers.
     parser.add_argument("--validate_inputs", default="true", choices=["true", "false"])

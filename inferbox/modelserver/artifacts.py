@@ -2,6 +2,9 @@
 
 - ``iris``: logistic regression on the iris dataset; the same classes as KServe's public
   ``gs://kfserving-examples/models/sklearn/1.0/model`` example (setosa 0, versicolor 1, virginica 2).
+- ``iris-2``: a second iris model (a random forest), standing in for KServe's
+  ``gs://kfserving-examples/models/sklearn/1.0/model-2`` canary example: the same classes, another
+  artifact, so a canary revision really serves a different model.
 - ``digits``: an image classifier on scikit-learn's 8x8 handwritten digits (an image tensor in,
   the digit class out), standing in for a PyTorch image model without a multi-GB install.
 """
@@ -15,7 +18,7 @@ from typing import Any
 import joblib
 import sklearn
 
-ARTIFACTS = ("iris", "digits")
+ARTIFACTS = ("iris", "iris-2", "digits")
 
 
 def cache_dir() -> Path:
@@ -32,6 +35,12 @@ def _train(name: str) -> Any:
 
         x, y = load_iris(return_X_y=True)
         return LogisticRegression(max_iter=500).fit(x, y)
+    if name == "iris-2":
+        from sklearn.datasets import load_iris
+        from sklearn.ensemble import RandomForestClassifier
+
+        x, y = load_iris(return_X_y=True)
+        return RandomForestClassifier(n_estimators=25, random_state=7).fit(x, y)
     if name == "digits":
         from sklearn.datasets import load_digits
         from sklearn.neural_network import MLPClassifier

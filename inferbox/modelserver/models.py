@@ -17,7 +17,7 @@ from kserve.utils.utils import get_predict_input, get_predict_response
 from inferbox.modelserver.artifacts import artifact_path
 
 # Expected feature layout per artifact: (features per instance, accepted instance shapes).
-FEATURES = {"iris": 4, "digits": 64}
+FEATURES = {"iris": 4, "iris-2": 4, "digits": 64}
 
 
 class ArtifactModel(Model):  # type: ignore[misc]

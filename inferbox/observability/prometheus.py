@@ -5,8 +5,10 @@ Every failure message carries the PromQL, so "no data" says which query found no
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -76,15 +78,32 @@ class PrometheusClient:
         return max(intervals)
 
     def last_complete_scrape(self) -> float:
-        """The time by which every target has been scraped at least once more (epoch seconds)."""
-        return self.value("min(timestamp(up))")
+        """The time by which every target has been scraped successfully once more (epoch seconds).
+
+        Read from the targets API, which also lists targets not scraped yet (a replica that just
+        joined). A failed scrape brings no samples, so a target that is down or not yet scraped
+        counts as never scraped (0): a baseline read now cannot miss what that target measured."""
+        targets = self.targets()
+        if not targets:
+            raise NoData("no data: Prometheus has no active scrape targets (GET /api/v1/targets)")
+        return min(_last_good_scrape(target) for target in targets)
+
+    def unscraped_targets(self) -> list[str]:
+        """Targets whose last scrape failed or that were never scraped, with the reason."""
+        return [
+            f"{t.get('scrapeUrl')} ({t.get('health')}: {t.get('lastError') or 'not scraped yet'})"
+            for t in self.targets()
+            if _last_good_scrape(t) == 0
+        ]
 
     def wait_scraped_after(self, moment: float, timeout_s: float) -> None:
-        """Waits until every target has been scraped after ``moment``: everything measured before
-        it is then in Prometheus."""
+        """Waits until every target has been scraped successfully after ``moment``: everything
+        measured before it is then in Prometheus."""
 
         def fresh() -> None:
             last = self.last_complete_scrape()
+            if last == 0:
+                raise AssertionError(f"targets without samples: {'; '.join(self.unscraped_targets()) or 'none now'}")
             assert last > moment, f"the oldest target's last scrape is {moment - last:.1f}s before the requests"
 
         eventually(fresh, timeout_s=timeout_s, interval_s=0.2)
@@ -112,6 +131,15 @@ def duration_s(text: str) -> float:
     if number or not text:
         raise ValueError(f"not a Prometheus duration: {text!r}")
     return total
+
+
+def _last_good_scrape(target: dict[str, Any]) -> float:
+    """A target's last scrape time (epoch seconds) if that scrape succeeded, else 0."""
+    if target.get("health") != "up":
+        return 0.0
+    # RFC 3339 with up to nanoseconds; datetime takes microseconds.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", str(target["lastScrape"])).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
 
 
 class Overcounted(Exception):

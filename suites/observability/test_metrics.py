@@ -29,6 +29,8 @@ from inferbox.verdicts import Source, describe, source_of
 from inferbox.waiting import eventually
 
 pytestmark = [
+    # Replicas scaled away mid-check would take their counters with them: the set stays fixed.
+    pytest.mark.usefixtures("models_held_warm"),
     pytest.mark.conformance,
     pytest.mark.observability,
     pytest.mark.features(Feature.METRICS),
@@ -37,6 +39,9 @@ pytestmark = [
 
 Token = Callable[[str], str]
 REQUESTS = 5
+# Uncounted predictions first. The quantile is finite unless the counted requests all land on a revision
+# the warm-up missed: for a 20 % canary about 0.8^10 x 0.2^5 + 0.2^10 x 0.8^5 = 3e-5.
+WARM_UP = 10
 NO_TOKEN, OTHER_TENANT = 3, 2
 EVERY_START = 10 * 365 * 24 * 3600  # a window older than any replica
 
@@ -119,10 +124,17 @@ def test_requests_are_counted_exactly(
         cat.query(Signal.JWT_ALLOWED),
     ]
     token = token_for(model.tenant)
-    # One prediction before the baseline, so every series read here exists already: a histogram
-    # series created by the counted requests themselves shows no increase to rate().
-    send_predictions(gateway, model, token, 1)
-    before = _baseline(prometheus, counted, observability)
+    # A replica's labelled histogram series appears with its first observation, and rate() needs a
+    # series to exist before the counted requests: with replicas started for this module (idle models
+    # scale to zero), a few uncounted predictions first, enough to reach every revision of a canary.
+    # The baseline is the warm-up seen in full: a replica may serve before Prometheus scrapes it, so
+    # "every target scraped" alone could miss it.
+    unwarmed = _baseline(prometheus, counted, observability)
+    send_predictions(gateway, model, token, WARM_UP)
+    before = {
+        query: expect_growth(prometheus, query, unwarmed[query], WARM_UP, observability.metrics_deadline_s())
+        for query in counted
+    }
     sent = time.monotonic()
     send_predictions(gateway, model, token, REQUESTS)
     for query in counted:

@@ -20,6 +20,7 @@ from inferbox.waiting import eventually
 from suites.security._mesh import CONVERGENCE_S, mesh_clients, workloads_of
 
 pytestmark = [
+    pytest.mark.usefixtures("models_held_warm"),
     pytest.mark.conformance,
     pytest.mark.security,
     pytest.mark.features(Feature.MESH_AUTHORIZATION),

@@ -19,9 +19,17 @@ from inferbox.evidence import Evidence
 from inferbox.mesh import MeshClient, MeshSource, ProbeResult, Workload
 from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, best_token, in_parallel, mesh_clients, model_workloads, sources
+from suites.security._mesh import (
+    CONVERGENCE_S,
+    best_token,
+    in_parallel,
+    mesh_clients,
+    model_workloads,
+    sources,
+)
 
 pytestmark = [
+    pytest.mark.usefixtures("models_held_warm"),
     pytest.mark.conformance,
     pytest.mark.security,
     pytest.mark.features(Feature.NETWORK_ISOLATION, Feature.MESH_AUTHORIZATION, Feature.MESH_MTLS),

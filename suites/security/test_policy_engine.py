@@ -28,6 +28,7 @@ from inferbox.waiting import eventually
 from suites.security._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, sources
 
 pytestmark = [
+    pytest.mark.usefixtures("models_held_warm"),
     pytest.mark.conformance,
     pytest.mark.security,
     pytest.mark.features(Feature.NETWORK_ISOLATION, Feature.MESH_AUTHORIZATION, Feature.MESH_MTLS),

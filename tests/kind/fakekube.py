@@ -97,6 +97,7 @@ class FakeCluster:
     webhooks: list[Webhook] = field(default_factory=list)
     logs: dict[tuple[str, str, str], str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    applied: list[dict[str, Any]] = field(default_factory=list)  # bodies applied (not dry runs), in order
     authorizations: list[str] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     url: str = ""
@@ -167,6 +168,7 @@ class FakeCluster:
             if current is not None and merged.get("spec") != current.get("spec"):
                 merged["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
             if not dry_run:
+                self.applied.append(copy.deepcopy(body))
                 if current != merged:
                     self.changes[key] = self.changes.get(key, 0) + 1
                 self.objects[key] = merged
@@ -214,7 +216,17 @@ class FakeCluster:
             refs = spec.get("targetRefs") or [spec.get("targetRef")]
             return {"ancestors": [{"ancestorRef": r, "conditions": [cond("Accepted")]} for r in refs if r]}
         if kind in ("InferenceService", "Certificate"):
-            return {"conditions": [cond("Ready", "" if ready else "RevisionMissing")]}
+            status = {
+                **dict(obj.get("status") or {}),
+                "conditions": [cond("Ready", "" if ready else "RevisionMissing")],
+            }
+            if kind == "InferenceService" and ready and "components" not in status:
+                # KServe records the revision it rolled out; a test may set its own components instead.
+                revision = f"{obj['metadata']['name']}-predictor-{int(obj['metadata'].get('generation', 1)):05d}"
+                status["components"] = {
+                    "predictor": {"latestReadyRevision": revision, "latestRolledoutRevision": revision}
+                }
+            return status
         return dict(obj.get("status") or {})
 
     def observe(self, key: Key) -> dict[str, Any]:

@@ -99,8 +99,8 @@ def test_a_model_that_cannot_start_is_named_and_everything_is_cleaned(tmp_path: 
 
 def test_an_unsupported_field_stops_before_anything_starts(tmp_path: Path, manifest_copy: Path) -> None:
     path = manifest_copy / "tenants" / "tenant-a" / "sklearn-iris.yaml"
-    path.write_text(path.read_text().replace("    minReplicas: 1", "    minReplicas: 1\n    canaryTrafficPercent: 10"))
-    with pytest.raises(ManifestError, match=r"spec\.predictor\.canaryTrafficPercent"):
+    path.write_text(path.read_text().replace("    minReplicas: 0", "    minReplicas: 0\n    containerConcurrency: 10"))
+    with pytest.raises(ManifestError, match=r"spec\.predictor\.containerConcurrency"):
         EmbeddedPlatform(_options(tmp_path, manifest_copy))
 
 

@@ -86,7 +86,9 @@ def test_sidecars_own_the_service_ports_and_everything_goes_away(tmp_path: Path)
         assert "exceeded quota" in (tmp_path / "logs" / "events.log").read_text()
         scaled = platform.replicas["tenant-a.sklearn-iris"]
         assert all(r.sidecar is not None for r in scaled), "a replica added later has no sidecar"
-        assert platform.scale("tenant-a", "sklearn-iris", 1).running == 1
+        # One replica for each revision that receives traffic (sklearn-iris rolls out a canary).
+        routed = [r for r in platform.serving.revision_status("tenant-a", "sklearn-iris") if r.traffic_percent]
+        assert platform.scale("tenant-a", "sklearn-iris", 1).running == len(routed)
         pids = [(p.pid, p.start_time) for p in platform.supervisor.processes] if platform.supervisor else []
         assert len(pids) >= 2 * len(models) + 2  # models, their sidecars, JWT server, gateway
     finally:

@@ -86,7 +86,7 @@ def test_observability_from_endpoints() -> None:
         "http://k",
     )
     assert got.traces is kind.TRACES
-    assert got.metrics_deadline_s() == 3 * kind.SCRAPE_INTERVAL_S + 5
+    assert got.metrics_deadline_s() == 3 * kind.SCRAPE_INTERVAL_S + 10, "3 scrapes, a target update, 5 s margin"
     bare = kind.observability(kind.Endpoints("http://p"))
     assert bare.traces is None
     assert bare.grafana_auth is None

@@ -177,7 +177,15 @@ def test_namespace_selector_limits_the_pods(manifests: ManifestSet) -> None:
             obj = K8sObject(obj.api_version, obj.kind, obj.name, obj.namespace, body, obj.source)
         objects.append(obj)
     config = prometheus_config(ManifestSet(manifests.root, tuple(objects)), _pods(loopback=False))
-    assert not _jobs(config, "podMonitor/tenant-a/sklearn-iris/0/")
+    [job] = _jobs(config, "podMonitor/tenant-a/sklearn-iris/0")
+    assert job["static_configs"] == [], "the pool stays, with none of tenant-a's pods in it"
+
+
+def test_a_model_scaled_to_zero_keeps_an_empty_scrape_pool(manifests: ManifestSet) -> None:
+    """Its last replica then leaves a pool that remains, and Prometheus marks that replica's series stale."""
+    without_model = [pod for pod in _pods(loopback=False) if pod.namespace != "tenant-a"]
+    [job] = _jobs(prometheus_config(manifests, without_model), "podMonitor/tenant-a/sklearn-iris/0")
+    assert job["static_configs"] == []
 
 
 @pytest.mark.parametrize("loopback", [False, True], ids=["netns", "loopback"])

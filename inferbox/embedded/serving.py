@@ -1,0 +1,570 @@
+"""The embedded target's serving control plane: what KServe's controller, Knative's autoscaler (KPA),
+activator and route controller do on a cluster.
+
+- **Revisions.** Every InferenceService has numbered revisions (``serving_plan.py``); each runs its
+  own replicas (model server and, in an injected namespace, a sidecar), started by the platform's
+  deployer with quota admission.
+- **How the gateway learns about replicas.** Every revision is an Envoy cluster on the gateway whose
+  endpoints come from a file (filesystem EDS, replaced atomically): the revision's ready replicas
+  (reached over mutual TLS), or the activator while it has none. The gateway's routes split a
+  model's traffic between revision clusters by percentage, and come from a file too (filesystem
+  RDS), so promoting a canary changes the split without restarting Envoy.
+- **Autoscaler.** A thread reads the gateway's per-revision counters a few times a second (requests
+  in flight, requests seen), lets each revision's KPA decider (``autoscaler.py``) choose its
+  replicas, starts replicas (quota admission first) and removes surplus ones: out of the gateway's
+  endpoints first, then it waits until the gateway has dropped the endpoint and the replica's sidecar
+  has no request in flight (drain), then stops it.
+- **Activator** (``activator.py``): holds requests for a revision without a ready replica, pokes
+  the autoscaler, forwards once a replica is ready.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from inferbox.embedded import envoy as envoy_cfg
+from inferbox.embedded.activator import Activator, Upstream, activator_tls, listening_socket
+from inferbox.embedded.autoscaler import Activity, Decider, LoadWindow
+from inferbox.embedded.gateway_plan import ModelBackend
+from inferbox.embedded.mesh_plan import PodMeta
+from inferbox.embedded.netns import connect_in_netns
+from inferbox.embedded.network import Pod, free_port
+from inferbox.embedded.quota import QuotaExceeded
+from inferbox.embedded.serving_plan import ModelServingPlan, RevisionPlan, plan_serving
+from inferbox.embedded.workloads import WorkloadSpec, revision_workload
+from inferbox.errors import PlatformError
+from inferbox.manifests import ManifestSet
+from inferbox.mesh import ScaleOutcome
+from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
+from inferbox.waiting import eventually
+
+if TYPE_CHECKING:
+    from inferbox.embedded.platform import EmbeddedPlatform, Replica
+
+ACTIVATOR_META = PodMeta("knative-serving", "activator", "activator", {"app": "activator"})
+ACTIVATOR_PORT = 8012  # Knative's activator port
+TICK_S = 0.25  # how often the autoscaler samples the gateway and decides (Knative ticks every 2 s)
+REFUSAL_BACKOFF_S = 2.0  # after a quota refusal, how long before the autoscaler asks again
+DRAIN_TIMEOUT_S = 30.0  # longest a replica may finish its in-flight requests before it is stopped
+ENDPOINT_REMOVAL_S = 5.0  # longest the gateway may take to drop an endpoint
+ACTIVATOR_TIMEOUT_S = 50.0  # below the gateway's 60 s route timeout, so the client sees the activator's 504
+SIDECAR_ADMIN_PORT = 15000
+
+
+def wall(monotonic: float) -> float:
+    """A monotonic instant on the wall clock (the contract's time axis)."""
+    return monotonic + (time.time() - time.monotonic())
+
+
+@dataclass
+class RevisionState:
+    model: ModelServingPlan
+    plan: RevisionPlan
+    spec: WorkloadSpec
+    decider: Decider
+    load: LoadWindow
+    activator_endpoint: tuple[str, int]
+    activator_in_path: bool = False
+    desired: int = 0
+    pending: int = 0  # replicas being created (decided, not yet in the platform's list)
+    refused_at: float | None = None  # last quota refusal (monotonic)
+    last_total: int = 0  # the gateway's request counter for this revision
+    timings: dict[str, ReplicaTiming] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.model.namespace}/{self.plan.name}"
+
+    @property
+    def backend(self) -> ModelBackend:
+        return ModelBackend(self.model.namespace, self.model.name, self.plan.suffix)
+
+    @property
+    def cluster(self) -> str:
+        return envoy_cfg.cluster_name(self.backend)
+
+
+class ServingControlPlane:
+    def __init__(self, platform: EmbeddedPlatform, manifests: ManifestSet, log_dir: Path) -> None:
+        self.platform = platform
+        self.plans = plan_serving(manifests)
+        self.knobs = platform.options.knobs
+        self.log_path = log_dir / "autoscaler.log"
+        self.revisions: dict[str, RevisionState] = {}
+        self.promoted: set[tuple[str, str]] = set()
+        self.bounds: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+        self.activator: Activator | None = None
+        self.activator_pod: Pod | None = None
+        self.routes_file: envoy_cfg.RoutesFile | None = None
+        # One lock with the platform's deployer: a replica appears in the platform's list and leaves
+        # this plane's pending count atomically, so no tick counts it twice.
+        self._lock = platform._lock
+        self._eds_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._admin: httpx.Client | None = None
+        self._workers: list[threading.Thread] = []
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def create_revisions(self) -> None:
+        """The activator pod and every revision's listening socket; nothing is routed yet."""
+        platform = self.platform
+        assert platform.network
+        assert platform.mesh
+        pod = platform.network.add_pod("knative-serving.activator")
+        platform.mesh.register(pod, ACTIVATOR_META)
+        self.activator_pod = pod
+        listeners: dict[str, socket.socket] = {}
+        now = time.monotonic()
+        port = ACTIVATOR_PORT
+        for (namespace, name), model in sorted(self.plans.items()):
+            isvc = platform.manifests.get("InferenceService", name, namespace)
+            assert isvc is not None
+            for rev in model.revisions:
+                spec = revision_workload(isvc, rev.predictor, rev.suffix)
+                listen_port = port if pod.netns else free_port()
+                port += 1
+                state = RevisionState(
+                    model,
+                    rev,
+                    spec,
+                    Decider(model.settings, now),
+                    LoadWindow(horizon_s=model.settings.stable_window_s + 5),
+                    (pod.ip, listen_port),
+                )
+                self.revisions[state.key] = state
+                listeners[state.key] = listening_socket(pod.netns_path, pod.ip, listen_port)
+        cert = platform.mesh.pki.issue(ACTIVATOR_META.namespace, ACTIVATOR_META.service_account, "activator")
+        tls = activator_tls(str(cert.cert), str(cert.key), str(platform.mesh.pki.bundle_path))
+        self.activator = Activator(
+            self._upstreams,
+            self._poke,
+            tls,
+            pod.netns_path,
+            lambda key: self.revisions[key].model.activator_capacity,
+            ACTIVATOR_TIMEOUT_S,
+            drop_held=bool(self.knobs.get("serving.activatorDropsHeldRequests")),
+        )
+        self.activator.start(listeners)
+
+    def start_initial(self) -> list[Replica]:
+        """Every new revision starts ``initial-scale`` replicas (Knative); the platform waits on them."""
+        started = []
+        for state in self.revisions.values():
+            for _ in range(state.model.settings.initial_scale):
+                requested = time.time()
+                replica = self.platform.start_replica(state.spec)
+                self._timing(state, replica, requested)
+                started.append(replica)
+        return started
+
+    def initial_ready(self, replicas: list[Replica]) -> None:
+        for replica in replicas:
+            state = self._state_of(replica)
+            self._timing(state, replica)
+
+    def start_autoscaler(self, admin_url: str, routes_file: envoy_cfg.RoutesFile) -> None:
+        self.routes_file = routes_file
+        self._admin = httpx.Client(base_url=admin_url, timeout=2.0)
+        now = time.monotonic()
+        for state in self.revisions.values():
+            # Knative counts a revision's active time from when it became ready (routed), not from
+            # when it was created: the stable window of idleness starts now.
+            state.decider.active_since = now
+        self._thread = threading.Thread(target=self._loop, name="autoscaler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for worker in list(self._workers):
+            worker.join(timeout=DRAIN_TIMEOUT_S)
+        if self.activator is not None:
+            self.activator.stop()
+        if self._admin is not None:
+            self._admin.close()
+
+    # -- what the gateway is told ----------------------------------------------------------------
+    def revisions_for(self, backend: ModelBackend) -> list[tuple[ModelBackend, int]]:
+        """The revisions of a model and their share of its traffic (for the gateway's routes)."""
+        model = self.plans.get((backend.namespace, backend.name))
+        if model is None:
+            return [(backend, 100)]
+        offset = int(self.knobs.get("serving.canaryWeightOffset", 0))
+        shares = model.traffic((model.namespace, model.name) in self.promoted, offset)
+        return [(ModelBackend(model.namespace, model.name, rev.suffix), shares[rev.suffix]) for rev in model.revisions]
+
+    def identities(self) -> dict[str, str]:
+        """Per revision cluster, the SPIFFE ID its replicas present."""
+        assert self.platform.mesh
+        pki = self.platform.mesh.pki
+        return {s.cluster: pki.spiffe_id(s.spec.namespace, s.spec.service_account) for s in self.revisions.values()}
+
+    def publish_model(self, namespace: str, name: str) -> None:
+        for state in self.revisions.values():
+            if (state.model.namespace, state.model.name) == (namespace, name):
+                self._publish(state)
+
+    def _publish(self, state: RevisionState) -> None:
+        if not hasattr(self.platform, "eds"):
+            return  # the gateway is not configured yet; it publishes everything when it is
+        ready = self._ready(state)
+        with self._eds_lock:
+            if state.activator_in_path or not ready:
+                self.platform.eds.write(state.cluster, [state.activator_endpoint], None)
+            else:
+                sidecar = ready[0].sidecar is not None
+                match = envoy_cfg.ISTIO_TLS_MODE if sidecar else None
+                self.platform.eds.write(state.cluster, [r.endpoint for r in ready], match)
+
+    def _write_routes(self) -> int:
+        assert self.routes_file is not None
+        return self.routes_file.write(envoy_cfg.render_routes(self.platform.plan, self.revisions_for))
+
+    # -- replicas of a revision ------------------------------------------------------------------
+    def _replicas(self, state: RevisionState) -> list[Replica]:
+        all_of_model = self.platform.replicas.get(state.spec.component, [])
+        return [r for r in all_of_model if r.workload.revision == state.plan.suffix]
+
+    def _ready(self, state: RevisionState) -> list[Replica]:
+        return [r for r in self._replicas(state) if r.ready_at is not None and not r.draining]
+
+    def _current(self, state: RevisionState) -> int:
+        return sum(1 for r in self._replicas(state) if not r.draining) + state.pending
+
+    def _state_of(self, replica: Replica) -> RevisionState:
+        spec = replica.workload
+        return self.revisions[f"{spec.namespace}/{spec.name}-predictor-{spec.revision}"]
+
+    def _upstreams(self, key: str) -> list[Upstream]:
+        state = self.revisions[key]
+        assert self.platform.mesh
+        identity = self.platform.mesh.pki.spiffe_id(state.spec.namespace, state.spec.service_account)
+        return [Upstream(r.name, r.endpoint, identity if r.sidecar is not None else None) for r in self._ready(state)]
+
+    def _poke(self, key: str, held: int) -> None:
+        self._log(f"{key}: activator holds {held} request(s)")
+        self._wake.set()
+
+    def _timing(self, state: RevisionState, replica: Replica, requested: float | None = None) -> None:
+        old = state.timings.get(replica.name)
+        state.timings[replica.name] = ReplicaTiming(
+            revision=state.plan.name,
+            replica=replica.name,
+            requested_at=requested if requested is not None else (old.requested_at if old else time.time()),
+            started_at=wall(replica.process.started_at),
+            ready_at=wall(replica.ready_at) if replica.ready_at is not None else None,
+        )
+        if len(state.timings) > 500:
+            state.timings.pop(next(iter(state.timings)))
+
+    # -- the autoscaler loop ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.reconcile()
+            except Exception as exc:  # the loop must survive a bad tick; the log says why
+                self._log(f"reconcile failed: {type(exc).__name__}: {exc}")
+
+    def gateway_counters(self) -> dict[str, tuple[int, int]]:
+        """Per revision cluster: (requests in flight, requests seen) at the gateway."""
+        assert self._admin is not None
+        response = self._admin.get(
+            "/stats", params={"format": "json", "filter": r"^cluster\.isvc__.*\.upstream_rq_(active|total)$"}
+        )
+        response.raise_for_status()
+        found: dict[str, list[int]] = {}
+        for stat in response.json().get("stats", []):
+            name = str(stat.get("name", ""))
+            cluster, _, metric = name.removeprefix("cluster.").rpartition(".")
+            counts = found.setdefault(cluster, [0, 0])
+            counts[0 if metric == "upstream_rq_active" else 1] = int(stat.get("value", 0))
+        return {k: (v[0], v[1]) for k, v in found.items()}
+
+    def reconcile(self) -> None:
+        counters = self.gateway_counters()
+        now = time.monotonic()
+        with self._lock:
+            for state in self.revisions.values():
+                in_flight, total = counters.get(state.cluster, (0, state.last_total))
+                state.last_total = total
+                state.load.record(now, in_flight, total)
+                self._decide(state, now)
+
+    def _decide(self, state: RevisionState, now: float) -> None:
+        assert self.activator is not None
+        model_key = (state.model.namespace, state.model.name)
+        low, high = self.bounds.get(model_key, (None, None))
+        shares = dict(self.revisions_for(ModelBackend(*model_key)))
+        reachable = shares.get(state.backend, 0) > 0
+        ready = len(self._ready(state))
+        current = self._current(state)
+        decision = state.decider.decide(
+            now, state.load, ready, current, reachable, self.activator.held(state.key), low, high
+        )
+        if decision.desired != state.desired or decision.activator_in_path != state.activator_in_path:
+            self._log(
+                f"{state.key}: {decision.activity} desired={decision.desired} ready={ready} current={current} "
+                f"load stable={decision.stable_load:.2f} panic={decision.panic_load:.2f} "
+                f"panicking={decision.panicking} activator={'in' if decision.activator_in_path else 'out'}"
+            )
+        state.desired = decision.desired
+        if decision.activator_in_path != state.activator_in_path:
+            state.activator_in_path = decision.activator_in_path
+            self._publish(state)
+        refused_recently = state.refused_at is not None and now - state.refused_at < REFUSAL_BACKOFF_S
+        if decision.desired > current and not refused_recently:
+            for _ in range(decision.desired - current):
+                state.pending += 1
+                self._spawn(self._start_one, state, time.time())
+        elif decision.desired < current:
+            surplus = current - decision.desired
+            candidates = [r for r in self._replicas(state) if not r.draining]
+            # Not-yet-ready replicas go first, then the newest (Kubernetes' ReplicaSet prefers those too).
+            candidates.sort(key=lambda r: (r.ready_at is not None, -r.index))
+            for replica in candidates[:surplus]:
+                replica.draining = True
+                self._spawn(self._drain, state, replica)
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        worker = threading.Thread(target=self._run_worker, args=(target, *args), daemon=True)
+        self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+        worker.start()
+
+    def _run_worker(self, target: Callable[..., None], *args: Any) -> None:
+        try:
+            target(*args)
+        except Exception as exc:  # a failed replica must not take the control plane down
+            self._log(f"{target.__name__} failed: {type(exc).__name__}: {exc}")
+
+    def _start_one(self, state: RevisionState, requested: float) -> None:
+        with self._lock:
+            try:
+                if self._stopping.is_set():
+                    return
+                replica = self.platform.start_replica(state.spec)
+            except QuotaExceeded as exc:
+                state.refused_at = time.monotonic()
+                self._log(f"{state.key}: replica refused: {exc.problem}")
+                return
+            finally:
+                state.pending -= 1
+        self._timing(state, replica, requested)
+        self._log(f"{state.key}: starting {replica.name}")
+        try:
+            self.platform.wait_replica_ready(replica)
+        except PlatformError as exc:
+            if replica.draining:
+                return  # removed while starting (the load went away); the drain stops it
+            self._log(f"{state.key}: {replica.name} did not become ready: {exc.problem}")
+            self.platform.record_event(state.model.namespace, "ReplicaFailed", f"{replica.name}: {exc.problem}")
+            replica.draining = True
+            self.platform.stop_replica(replica)
+            return
+        self._timing(state, replica)
+        self._log(f"{state.key}: {replica.name} ready")
+        with self._lock:
+            self._publish(state)
+        assert self.activator is not None
+        self.activator.replicas_changed(state.key)
+
+    def _drain(self, state: RevisionState, replica: Replica) -> None:
+        """Out of the gateway's endpoints, in-flight requests finished, then stopped."""
+        self._log(f"{state.key}: draining {replica.name}")
+        with self._lock:
+            self._publish(state)
+        assert self.activator is not None
+        self.activator.replicas_changed(state.key)
+        if replica.ready_at is not None:
+            self._wait_endpoint_removed(state, replica)
+            self._wait_idle(replica)
+        self.platform.stop_replica(replica)
+        self._log(f"{state.key}: stopped {replica.name}")
+
+    def _wait_endpoint_removed(self, state: RevisionState, replica: Replica) -> None:
+        host, port = replica.endpoint
+
+        def gone() -> None:
+            assert self._admin is not None
+            clusters = self._admin.get("/clusters", params={"format": "json"}).json()
+            for cluster in clusters.get("cluster_statuses", []):
+                if cluster.get("name") != state.cluster:
+                    continue
+                for status in cluster.get("host_statuses", []):
+                    address = status.get("address", {}).get("socket_address", {})
+                    assert (address.get("address"), address.get("port_value")) != (host, port), "still routed"
+
+        try:
+            eventually(gone, ENDPOINT_REMOVAL_S, 0.02)
+        except (AssertionError, httpx.HTTPError) as exc:
+            self._log(f"{state.key}: the gateway still routes to {replica.name}: {exc}")
+
+    def _wait_idle(self, replica: Replica) -> None:
+        if replica.sidecar is None:
+            return  # the model server finishes in-flight requests on SIGTERM itself (uvicorn)
+
+        def idle() -> None:
+            assert sidecar_in_flight(replica.pod) == 0, "requests in flight"
+
+        try:
+            eventually(idle, DRAIN_TIMEOUT_S, 0.05)
+        except (AssertionError, OSError, http.client.HTTPException) as exc:
+            self._log(f"{replica.name} did not drain: {exc}")
+
+    def _log(self, line: str) -> None:
+        with open(self.log_path, "a") as log:
+            log.write(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {line}\n")
+
+    # -- the contract ----------------------------------------------------------------------------
+    def model_plan(self, namespace: str, name: str) -> ModelServingPlan:
+        plan = self.plans.get((namespace, name))
+        if plan is None:
+            raise PlatformError(f"no InferenceService {namespace}/{name}", "name a model of the manifests")
+        return plan
+
+    def settings(self, namespace: str, name: str) -> AutoscalingSettings:
+        return self.model_plan(namespace, name).settings
+
+    def revision_status(self, namespace: str, name: str) -> list[RevisionStatus]:
+        model = self.model_plan(namespace, name)
+        promoted = (namespace, name) in self.promoted
+        shares = model.traffic(promoted)  # what the platform is configured to do, not a knob's skew
+        out = []
+        with self._lock:
+            for rev in model.revisions:
+                state = self.revisions[f"{namespace}/{rev.name}"]
+                out.append(
+                    RevisionStatus(
+                        name,
+                        namespace,
+                        rev.name,
+                        shares[rev.suffix],
+                        len(self._ready(state)),
+                        self._current(state),
+                        rev.latest,
+                    )
+                )
+        return out
+
+    def timings(self, namespace: str, name: str, since: float) -> list[ReplicaTiming]:
+        model = self.model_plan(namespace, name)
+        found = []
+        for rev in model.revisions:
+            state = self.revisions[f"{namespace}/{rev.name}"]
+            # A replica is ready the moment the platform sees it so; its timing is written just after.
+            live = {r.name: r.ready_at for r in self._replicas(state) if r.ready_at is not None}
+            found += [
+                replace(t, ready_at=wall(live[t.replica])) if t.ready_at is None and t.replica in live else t
+                for t in list(state.timings.values())
+                if t.requested_at >= since
+            ]
+        return sorted(found, key=lambda t: t.requested_at)
+
+    def served(self, namespace: str, name: str) -> dict[str, int]:
+        model = self.model_plan(namespace, name)
+        counters = self.gateway_counters()
+        return {
+            rev.name: counters.get(self.revisions[f"{namespace}/{rev.name}"].cluster, (0, 0))[1]
+            for rev in model.revisions
+        }
+
+    def set_bounds(self, namespace: str, name: str, low: int | None, high: int | None, settle_s: float) -> ScaleOutcome:
+        """Overrides the model's replica bounds (each revision that receives traffic); returns once
+        every such revision has its replicas ready within the bounds, or a replica was refused."""
+        model = self.model_plan(namespace, name)
+        seen = len(self.platform.events)
+        since = time.monotonic()
+        with self._lock:
+            self.bounds[(namespace, name)] = (low, high)
+        self._wake.set()
+        routed = [self.revisions[f"{namespace}/{rev.name}"] for rev in model.revisions]
+        routed = [s for s in routed if dict(self.revisions_for(ModelBackend(namespace, name))).get(s.backend, 0) > 0]
+
+        def settled() -> None:
+            for state in routed:
+                replicas = [r for r in self._replicas(state) if not r.draining]
+                refused = state.refused_at is not None and state.refused_at >= since
+                if high is not None:
+                    assert len(replicas) <= high, f"{state.key} has {len(replicas)} replicas, above {high}"
+                if low is not None and not refused:
+                    assert state.pending == 0, f"{state.key} is creating replicas"
+                    assert len(replicas) >= low, f"{state.key}: {len(replicas)} of {low}"
+                assert all(r.ready_at is not None for r in replicas) or refused, f"{state.key} is starting"
+
+        try:
+            eventually(settled, settle_s, 0.05)
+        except AssertionError as exc:
+            raise PlatformError(f"{namespace}/{name} did not settle within {settle_s:.0f}s: {exc}", "see logs") from exc
+        refusals = tuple(e["message"] for e in self.platform.events[seen:] if e["namespace"] == namespace)
+        running = sum(len([r for r in self._replicas(s) if not r.draining]) for s in routed)
+        return ScaleOutcome(low if low is not None else (high or 0), running, refusals)
+
+    def promote(self, namespace: str, name: str, settle_s: float) -> None:
+        """Promotes the latest revision to all of the model's traffic (canaryTrafficPercent removed)."""
+        self.model_plan(namespace, name)
+        with self._lock:
+            self.promoted.add((namespace, name))
+            version = self._write_routes()
+        self._wait_routes(version, settle_s)
+        self._wake.set()
+
+    def restore(self, namespace: str, name: str, settle_s: float) -> None:
+        """Back to what the manifests declare: their bounds and traffic split."""
+        self.model_plan(namespace, name)
+        with self._lock:
+            self.bounds.pop((namespace, name), None)
+            changed = (namespace, name) in self.promoted
+            self.promoted.discard((namespace, name))
+            version = self._write_routes() if changed else None
+        if version is not None:
+            self._wait_routes(version, settle_s)
+        self._wake.set()
+
+    def _wait_routes(self, version: int, settle_s: float) -> None:
+        """Until the gateway runs route configuration ``version`` (its config dump says so)."""
+
+        def applied() -> None:
+            assert self._admin is not None
+            dump = self._admin.get("/config_dump", params={"resource": "dynamic_route_configs"}).json()
+            versions = [c.get("version_info") for c in dump.get("configs", [])]
+            assert str(version) in versions, f"gateway runs route versions {versions}, not {version}"
+
+        eventually(applied, settle_s, 0.02)
+
+    def activity(self, namespace: str, name: str) -> dict[str, Activity]:
+        model = self.model_plan(namespace, name)
+        return {rev.name: self.revisions[f"{namespace}/{rev.name}"].decider.activity for rev in model.revisions}
+
+
+def sidecar_in_flight(pod: Pod) -> int:
+    """Requests the pod's sidecar is serving right now (Envoy's inbound downstream_rq_active)."""
+    port = pod.port(SIDECAR_ADMIN_PORT)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+    if pod.netns_path:
+        conn.sock = connect_in_netns(pod.netns_path, "127.0.0.1", port, 1.0)
+    try:
+        conn.request("GET", "/stats?filter=%5Ehttp%5C.inbound%5C.downstream_rq_active%24")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "http.inbound.downstream_rq_active":
+            return int(value.strip())
+    raise OSError(f"the sidecar reports no inbound request gauge: {text[:200]!r}")

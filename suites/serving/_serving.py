@@ -1,0 +1,131 @@
+"""Shared pieces of the serverless checks: a model's declared state, requests whose answer is known,
+and waiting for zero. Target-agnostic: everything goes through the platform contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from inferbox.client import GatewayClient
+from inferbox.contract import Platform
+from inferbox.profile import ServingPromise
+from inferbox.samples import Sample, samples_for
+from inferbox.serving import AutoscalingSettings, idle_wait_s, wait_for_zero
+from inferbox.topology import Model
+from inferbox.verdicts import Source, describe, source_of
+
+# How long the platform may take to apply a change of bounds or routing (replicas starting, routes
+# propagating). Override with INFERBOX_SERVING_SETTLE_S (a cluster needs longer than embedded).
+SETTLE_S = float(os.environ.get("INFERBOX_SERVING_SETTLE_S", "90"))
+
+Token = Callable[[str], str]
+
+
+def sample(model: Model) -> Sample:
+    return samples_for(model.kind)[0]
+
+
+def declared(platform: Platform, model: Model) -> AutoscalingSettings:
+    """Back to the manifests' bounds and split (an earlier check may have changed them), and the
+    settings the platform applies."""
+    platform.restore_model(model, SETTLE_S)
+    return platform.autoscaling(model)
+
+
+def await_zero(platform: Platform, model: Model, settings: AutoscalingSettings, promise: ServingPromise) -> float:
+    """Waits for the model to be at zero, as long as its settings imply and never past the profile's
+    deadline; a failure says which of the two bound the wait."""
+    timeout = idle_wait_s(settings, promise.scale_to_zero_deadline_s)
+    try:
+        return wait_for_zero(platform, model, timeout)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{model.tenant}/{model.name} is not at zero after {timeout:.0f}s: {exc}. Its settings imply "
+            f"{settings.idle_to_zero_s:.0f}s of idleness (min {settings.min_replicas} replicas, stable window "
+            f"{settings.stable_window_s:.0f}s, grace {settings.scale_to_zero_grace_s:.0f}s); the profile promises "
+            f"{promise.scale_to_zero_deadline_s:.0f}s"
+        ) from exc
+
+
+@dataclass
+class Answer:
+    status: int
+    source: Source
+    sent_at: float  # wall clock
+    answered_at: float
+    detail: str
+    correct: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.source is Source.MODEL and self.correct
+
+    @property
+    def seconds(self) -> float:
+        return self.answered_at - self.sent_at
+
+
+def predict(gateway: GatewayClient, model: Model, token: str, client: httpx.Client | None = None) -> Answer:
+    """One V1 predict whose answer is known; transport errors become an Answer with status 0."""
+    known = sample(model)
+    sent = time.time()
+    try:
+        if client is None:
+            response = gateway.predict_v1(model, known.instances, token)
+        else:
+            response = client.post(
+                f"/v1/models/{model.name}:predict",
+                json={"instances": known.instances},
+                headers={"Host": gateway.host(model), "Authorization": f"Bearer {token}"},
+            )
+    except httpx.HTTPError as exc:
+        return Answer(0, Source.UNKNOWN, sent, time.time(), f"{type(exc).__name__}: {exc}", False)
+    answered = time.time()
+    correct = response.status_code == 200 and response.json().get("predictions") == known.expected
+    return Answer(response.status_code, source_of(response), sent, answered, describe(response), correct)
+
+
+def slow_predict(
+    gateway: GatewayClient, model: Model, token: str, client: httpx.Client, hold_s: float, stop: threading.Event
+) -> Answer:
+    """A V1 predict whose body the client sends over ``hold_s`` seconds, as a client on a slow link
+    uploads: the request is in flight at the model all that time (Knative counts it towards the
+    revision's concurrency) while costing almost no CPU, so load above a concurrency target stays
+    far below the tenant's request budget."""
+    known = sample(model)
+    body = json.dumps({"instances": known.instances}).encode()
+    pieces = 5
+    step = max(1, len(body) // pieces)
+
+    def trickle() -> Iterator[bytes]:
+        for start in range(0, len(body), step):
+            if start:
+                stop.wait(hold_s / pieces)  # the client's upload speed, not synchronisation
+            yield body[start : start + step]
+
+    sent = time.time()
+    try:
+        response = client.post(
+            f"/v1/models/{model.name}:predict",
+            content=trickle(),
+            headers={
+                "Host": gateway.host(model),
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Content-Length": str(len(body)),
+            },
+        )
+    except httpx.HTTPError as exc:
+        return Answer(0, Source.UNKNOWN, sent, time.time(), f"{type(exc).__name__}: {exc}", False)
+    correct = response.status_code == 200 and response.json().get("predictions") == known.expected
+    return Answer(response.status_code, source_of(response), sent, time.time(), describe(response), correct)
+
+
+def failures(answers: list[Answer]) -> list[str]:
+    return [a.detail for a in answers if not a.ok]
