@@ -43,15 +43,15 @@ HOLD_SETTLE_S = float(os.environ.get("INFERBOX_SERVING_SETTLE_S", "90"))
 
 @pytest.fixture(scope="module")
 def models_held_warm(platform: Platform) -> Iterator[None]:
-    """For modules that need model replicas to exist while they run (probing pods directly, counting
-    a replica's metrics): an idle model would scale to zero, so every model keeps at least one
-    replica (a raised minimum, through the contract); the manifests' bounds come back afterwards.
-    Use with ``pytest.mark.usefixtures("models_held_warm")``."""
+    """For modules that need a fixed set of model replicas while they run (probing pods directly,
+    counting a replica's metrics): an idle model would scale to zero, and a replica scaled in would
+    take its counters with it, so every revision is pinned at one replica (through the contract);
+    the manifests' bounds come back afterwards. Use with ``pytest.mark.usefixtures("models_held_warm")``."""
     if Capability.AUTOSCALING not in platform.capabilities:
         yield
         return
     for model in platform.topology.models:
-        platform.set_scale_bounds(model, 1, None, HOLD_SETTLE_S)
+        platform.set_scale_bounds(model, 1, 1, HOLD_SETTLE_S)
     try:
         yield
     finally:
