@@ -265,15 +265,18 @@ def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) 
     return SecurityPlan(f"{policy.namespace}/{policy.name}", providers, bool(jwt.get("optional", False)), authorization)
 
 
-def _rate_limits_for(route: K8sObject, manifests: ManifestSet) -> tuple[RateLimitRule, ...]:
+def _rate_limits_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) -> tuple[RateLimitRule, ...]:
+    """The local rate limits of the BackendTrafficPolicy on the route, else of the one on its Gateway
+    (as in Envoy Gateway, the more specific target wins; a Gateway's limit applies to each route)."""
+
+    def targets(policy: K8sObject, kind: str, name: str) -> bool:
+        return any(t.get("kind") == kind and t.get("name") == name for t in policy.spec.get("targetRefs") or [])
+
+    limiting = [p for p in manifests.of_kind("BackendTrafficPolicy") if "rateLimit" in p.spec]
+    on_route = [p for p in limiting if p.namespace == route.namespace and targets(p, "HTTPRoute", route.name)]
+    on_gateway = [p for p in limiting if p.namespace == gateway.namespace and targets(p, "Gateway", gateway.name)]
     rules: list[RateLimitRule] = []
-    for policy in manifests.of_kind("BackendTrafficPolicy"):
-        if policy.namespace != route.namespace:
-            continue
-        if not any(
-            t.get("kind") == "HTTPRoute" and t.get("name") == route.name for t in policy.spec.get("targetRefs") or []
-        ):
-            continue
+    for policy in on_route or on_gateway:
         local = (policy.spec.get("rateLimit") or {}).get("local") or {}
         for rule in local.get("rules") or ():
             headers: list[tuple[str, str]] = []
@@ -413,7 +416,7 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:
             plan.detached_routes[ref] = "no hostname falls under the listener's hostname"
             continue
         security = _security_for(route, gateway, manifests)
-        rate_limits = _rate_limits_for(route, manifests)
+        rate_limits = _rate_limits_for(route, gateway, manifests)
         fault = _fault_for(route, manifests)
         for rule_index, rule in enumerate(route.spec.get("rules") or []):
             matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]

@@ -88,6 +88,35 @@ def test_route_security_and_rate_limits_come_from_their_policies(manifests: Mani
     assert auth_route.security is None
 
 
+def test_a_rate_limit_on_the_gateway_applies_to_each_route_unless_the_route_has_its_own(
+    manifests: ManifestSet,
+) -> None:
+    """Envoy Gateway: a BackendTrafficPolicy on the Gateway covers every route attached to it, and one
+    on an HTTPRoute takes precedence for that route."""
+    gateway_wide = K8sObject(
+        "gateway.envoyproxy.io/v1alpha1",
+        "BackendTrafficPolicy",
+        "gateway-rate-limit",
+        "envoy-gateway-system",
+        {
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "BackendTrafficPolicy",
+            "metadata": {"name": "gateway-rate-limit", "namespace": "envoy-gateway-system"},
+            "spec": {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "inference-gateway"}],
+                "rateLimit": {"type": "Local", "local": {"rules": [{"limit": {"requests": 7, "unit": "Minute"}}]}},
+            },
+        },
+        "gateway-rate-limit.yaml",
+    )
+    plan = plan_gateway(ManifestSet(manifests.root, (*manifests, gateway_wide)))
+    limits = {r.route: r.rate_limits for r in plan.routes}
+    [own] = limits["tenant-a/sklearn-iris"]
+    assert own.requests == 100, "the route's own policy wins over the Gateway's"
+    [inherited] = limits["inference-system/jwt-server"]
+    assert (inherited.headers, inherited.requests, inherited.per_seconds) == ((), 7, 60)
+
+
 def test_rules_with_the_default_action_are_refused(manifests: ManifestSet) -> None:
     edited = _edited(
         manifests,
