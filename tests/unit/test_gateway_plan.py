@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,7 @@ from inferbox.embedded.gateway_plan import ModelBackend, ServiceBackend, Unresol
 from inferbox.embedded.platform import envoy_binary
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
-
-
-def _edited(manifests: ManifestSet, kind: str, name: str, edit: Any) -> ManifestSet:
-    objects = []
-    for obj in manifests:
-        if obj.kind == kind and obj.name == name:
-            body = copy.deepcopy(obj.body)
-            edit(body)
-            obj = K8sObject(obj.api_version, obj.kind, obj.name, obj.namespace, body, obj.source)
-        objects.append(obj)
-    return ManifestSet(manifests.root, tuple(objects))
+from tests.manifest_edits import edited as _edited
 
 
 def _without(manifests: ManifestSet, kind: str, name: str) -> ManifestSet:

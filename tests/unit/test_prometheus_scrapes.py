@@ -59,7 +59,11 @@ def prometheus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
         yield client, request.param
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # by its PID, like everything the tests start
+            process.wait()
 
 
 def test_only_successful_scrapes_are_fresh(prometheus: tuple[PrometheusClient, bool]) -> None:

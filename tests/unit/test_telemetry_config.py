@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,18 +22,8 @@ from inferbox.embedded.tracing import (
     mesh_tracing,
 )
 from inferbox.errors import ManifestError
-from inferbox.manifests import K8sObject, ManifestSet
-
-
-def _edited(manifests: ManifestSet, kind: str, name: str, edit: Any) -> ManifestSet:
-    objects = []
-    for obj in manifests:
-        if obj.kind == kind and obj.name == name:
-            body = copy.deepcopy(obj.body)
-            edit(body)
-            obj = K8sObject(obj.api_version, obj.kind, obj.name, obj.namespace, body, obj.source)
-        objects.append(obj)
-    return ManifestSet(manifests.root, tuple(objects))
+from inferbox.manifests import ManifestSet
+from tests.manifest_edits import edited as _edited
 
 
 def test_gateway_tracing_follows_envoy_gateway(manifests: ManifestSet) -> None:
