@@ -80,7 +80,7 @@ def run() -> dict[str, object]:
     sample = samples_for(KIND)[0]
     try:
         creds = read_credentials(platform.credentials_path)[NAMESPACE]
-        client = httpx.Client(base_url=platform.gateway_url, timeout=60.0)
+        client = httpx.Client(base_url=platform.gateway.url, timeout=60.0)
         token = client.post(
             "/token",
             headers={"Host": "auth.inference.example"},

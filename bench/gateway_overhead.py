@@ -63,7 +63,7 @@ def run() -> dict[str, object]:
     platform.scale("tenant-a", "sklearn-iris", 1)
     try:
         creds = read_credentials(platform.credentials_path)["tenant-a"]
-        with httpx.Client(base_url=platform.gateway_url) as host_client:
+        with httpx.Client(base_url=platform.gateway.url) as host_client:
             token = host_client.post(
                 "/token",
                 headers={"Host": "auth.inference.example"},
@@ -72,17 +72,16 @@ def run() -> dict[str, object]:
             ).json()["access_token"]
         assert platform.network is not None
         client_pod = platform.network.add_pod("bench.client")
-        replica = platform.replicas["tenant-a.sklearn-iris"][0]
+        replica = platform.deployer.replicas("tenant-a.sklearn-iris")[0]
         host, port = replica.endpoint
-        assert platform.mesh is not None
         probe = platform.mesh.probes["tenant-a"]
         assert probe.cert is not None
         tls = mesh_tls(str(probe.cert.cert), str(probe.cert.key), str(platform.mesh.pki.bundle_path))
         direct_url = f"https://{host}:{port}/v1/models/sklearn-iris:predict"
         if client_pod.netns:
-            gateway_url = f"http://{platform.gateway_pod.ip}:{GATEWAY_POD_PORT}/v1/models/sklearn-iris:predict"
+            gateway_url = f"http://{platform.gateway.pod.ip}:{GATEWAY_POD_PORT}/v1/models/sklearn-iris:predict"
         else:
-            gateway_url = f"{platform.gateway_url}/v1/models/sklearn-iris:predict"
+            gateway_url = f"{platform.gateway.url}/v1/models/sklearn-iris:predict"
         gateway_headers = {"Host": "sklearn-iris.tenant-a.inference.example", "Authorization": f"Bearer {token}"}
         direct_s: list[float] = []
         gateway_s: list[float] = []

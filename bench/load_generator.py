@@ -28,8 +28,8 @@ import httpx
 import yaml
 
 from inferbox.contract import LoadClientPlace
-from inferbox.embedded.envoy import TYPES
-from inferbox.embedded.platform import envoy_binary
+from inferbox.embedded.envoy_common import TYPES
+from inferbox.embedded.envoy_launcher import envoy_binary
 from inferbox.load.profiles import LoadProfile, Stage
 from inferbox.load.records import OK, read_records, summary_ms
 from inferbox.load.runner import free_port, run_locust

@@ -75,7 +75,7 @@ def running(manifests: Path) -> Iterator[EmbeddedPlatform]:
 
 def _token(platform: EmbeddedPlatform) -> str:
     creds = read_credentials(platform.credentials_path)["tenant-a"]
-    with httpx.Client(base_url=platform.gateway_url) as client:
+    with httpx.Client(base_url=platform.gateway.url) as client:
         token: str = client.post(
             "/token",
             headers={"Host": "auth.inference.example"},
@@ -103,14 +103,14 @@ def _paths(platform: EmbeddedPlatform, stack: ExitStack) -> _Paths:
     assert platform.mesh is not None
     token = _token(platform)
     client_pod = platform.network.add_pod("bench.client")
-    host, port = platform.replicas["tenant-a.sklearn-iris"][0].endpoint
+    host, port = platform.deployer.replicas("tenant-a.sklearn-iris")[0].endpoint
     probe = platform.mesh.probes["tenant-a"]
     assert probe.cert is not None
     tls = mesh_tls(str(probe.cert.cert), str(probe.cert.key), str(platform.mesh.pki.bundle_path))
     if client_pod.netns:
-        gateway_url = f"http://{platform.gateway_pod.ip}:{GATEWAY_POD_PORT}/v1/models/sklearn-iris:predict"
+        gateway_url = f"http://{platform.gateway.pod.ip}:{GATEWAY_POD_PORT}/v1/models/sklearn-iris:predict"
     else:
-        gateway_url = f"{platform.gateway_url}/v1/models/sklearn-iris:predict"
+        gateway_url = f"{platform.gateway.url}/v1/models/sklearn-iris:predict"
     return _Paths(
         f"https://{host}:{port}/v1/models/sklearn-iris:predict",
         gateway_url,
@@ -167,10 +167,12 @@ def _poll(check: Any, timeout_s: float = 30.0, every_s: float = 0.05) -> float:
 
 
 def visibility(platform: EmbeddedPlatform) -> dict[str, Any]:
-    obs = platform.state()["observability"]
-    prometheus = httpx.Client(base_url=obs["prometheus_url"], timeout=5)
-    jaeger = httpx.Client(base_url=obs["jaeger_query_url"], timeout=5)
-    gateway = httpx.Client(base_url=platform.gateway_url, timeout=10)
+    obs = platform.observability.state()
+    assert obs.prometheus_url, "the manifests define no monitors"
+    assert obs.jaeger_query_url, "the manifests define no tracing"
+    prometheus = httpx.Client(base_url=obs.prometheus_url, timeout=5)
+    jaeger = httpx.Client(base_url=obs.jaeger_query_url, timeout=5)
+    gateway = httpx.Client(base_url=platform.gateway.url, timeout=10)
     token = _token(platform)
     counter = CATALOGUE.query(Signal.REQUESTS, tenant="tenant-a", model="sklearn-iris", code="200")
 

@@ -45,7 +45,7 @@ def without_sidecar(target: Path) -> Path:
 
 def token(platform: EmbeddedPlatform) -> str:
     creds = read_credentials(platform.credentials_path)["tenant-a"]
-    with httpx.Client(base_url=platform.gateway_url) as client:
+    with httpx.Client(base_url=platform.gateway.url) as client:
         response = client.post(
             "/token",
             headers={"Host": "auth.inference.example"},
@@ -69,8 +69,8 @@ def run() -> dict[str, object]:
         for platform in (meshed, plain):
             # One warm replica per revision while measuring: scale to zero would idle them away.
             platform.scale("tenant-a", "sklearn-iris", 1)
-        assert meshed.replicas["tenant-a.sklearn-iris"][0].sidecar is not None
-        assert plain.replicas["tenant-a.sklearn-iris"][0].sidecar is None
+        assert meshed.deployer.replicas("tenant-a.sklearn-iris")[0].sidecar is not None
+        assert plain.deployer.replicas("tenant-a.sklearn-iris")[0].sidecar is None
         paths: list[tuple[str, str, dict[str, str]]] = [
             ("with sidecar", meshed.gateway_url, {"Host": HOST, "Authorization": f"Bearer {token(meshed)}"}),
             ("without sidecar", plain.gateway_url, {"Host": HOST, "Authorization": f"Bearer {token(plain)}"}),

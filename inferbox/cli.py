@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +15,9 @@ from rich.table import Table
 from inferbox.errors import InferboxError
 from inferbox.manifests import DEFAULT_MANIFEST_DIR
 from inferbox.profile import DEFAULT_PROFILE, load_profile
+
+if TYPE_CHECKING:
+    from inferbox.embedded.state import ComponentStatus
 
 console = Console()
 err = Console(stderr=True)
@@ -33,15 +37,15 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return Path(args.state_dir) if args.state_dir else default_state_dir()
 
 
-def _components_table(state: dict[str, Any]) -> Table:
+def _components_table(components: Mapping[str, ComponentStatus]) -> Table:
     from inferbox.embedded.processes import is_same_process
 
     table = Table(title="components", title_justify="left")
     for column in ("component", "state", "pid", "log"):
         table.add_column(column)
-    for name, info in sorted(state.get("components", {}).items()):
-        alive = is_same_process(int(info["pid"]), int(info["start_time"]))
-        table.add_row(name, "running" if alive else "[red]gone[/red]", str(info["pid"]), info["log"])
+    for name, info in sorted(components.items()):
+        alive = is_same_process(info.pid, info.start_time)
+        table.add_row(name, "running" if alive else "[red]gone[/red]", str(info.pid), info.log)
     return table
 
 
@@ -58,26 +62,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     state = running_state(state_dir)
     if state:
-        console.print(f"already running: gateway {state['gateway_url']} (stop it with `inferbox down`)")
+        console.print(f"already running: gateway {state.gateway_url} (stop it with `inferbox down`)")
         return 0
     with console.status("starting the embedded platform: JWT server, model servers, gateway"):
         state = start_daemon(Path(args.manifests), state_dir, args.gateway_port, args.admin_port, args.network)
-    console.print(_components_table(state))
-    console.print(
-        f"gateway: {state['gateway_url']}   (network: {state['network']}, ready in {state['ready_after_s']}s)"
-    )
+    console.print(_components_table(state.components))
+    console.print(f"gateway: {state.gateway_url}   (network: {state.network}, ready in {state.ready_after_s}s)")
     console.print("call a model:  TOKEN=$(inferbox token tenant-a)")
     console.print(
         f"  curl -H 'Host: sklearn-iris.tenant-a.inference.example' -H \"Authorization: Bearer $TOKEN\" "
         f"-H 'content-type: application/json' -d '{{\"instances\": [[6.8,2.8,4.8,1.4]]}}' "
-        f"{state['gateway_url']}/v1/models/sklearn-iris:predict"
+        f"{state.gateway_url}/v1/models/sklearn-iris:predict"
     )
-    telemetry = state.get("observability") or {}
-    if telemetry.get("prometheus_url"):
-        console.print(
-            f"prometheus: {telemetry['prometheus_url']}   jaeger query API: {telemetry.get('jaeger_query_url')}"
-        )
-    console.print(f"logs: {state['log_dir']}")
+    telemetry = state.observability
+    if telemetry.prometheus_url:
+        console.print(f"prometheus: {telemetry.prometheus_url}   jaeger query API: {telemetry.jaeger_query_url}")
+    console.print(f"logs: {state.log_dir}")
     return 0
 
 
@@ -113,10 +113,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print("no embedded platform is running (start one with `inferbox up`)")
         return 1
     live = remote(_state_dir(args))
-    if live is not None:  # model replicas come and go (scale to zero): show the current ones
-        state = {**state, "components": live.component_status()}
-    console.print(_components_table(state))
-    console.print(f"gateway: {state['gateway_url']}")
+    # Model replicas come and go (scale to zero): the control channel knows the current ones.
+    console.print(_components_table(live.component_status() if live is not None else state.components))
+    console.print(f"gateway: {state.gateway_url}")
     return 0
 
 
@@ -128,7 +127,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     if not state:
         err.print("no embedded platform is running; start one with `inferbox up`")
         return 1
-    target = EmbeddedTarget(state, load_profile(args.profile))
+    target = EmbeddedTarget(state, load_profile(args.profile), control=None)
     tenants = [t.name for t in target.topology.tenants]
     if args.tenant not in tenants:
         err.print(f"unknown tenant {args.tenant!r}; tenants: {', '.join(tenants)}")

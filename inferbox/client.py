@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from inferbox.jwtserver.clients import Credentials
+from inferbox.contract_types import Credentials
 from inferbox.profile import ConformanceProfile
 from inferbox.topology import Model
 

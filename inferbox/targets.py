@@ -45,6 +45,7 @@ def register(name: str, factory: TargetFactory) -> None:
 
 @contextlib.contextmanager
 def embedded_target(options: TargetOptions) -> Iterator[Platform]:
+    from inferbox.embedded.control import remote
     from inferbox.embedded.lifecycle import default_state_dir, running_state, start_daemon
     from inferbox.embedded.platform import EmbeddedOptions, EmbeddedPlatform
     from inferbox.embedded.target import EmbeddedTarget
@@ -52,9 +53,9 @@ def embedded_target(options: TargetOptions) -> Iterator[Platform]:
     if options.keep:
         state_dir = default_state_dir()
         state = running_state(state_dir)
-        if state is not None and Path(state["manifests_dir"]) != options.manifests_dir.resolve():
+        if state is not None and Path(state.manifests_dir) != options.manifests_dir.resolve():
             raise InferboxError(
-                f"the running embedded platform uses manifests from {state['manifests_dir']}, "
+                f"the running embedded platform uses manifests from {state.manifests_dir}, "
                 f"not {options.manifests_dir.resolve()}",
                 "stop it with `inferbox down`, or run without --keep-platform",
             )
@@ -67,14 +68,12 @@ def embedded_target(options: TargetOptions) -> Iterator[Platform]:
                 network=options.network,
                 progress=options.progress,
             )
-        target = EmbeddedTarget(state, options.profile)
+        kept = EmbeddedTarget(state, options.profile, remote(Path(state.state_dir)))
         try:
-            yield target
+            yield kept
         finally:
-            target.close()
-            logs = Path(state["log_dir"])
-            if logs.is_dir():
-                shutil.copytree(logs, options.report_dir / "logs", dirs_exist_ok=True)
+            kept.close()
+            kept.copy_logs(options.report_dir / "logs")
         return
 
     # A private platform for this run: secrets in a private temporary folder, logs in the report.
@@ -91,8 +90,7 @@ def embedded_target(options: TargetOptions) -> Iterator[Platform]:
     try:
         options.progress("starting the embedded platform")
         platform.start()
-        target = EmbeddedTarget(platform.state(), options.profile)
-        target.live = platform  # type: ignore[attr-defined]  # the control plane, for later extensions
+        target = EmbeddedTarget(platform.state(), options.profile, platform.control())
         try:
             yield target
         finally:

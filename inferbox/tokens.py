@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from inferbox.jwtserver.keystore import SigningKey, generate_private_key
+from inferbox.contract_types import SigningKey
 from inferbox.profile import ConformanceProfile
 
 
@@ -88,7 +88,7 @@ class TokenForge:
     # -- broken tokens ---------------------------------------------------------------------
     def foreign_key(self, tenant: str) -> str:
         """Right kid and claims, signed by a key the platform never published."""
-        return self.sign(self.claims(tenant), key=generate_private_key())
+        return self.sign(self.claims(tenant), key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
     def unknown_kid(self, tenant: str) -> str:
         """Signed by the platform's key but naming a kid the JWKS does not hold."""

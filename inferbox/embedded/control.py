@@ -1,9 +1,10 @@
-"""The control channel of a kept embedded platform (``inferbox up``, ``pytest --keep-platform``).
+"""The embedded platform's control plane as the target sees it, in this process or in another.
 
-The platform's control plane (autoscaler, deployer, quota ledger) lives in the process that started
-it. A target in another process reads live replica state and changes replica bounds through this
-channel, exactly as it does in process: a Unix socket in the platform's state folder (owner-only),
-one JSON request and one JSON answer per connection, a fixed list of operations.
+The control plane (autoscaler, deployer, quota ledger) lives in the process that started the
+platform. ``ControlPlane`` is what the embedded target uses of it: ``LocalControl`` answers in that
+process; a kept platform (``inferbox up``, ``pytest --keep-platform``) serves the same operations on
+a Unix socket in its state folder (owner-only, one JSON request and one JSON answer per connection)
+and ``RemoteControl`` calls them from another process.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from inferbox.embedded.deployer import Deployer
+from inferbox.embedded.quota import QuotaLedger
+from inferbox.embedded.serving import ServingControlPlane
+from inferbox.embedded.state import ComponentStatus, WorkloadRow, parse, to_json
 from inferbox.errors import InferboxError, PlatformError
-from inferbox.mesh import ScaleOutcome
+from inferbox.mesh import QuotaStatus, ScaleOutcome
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
-
-if TYPE_CHECKING:
-    from inferbox.embedded.platform import EmbeddedPlatform
 
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 65536
@@ -32,38 +33,107 @@ MAX_REQUEST = 65536
 CALL_TIMEOUT_S = 300.0
 
 
-def _operations(platform: EmbeddedPlatform) -> dict[str, Callable[..., Any]]:
-    serving = platform.serving
+class ControlPlane(Protocol):
+    """Live facts and changes of a running embedded platform."""
 
-    def quota(tenant: str) -> Any:
-        assert platform.mesh is not None
-        return platform.mesh.ledger.status(tenant)
+    def workload_rows(self) -> list[WorkloadRow]: ...
 
-    return {
-        "workload_state": platform.workload_state,
-        "component_status": platform.component_status,
-        "quota_status": quota,
-        "settings": lambda ns, name: asdict(serving.settings(ns, name)),
-        "revision_status": lambda ns, name: [asdict(r) for r in serving.revision_status(ns, name)],
-        "timings": lambda ns, name, since: [asdict(t) for t in serving.timings(ns, name, since)],
-        "served": serving.served,
-        "set_bounds": lambda ns, name, low, high, settle: asdict(serving.set_bounds(ns, name, low, high, settle)),
-        "promote": serving.promote,
-        "restore": serving.restore,
-    }
+    def component_status(self) -> dict[str, ComponentStatus]: ...
+
+    def quota_status(self, tenant: str) -> QuotaStatus | None: ...
+
+    def settings(self, namespace: str, name: str) -> AutoscalingSettings: ...
+
+    def revision_status(self, namespace: str, name: str) -> list[RevisionStatus]: ...
+
+    def timings(self, namespace: str, name: str, since: float) -> list[ReplicaTiming]: ...
+
+    def served(self, namespace: str, name: str) -> dict[str, int]: ...
+
+    def set_bounds(
+        self, namespace: str, name: str, low: int | None, high: int | None, settle_s: float
+    ) -> ScaleOutcome: ...
+
+    def promote(self, namespace: str, name: str, settle_s: float) -> None: ...
+
+    def restore(self, namespace: str, name: str, settle_s: float) -> None: ...
+
+
+class LocalControl:
+    """The control plane in the process that runs the platform."""
+
+    def __init__(
+        self,
+        deployer: Deployer,
+        serving: ServingControlPlane,
+        ledger: QuotaLedger,
+        components: Callable[[], dict[str, ComponentStatus]],
+    ) -> None:
+        self._deployer = deployer
+        self._serving = serving
+        self._ledger = ledger
+        self._components = components
+
+    def workload_rows(self) -> list[WorkloadRow]:
+        return self._deployer.workload_rows()
+
+    def component_status(self) -> dict[str, ComponentStatus]:
+        return self._components()
+
+    def quota_status(self, tenant: str) -> QuotaStatus | None:
+        status = self._ledger.status(tenant)
+        return None if status is None else QuotaStatus(tenant, *status)
+
+    def settings(self, namespace: str, name: str) -> AutoscalingSettings:
+        return self._serving.settings(namespace, name)
+
+    def revision_status(self, namespace: str, name: str) -> list[RevisionStatus]:
+        return self._serving.revision_status(namespace, name)
+
+    def timings(self, namespace: str, name: str, since: float) -> list[ReplicaTiming]:
+        return self._serving.timings(namespace, name, since)
+
+    def served(self, namespace: str, name: str) -> dict[str, int]:
+        return self._serving.served(namespace, name)
+
+    def set_bounds(self, namespace: str, name: str, low: int | None, high: int | None, settle_s: float) -> ScaleOutcome:
+        return self._serving.set_bounds(namespace, name, low, high, settle_s)
+
+    def promote(self, namespace: str, name: str, settle_s: float) -> None:
+        self._serving.promote(namespace, name, settle_s)
+
+    def restore(self, namespace: str, name: str, settle_s: float) -> None:
+        self._serving.restore(namespace, name, settle_s)
+
+
+# The operations the channel serves: each a method of ControlPlane.
+OPERATIONS = (
+    "workload_rows",
+    "component_status",
+    "quota_status",
+    "settings",
+    "revision_status",
+    "timings",
+    "served",
+    "set_bounds",
+    "promote",
+    "restore",
+)
 
 
 class ControlServer:
-    def __init__(self, platform: EmbeddedPlatform, path: Path) -> None:
+    def __init__(self, control: ControlPlane, path: Path) -> None:
         self.path = path
-        operations = _operations(platform)
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 try:
                     request = json.loads(self.rfile.readline(MAX_REQUEST))
-                    operation = operations[str(request["op"])]
-                    answer: dict[str, Any] = {"ok": operation(*request.get("args", []))}
+                    op = str(request["op"])
+                    if op not in OPERATIONS:
+                        raise PlatformError(f"unknown control operation {op!r}", f"use one of {', '.join(OPERATIONS)}")
+                    result = getattr(control, op)(*request.get("args", []))
+                    answer: dict[str, Any] = {"ok": None if result is None else to_json(result)}
                 except InferboxError as exc:
                     answer = {"error": {"problem": exc.problem, "fix": exc.fix}}
                 except Exception as exc:  # the caller gets the failure, the platform keeps running
@@ -105,25 +175,46 @@ def call(path: Path, op: str, *args: Any) -> Any:
     return answer["ok"]
 
 
-class _RemoteServing:
+class RemoteControl:
+    """A kept platform's control plane, through its channel."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def _call(self, kind: Any, op: str, *args: Any) -> Any:
+        return parse(kind, call(self.path, op, *args), f"the control channel's answer to {op}")
+
+    def workload_rows(self) -> list[WorkloadRow]:
+        rows: list[WorkloadRow] = self._call(list[WorkloadRow], "workload_rows")
+        return rows
+
+    def component_status(self) -> dict[str, ComponentStatus]:
+        status: dict[str, ComponentStatus] = self._call(dict[str, ComponentStatus], "component_status")
+        return status
+
+    def quota_status(self, tenant: str) -> QuotaStatus | None:
+        status: QuotaStatus | None = self._call(QuotaStatus | None, "quota_status", tenant)
+        return status
+
     def settings(self, namespace: str, name: str) -> AutoscalingSettings:
-        return AutoscalingSettings(**call(self.path, "settings", namespace, name))
+        settings: AutoscalingSettings = self._call(AutoscalingSettings, "settings", namespace, name)
+        return settings
 
     def revision_status(self, namespace: str, name: str) -> list[RevisionStatus]:
-        return [RevisionStatus(**r) for r in call(self.path, "revision_status", namespace, name)]
+        found: list[RevisionStatus] = self._call(list[RevisionStatus], "revision_status", namespace, name)
+        return found
 
     def timings(self, namespace: str, name: str, since: float) -> list[ReplicaTiming]:
-        return [ReplicaTiming(**t) for t in call(self.path, "timings", namespace, name, since)]
+        found: list[ReplicaTiming] = self._call(list[ReplicaTiming], "timings", namespace, name, since)
+        return found
 
     def served(self, namespace: str, name: str) -> dict[str, int]:
-        return {str(k): int(v) for k, v in call(self.path, "served", namespace, name).items()}
+        counts: dict[str, int] = self._call(dict[str, int], "served", namespace, name)
+        return counts
 
     def set_bounds(self, namespace: str, name: str, low: int | None, high: int | None, settle_s: float) -> ScaleOutcome:
-        raw = call(self.path, "set_bounds", namespace, name, low, high, settle_s)
-        return ScaleOutcome(raw["requested"], raw["running"], tuple(raw["refusals"]))
+        outcome: ScaleOutcome = self._call(ScaleOutcome, "set_bounds", namespace, name, low, high, settle_s)
+        return outcome
 
     def promote(self, namespace: str, name: str, settle_s: float) -> None:
         call(self.path, "promote", namespace, name, settle_s)
@@ -132,43 +223,12 @@ class _RemoteServing:
         call(self.path, "restore", namespace, name, settle_s)
 
 
-class _RemoteLedger:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def status(self, tenant: str) -> tuple[dict[str, str], dict[str, str]] | None:
-        raw = call(self.path, "quota_status", tenant)
-        return None if raw is None else (raw[0], raw[1])
-
-
-class _RemoteMesh:
-    def __init__(self, path: Path) -> None:
-        self.ledger = _RemoteLedger(path)
-
-
-class RemotePlatform:
-    """What the embedded target uses of a live platform, through the control channel."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.serving = _RemoteServing(path)
-        self.mesh = _RemoteMesh(path)
-
-    def workload_state(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = call(self.path, "workload_state")
-        return rows
-
-    def component_status(self) -> dict[str, dict[str, Any]]:
-        status: dict[str, dict[str, Any]] = call(self.path, "component_status")
-        return status
-
-
-def remote(state_dir: Path) -> RemotePlatform | None:
+def remote(state_dir: Path) -> RemoteControl | None:
     """The control channel of a kept platform in ``state_dir``, if it answers."""
     path = state_dir / SOCKET_NAME
     if not path.exists():
         return None
     with contextlib.suppress(PlatformError):
-        call(path, "workload_state")
-        return RemotePlatform(path)
+        call(path, "component_status")
+        return RemoteControl(path)
     return None

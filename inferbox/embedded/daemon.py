@@ -49,7 +49,7 @@ def main() -> None:
         error_file.write_text(json.dumps({"problem": f"{type(exc).__name__}: {exc}", "fix": ""}))
         raise
     # Live replica state and bound changes for targets in other processes (pytest --keep-platform).
-    control = ControlServer(platform, args.state_dir / SOCKET_NAME).start()
+    control = ControlServer(platform.control(), args.state_dir / SOCKET_NAME).start()
     try:
         platform.write_state()
         stop.wait()

@@ -2,39 +2,79 @@
 
 They exist for mutants, to break what a check guards when the break cannot be written as a
 manifest change (for example, Envoy Gateway has no field for the JWT clock skew). Knobs come from
-the INFERBOX_KNOBS environment variable as a JSON object; an unknown knob is an error.
+the INFERBOX_KNOBS environment variable as a JSON object; an unknown knob or a value of the wrong
+type is an error.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, fields
 from typing import Any
 
 from inferbox.errors import PlatformError
 
-KNOBS: dict[str, str] = {
-    "gateway.jwtClockSkewSeconds": "clock skew the gateway's JWT validation tolerates (Envoy's default is 60)",
-    "mesh.sidecarTrustAnyCA": "sidecars accept client certificates from any CA (Istio has no field for this)",
-    "mesh.rogueIssuer": "workload certificates come from a second CA the mesh also trusts, not the platform CA",
-    "serving.canaryWeightOffset": "percentage points the gateway adds to the latest revision's share of a split "
-    "(negative: takes away), so traffic splits differ from what the platform declares",
-    "serving.activatorDropsHeldRequests": "the activator answers 503 instead of holding a request while the "
-    "revision has no ready replica",
+
+@dataclass(frozen=True)
+class Knobs:
+    """The embedded target's knobs; the defaults are the faithful platform."""
+
+    # Clock skew the gateway's JWT validation tolerates (None: Envoy's default, 60 s).
+    jwt_clock_skew_s: int | None = None
+    # Sidecars accept client certificates from any CA (Istio has no field for this).
+    sidecar_trust_any_ca: bool = False
+    # Workload certificates come from a second CA the mesh also trusts, not the platform CA.
+    rogue_issuer: bool = False
+    # Percentage points the gateway adds to the latest revision's share of a split (negative: takes
+    # away), so traffic splits differ from what the platform declares.
+    canary_weight_offset: int = 0
+    # The activator answers 503 instead of holding a request while the revision has no ready replica.
+    activator_drops_held_requests: bool = False
+
+
+# The knobs' names as mutants write them, and the field each sets.
+KNOB_NAMES: dict[str, str] = {
+    "gateway.jwtClockSkewSeconds": "jwt_clock_skew_s",
+    "mesh.sidecarTrustAnyCA": "sidecar_trust_any_ca",
+    "mesh.rogueIssuer": "rogue_issuer",
+    "serving.canaryWeightOffset": "canary_weight_offset",
+    "serving.activatorDropsHeldRequests": "activator_drops_held_requests",
 }
+_TYPES = {f.name: f.type for f in fields(Knobs)}
 
 
-def read_knobs(raw: str | None = None) -> dict[str, Any]:
-    raw = os.environ.get("INFERBOX_KNOBS", "") if raw is None else raw
+def _value(name: str, value: Any) -> Any:
+    kind = _TYPES[KNOB_NAMES[name]]
+    wants_bool = "bool" in str(kind)
+    if wants_bool and isinstance(value, bool):
+        return value
+    if not wants_bool and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise PlatformError(
+        f"target knob {name} must be {'true or false' if wants_bool else 'an integer'}, not {value!r}",
+        f"e.g. INFERBOX_KNOBS='{{\"{name}\": {'true' if wants_bool else 0}}}'",
+    )
+
+
+def parse_knobs(raw: str) -> Knobs:
+    """Knobs from a JSON object of knob names (empty: the faithful platform)."""
     if not raw:
-        return {}
+        return Knobs()
     try:
-        knobs = json.loads(raw)
+        given = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise PlatformError(
             f"INFERBOX_KNOBS is not valid JSON: {exc}", 'use e.g. {"gateway.jwtClockSkewSeconds": 0}'
         ) from exc
-    unknown = sorted(set(knobs) - set(KNOBS))
+    if not isinstance(given, dict):
+        raise PlatformError("INFERBOX_KNOBS must be a JSON object", 'use e.g. {"gateway.jwtClockSkewSeconds": 0}')
+    unknown = sorted(set(given) - set(KNOB_NAMES))
     if unknown:
-        raise PlatformError(f"unknown target knob(s): {', '.join(unknown)}", f"known knobs: {', '.join(KNOBS)}")
-    return dict(knobs)
+        raise PlatformError(f"unknown target knob(s): {', '.join(unknown)}", f"known knobs: {', '.join(KNOB_NAMES)}")
+    return Knobs(**{KNOB_NAMES[name]: _value(name, value) for name, value in given.items()})
+
+
+def read_knobs() -> Knobs:
+    """The knobs this process was started with (INFERBOX_KNOBS)."""
+    return parse_knobs(os.environ.get("INFERBOX_KNOBS", ""))

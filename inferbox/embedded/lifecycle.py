@@ -11,10 +11,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from inferbox.embedded.processes import is_same_process
 from inferbox.embedded.reaper import reap
+from inferbox.embedded.state import PlatformState, read_state
 from inferbox.errors import PlatformError
 
 
@@ -22,15 +22,15 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("INFERBOX_STATE_DIR") or Path.cwd() / ".inferbox" / "embedded")
 
 
-def running_state(state_dir: Path) -> dict[str, Any] | None:
+def running_state(state_dir: Path) -> PlatformState | None:
     """The state of a live daemon platform in ``state_dir``; leftovers of a dead one are cleaned."""
     path = state_dir / "state.json"
     if not path.exists():
         return None
-    state: dict[str, Any] = json.loads(path.read_text())
-    if is_same_process(int(state["owner_pid"]), int(state["owner_start_time"])):
+    state = read_state(path)
+    if is_same_process(state.owner_pid, state.owner_start_time):
         return state
-    reap(state_dir, f"ib-{state['instance']}-")
+    reap(state_dir, state.netns_prefix)
     return None
 
 
@@ -42,7 +42,7 @@ def start_daemon(
     network: str = "auto",
     timeout_s: float = 180.0,
     progress: Callable[[str], None] = lambda _: None,
-) -> dict[str, Any]:
+) -> PlatformState:
     """Starts a platform in a background process and waits until it is ready."""
     if running_state(state_dir):
         raise PlatformError(
@@ -82,8 +82,7 @@ def start_daemon(
     progress("starting JWT server, model servers and gateway")
     while time.monotonic() < deadline:
         if (state_dir / "state.json").exists():
-            state: dict[str, Any] = json.loads((state_dir / "state.json").read_text())
-            return state
+            return read_state(state_dir / "state.json")
         if (state_dir / "error.json").exists() or daemon.poll() is not None:
             daemon.wait(timeout=30)
             error = (
@@ -109,13 +108,13 @@ def stop_daemon(state_dir: Path, timeout_s: float = 30.0) -> bool:
     path = state_dir / "state.json"
     if not path.exists():
         return False
-    state = json.loads(path.read_text())
-    pid, start = int(state["owner_pid"]), int(state["owner_start_time"])
+    state = read_state(path)
+    pid, start = state.owner_pid, state.owner_start_time
     if is_same_process(pid, start):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while is_same_process(pid, start) and time.monotonic() < deadline:
             time.sleep(0.05)
     # Whatever state the daemon left, nothing of this instance survives.
-    reap(state_dir, f"ib-{state['instance']}-")
+    reap(state_dir, state.netns_prefix)
     return True

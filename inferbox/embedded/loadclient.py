@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from inferbox.contract import LoadClientPlace
 from inferbox.embedded.network import NETNS_PREFIX, SUBNET, delete_netns
+from inferbox.embedded.state import ComponentStatus, PlatformState
 from inferbox.errors import PlatformError
 
 CLIENT_BLOCK = 255  # client pods use 198.18.255.0/24
@@ -40,15 +40,16 @@ def _must(done: subprocess.CompletedProcess[str]) -> None:
         )
 
 
-def replica_urls(state: dict[str, Any], scheme: str = "http") -> dict[str, tuple[str, ...]]:
+def replica_urls(components: Mapping[str, ComponentStatus], scheme: str = "http") -> dict[str, tuple[str, ...]]:
     """'<tenant>/<model>' -> the base URLs of its ready replicas (InferenceService workloads only)."""
     urls: dict[str, list[str]] = {}
-    for _, info in sorted(state.get("components", {}).items()):
-        workload = info.get("workload", "")
-        if not info.get("ready") or "port" not in info or workload.startswith("inference-system."):
+    for name in sorted(components):
+        info = components[name]
+        workload = info.workload or ""
+        if not info.ready or info.port is None or not workload or workload.startswith("inference-system."):
             continue
         tenant, _, model = workload.partition(".")
-        urls.setdefault(f"{tenant}/{model}", []).append(f"{scheme}://{info['pod_ip']}:{info['port']}")
+        urls.setdefault(f"{tenant}/{model}", []).append(f"{scheme}://{info.pod_ip}:{info.port}")
     return {key: tuple(value) for key, value in urls.items()}
 
 
@@ -78,22 +79,27 @@ def client_namespace(instance: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def load_client(state: dict[str, Any], tenant: str | None = None) -> Iterator[LoadClientPlace]:
-    mesh = state.get("mesh") or {}
-    probe = (mesh.get("probes") or {}).get(tenant) if tenant else None
-    if probe and probe.get("cert"):
-        gateway = state["gateway_pod"]
-        netns = probe.get("netns_path")
+def load_client(
+    state: PlatformState, components: Mapping[str, ComponentStatus], tenant: str | None = None
+) -> Iterator[LoadClientPlace]:
+    """A place for a load generator: a tenant's probe pod (its mesh identity) with ``tenant``, else a
+    namespace of its own on the platform's bridge (or this machine on loopback)."""
+    mesh = state.mesh
+    probe = mesh.probes.get(tenant) if mesh is not None and tenant else None
+    gateway = state.gateway_pod
+    if mesh is not None and probe is not None and probe.cert and probe.key:
+        netns = probe.netns_path
         yield LoadClientPlace(
             ("ip", "netns", "exec", Path(netns).name) if netns else (),
-            f"http://{gateway['ip']}:{gateway['port']}" if netns else str(state["gateway_url"]),
-            replica_urls(state, "https"),
-            (str(probe["cert"]), str(probe["key"]), str(mesh["trust_bundle"])),
+            f"http://{gateway.ip}:{gateway.port}" if netns else state.gateway_url,
+            replica_urls(components, "https"),
+            (probe.cert, probe.key, mesh.trust_bundle),
         )
         return
-    if state.get("network") != "netns":
-        yield LoadClientPlace((), str(state["gateway_url"]), replica_urls(state))
+    if state.network != "netns":
+        yield LoadClientPlace((), state.gateway_url, replica_urls(components))
         return
-    pod = state["gateway_pod"]
-    with client_namespace(str(state["instance"])) as netns:
-        yield LoadClientPlace(("ip", "netns", "exec", netns), f"http://{pod['ip']}:{pod['port']}", replica_urls(state))
+    with client_namespace(state.instance) as netns:
+        yield LoadClientPlace(
+            ("ip", "netns", "exec", netns), f"http://{gateway.ip}:{gateway.port}", replica_urls(components)
+        )

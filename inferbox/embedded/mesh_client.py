@@ -20,6 +20,7 @@ from typing import Any
 
 from inferbox.embedded.netns import connect_in_netns
 from inferbox.embedded.pki import CertificateAuthority, spiffe_id
+from inferbox.embedded.state import MeshState
 from inferbox.errors import PlatformError
 from inferbox.mesh import (
     MeshSource,
@@ -40,23 +41,23 @@ TRANSPORT_ERRORS = (ssl.SSLError, ConnectionResetError, BrokenPipeError, http.cl
 
 
 class EmbeddedMeshClient:
-    def __init__(self, mesh_state: dict[str, Any], source: MeshSource) -> None:
+    def __init__(self, mesh_state: MeshState, source: MeshSource) -> None:
         self.source = source
         key = source.tenant if source.kind is SourceKind.TENANT else source.kind.value
-        probes = mesh_state["probes"]
+        probes = mesh_state.probes
         if key not in probes:
             raise PlatformError(
                 f"the embedded platform has no probe pod for {source.label}",
                 "a tenant's probe pod is refused when its quota leaves no room for it; see logs/events.log",
             )
         probe = probes[key]
-        self.place = SourcePlace(probe["namespace"], dict(probe.get("labels") or {}), probe["identity"])
-        self.netns_path: str | None = probe["netns_path"]
-        self.cert: str | None = probe["cert"]
-        self.key: str | None = probe["key"]
-        self.bundle: str = mesh_state["trust_bundle"]
-        self.trust_domain: str = mesh_state["trust_domain"]
-        self.foreign_dir = Path(mesh_state["foreign_ca_dir"])
+        self.place = SourcePlace(probe.namespace, dict(probe.labels), probe.identity)
+        self.netns_path: str | None = probe.netns_path
+        self.cert: str | None = probe.cert
+        self.key: str | None = probe.key
+        self.bundle: str = mesh_state.trust_bundle
+        self.trust_domain: str = mesh_state.trust_domain
+        self.foreign_dir = Path(mesh_state.foreign_ca_dir)
         self._foreign: tuple[str, str] | None = None
 
     # -- connections -----------------------------------------------------------------------------

@@ -23,13 +23,16 @@ from typing import Any
 import yaml
 
 from inferbox.embedded import netpol
+from inferbox.embedded.envoy_launcher import envoy_command
 from inferbox.embedded.health import pod_http_status, wait_until
+from inferbox.embedded.knobs import Knobs
 from inferbox.embedded.mesh_plan import PodMeta, injected, plan_sidecar
 from inferbox.embedded.network import Network, Pod
 from inferbox.embedded.pki import IssuedCert, MeshPKI
 from inferbox.embedded.processes import ManagedProcess, Supervisor
 from inferbox.embedded.quota import QuotaExceeded, QuotaLedger
 from inferbox.embedded.sidecar import SidecarFiles, SidecarPorts, render_sidecar
+from inferbox.embedded.state import MeshState, ProbeState
 from inferbox.manifests import ManifestSet
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"  # Istio's default; the profile promises which one
@@ -53,16 +56,16 @@ class ProbePod:
     meta: PodMeta
     cert: IssuedCert | None  # None: no mesh identity
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "namespace": self.meta.namespace,
-            "labels": dict(self.meta.labels),
-            "ip": self.pod.ip,
-            "netns_path": self.pod.netns_path,
-            "identity": self.cert.spiffe_id if self.cert else None,
-            "cert": str(self.cert.cert) if self.cert else None,
-            "key": str(self.cert.key) if self.cert else None,
-        }
+    def state(self) -> ProbeState:
+        return ProbeState(
+            namespace=self.meta.namespace,
+            labels=dict(self.meta.labels),
+            ip=self.pod.ip,
+            netns_path=self.pod.netns_path,
+            identity=self.cert.spiffe_id if self.cert else None,
+            cert=str(self.cert.cert) if self.cert else None,
+            key=str(self.cert.key) if self.cert else None,
+        )
 
 
 class MeshControlPlane:
@@ -72,8 +75,7 @@ class MeshControlPlane:
         network: Network,
         supervisor: Supervisor,
         state_dir: Path,
-        knobs: dict[str, Any],
-        envoy: Callable[[], str],
+        knobs: Knobs,
         jwks_endpoints: Callable[[str, str, int], list[Endpoint]],
         record_event: Callable[[str, str, str], None],
     ) -> None:
@@ -82,10 +84,9 @@ class MeshControlPlane:
         self.supervisor = supervisor
         self.state_dir = state_dir
         self.knobs = knobs
-        self._envoy = envoy
         self._jwks_endpoints = jwks_endpoints
         self._event = record_event
-        self.pki = MeshPKI(state_dir / "mesh", DEFAULT_TRUST_DOMAIN, rogue_issuer=bool(knobs.get("mesh.rogueIssuer")))
+        self.pki = MeshPKI(state_dir / "mesh", DEFAULT_TRUST_DOMAIN, rogue_issuer=knobs.rogue_issuer)
         self.ledger = QuotaLedger(manifests)
         self.pods: dict[str, tuple[Pod, PodMeta]] = {}
         self.probes: dict[str, ProbePod] = {}
@@ -146,26 +147,13 @@ class MeshControlPlane:
             SidecarPorts(listen, app, admin),
             SidecarFiles(str(cert.cert), str(cert.key), str(self.pki.bundle_path)),
             self._jwks_endpoints,
-            trust_any_ca=bool(self.knobs.get("mesh.sidecarTrustAnyCA")),
+            trust_any_ca=self.knobs.sidecar_trust_any_ca,
         )
         if decorate is not None:
             decorate(bootstrap)  # e.g. the merged-metrics port (inferbox.embedded.observability)
         config = self.state_dir / f"sidecar-{name}.yaml"
         config.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
-        return self.supervisor.start(
-            f"{name}-sidecar",
-            [
-                self._envoy(),
-                "-c",
-                str(config),
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--log-level",
-                "warning",
-            ],
-            pod,
-        )
+        return self.supervisor.start(f"{name}-sidecar", envoy_command(config), pod)
 
     def wait_sidecar_ready(self, name: str, pod: Pod, process: ManagedProcess, timeout_s: float) -> None:
         admin = pod.port(SIDECAR_ADMIN_PORT)
@@ -201,12 +189,12 @@ class MeshControlPlane:
         self.gateway_cert = self.pki.issue(GATEWAY_META.namespace, GATEWAY_META.service_account, "gateway")
         return self.gateway_cert
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "trust_domain": self.pki.trust_domain,
-            "root_ca": str(self.pki.root.cert_path),
-            "trust_bundle": str(self.pki.bundle_path),
-            "foreign_ca_dir": str(self.pki.directory / "foreign"),
-            "network_policy": self.enforcing,
-            "probes": {label: probe.state() for label, probe in self.probes.items()},
-        }
+    def state(self) -> MeshState:
+        return MeshState(
+            trust_domain=self.pki.trust_domain,
+            root_ca=str(self.pki.root.cert_path),
+            trust_bundle=str(self.pki.bundle_path),
+            foreign_ca_dir=str(self.pki.directory / "foreign"),
+            network_policy=self.enforcing,
+            probes={label: probe.state() for label, probe in self.probes.items()},
+        )

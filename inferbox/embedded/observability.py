@@ -23,17 +23,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import yaml
 
 from inferbox.embedded import monitors
+from inferbox.embedded.deployer import Deployer, Replica
+from inferbox.embedded.events import EventLog
 from inferbox.embedded.health import pod_http_status, wait_until
 from inferbox.embedded.mesh_plan import PodMeta
 from inferbox.embedded.network import Network, Pod
 from inferbox.embedded.portforward import PortForward
 from inferbox.embedded.processes import ManagedProcess, Supervisor
+from inferbox.embedded.state import TelemetryState
 from inferbox.embedded.tracing import (
     GATEWAY_METRICS_PORT,
     GatewayTracing,
@@ -47,9 +50,6 @@ from inferbox.embedded.tracing import (
 from inferbox.embedded.workloads import WorkloadSpec
 from inferbox.errors import PlatformError
 from inferbox.manifests import ManifestSet
-
-if TYPE_CHECKING:
-    from inferbox.embedded.platform import EmbeddedPlatform
 
 PROMETHEUS_PORT = 9090
 OTLP_PORT = 4318
@@ -127,6 +127,9 @@ class EmbeddedObservability:
         self.prometheus: _Component | None = None
         self._config_path: Path | None = None
         self._lock = threading.Lock()  # replicas start and stop from several threads
+        self._deployer: Deployer | None = None
+        self._gateway_pod: Pod | None = None
+        self._events: EventLog | None = None
 
     @property
     def enabled(self) -> bool:
@@ -229,22 +232,31 @@ class EmbeddedObservability:
             add_gateway_tracing(bootstrap, self.gateway_tracing, self.collector(), TRACE_EXPORT_INTERVAL_MS)
 
     # -- Prometheus ------------------------------------------------------------------------
-    def start_prometheus(self, platform: EmbeddedPlatform, timeout_s: float) -> None:
+    def start_prometheus(
+        self,
+        network: Network,
+        supervisor: Supervisor,
+        register: Register,
+        state_dir: Path,
+        deployer: Deployer,
+        gateway_pod: Pod,
+        events: EventLog,
+        timeout_s: float,
+    ) -> None:
+        """Prometheus as a pod, scraping the pods the deployer runs (rewritten as they come and go)."""
         if not self.metrics:
             return
-        assert platform.network is not None
-        assert platform.supervisor is not None
-        pod = platform.network.add_pod("monitoring.prometheus")
-        if platform.mesh is not None:
-            platform.mesh.register(pod, PROMETHEUS_META)  # NetworkPolicies name Prometheus by its labels
-        folder = platform.options.state_dir / "prometheus"
+        self._deployer, self._gateway_pod, self._events = deployer, gateway_pod, events
+        pod = network.add_pod("monitoring.prometheus")
+        register(pod, PROMETHEUS_META)  # NetworkPolicies name Prometheus by its labels
+        folder = state_dir / "prometheus"
         # A fresh TSDB: series of an earlier platform in the same state folder would linger in queries.
         shutil.rmtree(folder / "data", ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         self._config_path = folder / "prometheus.yml"
-        self.write_config(platform)
+        self.write_config()
         host = "0.0.0.0" if pod.netns else "127.0.0.1"  # noqa: S104 - inside Prometheus's own namespace
-        process = platform.supervisor.start(
+        process = supervisor.start(
             "prometheus",
             [
                 self.prometheus_bin,
@@ -264,15 +276,22 @@ class EmbeddedObservability:
         )
         url = forward.url if forward else f"http://127.0.0.1:{pod.port(PROMETHEUS_PORT)}"
         self.prometheus = _Component(pod, process, forward, url)
+        deployer.when_ready(self._replica_changed)
+        deployer.when_gone(self._replica_changed)
 
-    def write_config(self, platform: EmbeddedPlatform) -> None:
+    def _replica_changed(self, replica: Replica) -> None:
+        self.pods_changed()
+
+    def write_config(self) -> None:
         assert self._config_path is not None
-        config = monitors.prometheus_config(self.manifests, pod_views(platform, self), SCRAPE)
+        assert self._deployer is not None
+        replicas = self._deployer.all_replicas()
+        config = monitors.prometheus_config(self.manifests, pod_views(replicas, self._gateway_pod, self), SCRAPE)
         tmp = self._config_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
         os.replace(tmp, self._config_path)
 
-    def pods_changed(self, platform: EmbeddedPlatform) -> None:
+    def pods_changed(self) -> None:
         """Rewrites the scrape config for the pods running now and has Prometheus apply it.
 
         The reload goes through Prometheus's HTTP endpoint, which answers once the new configuration
@@ -282,16 +301,17 @@ class EmbeddedObservability:
         if self.prometheus is None:
             return
         with self._lock:
-            self.write_config(platform)
+            self.write_config()
             if not self.prometheus.process.alive():
                 return
+            assert self._events is not None
             try:
                 response = httpx.post(f"{self.prometheus.url}/-/reload", timeout=30.0)
             except httpx.HTTPError as exc:
-                platform.record_event("monitoring", "ReloadFailed", f"Prometheus reload failed: {exc}")
+                self._events.record("monitoring", "ReloadFailed", f"Prometheus reload failed: {exc}")
                 return
             if response.status_code != 200:
-                platform.record_event(
+                self._events.record(
                     "monitoring",
                     "ReloadFailed",
                     f"Prometheus refused the scrape config: {response.status_code} {response.text[:300]}",
@@ -302,15 +322,15 @@ class EmbeddedObservability:
         found = {"prometheus": self.prometheus, "trace-store": self.store}
         return {name: c for name, c in found.items() if c is not None}
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "prometheus_url": self.prometheus.url if self.prometheus else None,
-            "jaeger_query_url": self.store.url if self.store else None,
-            "scrape_interval_s": SCRAPE_INTERVAL_S,
-            "trace_export_interval_s": TRACE_EXPORT_INTERVAL_MS / 1000,
-            "gateway_trace_service": self.gateway_tracing.service_name if self.gateway_tracing else None,
-            "gateway_sampling_percent": self.gateway_tracing.sampling_percent if self.gateway_tracing else None,
-        }
+    def state(self) -> TelemetryState:
+        return TelemetryState(
+            prometheus_url=self.prometheus.url if self.prometheus else None,
+            jaeger_query_url=self.store.url if self.store else None,
+            scrape_interval_s=SCRAPE_INTERVAL_S,
+            trace_export_interval_s=TRACE_EXPORT_INTERVAL_MS / 1000,
+            gateway_trace_service=self.gateway_tracing.service_name if self.gateway_tracing else None,
+            gateway_sampling_percent=self.gateway_tracing.sampling_percent if self.gateway_tracing else None,
+        )
 
     def stop(self) -> None:
         for component in (self.prometheus, self.store):
@@ -336,7 +356,9 @@ def _wait_http(pod: Pod, port: int, path: str, what: str, process: ManagedProces
 
 
 # -- the pods as Kubernetes discovery would list them ---------------------------------------------
-def pod_views(platform: EmbeddedPlatform, observability: EmbeddedObservability) -> list[monitors.PodView]:
+def pod_views(
+    replicas: list[Replica], gateway_pod: Pod | None, observability: EmbeddedObservability
+) -> list[monitors.PodView]:
     """Every running pod of the platform with the labels, annotations and container ports it would
     have on a cluster. This is the one place that decides what Prometheus can scrape where: a pod
     declares the ports its containers really serve (the gateway's ``metrics`` port, the JWT server's
@@ -344,7 +366,6 @@ def pod_views(platform: EmbeddedPlatform, observability: EmbeddedObservability) 
     with the merged metrics on 15020)."""
     views: list[monitors.PodView] = []
     manifests = observability.manifests
-    gateway_pod = getattr(platform, "gateway_pod", None)
     if gateway_pod is not None and observability.gateway_metrics:
         namespace, name = observability.gateway.split("/")
         views.append(
@@ -364,12 +385,10 @@ def pod_views(platform: EmbeddedPlatform, observability: EmbeddedObservability) 
                 port_map=_port_map(gateway_pod, [GATEWAY_METRICS_PORT]),
             )
         )
-    for replicas in list(platform.replicas.values()):
-        for replica in list(replicas):
-            if replica.ready_at is None or not replica.process.alive():
-                continue
-            spec = replica.workload
-            views.append(_workload_view(manifests, spec, replica.pod, replica.index))
+    for replica in replicas:
+        if replica.ready_at is None or not replica.process.alive():
+            continue
+        views.append(_workload_view(manifests, replica.workload, replica.pod, replica.index))
     return views
 
 

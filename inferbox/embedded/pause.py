@@ -11,24 +11,23 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
+from collections.abc import Mapping
 
 from inferbox.contract import ReplicaPause
 from inferbox.embedded.processes import is_same_process
+from inferbox.embedded.state import ComponentStatus
 from inferbox.errors import PlatformError
 from inferbox.topology import Model
 
 MAX_PAUSE_S = 30.0
 
 
-def replica_component(state: dict[str, Any], model: Model, replica: int) -> tuple[str, dict[str, Any]]:
-    """The component entry (name, info) of a model's replica in an embedded platform's state."""
+def replica_component(
+    components: Mapping[str, ComponentStatus], model: Model, replica: int
+) -> tuple[str, ComponentStatus]:
+    """The component (name, status) of a model's replica among an embedded platform's processes."""
     workload = f"{model.tenant}.{model.name}"
-    replicas = sorted(
-        (name, info)
-        for name, info in state.get("components", {}).items()
-        if info.get("workload", name.rsplit("-", 1)[0]) == workload
-    )
+    replicas = sorted(((name, info) for name, info in components.items() if info.workload == workload), key=_name)
     if not 0 <= replica < len(replicas):
         raise PlatformError(
             f"{model.tenant}/{model.name} has {len(replicas)} replica(s); there is no replica {replica}",
@@ -60,7 +59,13 @@ def pause_process_group(pid: int, start_time: int, seconds: float) -> tuple[floa
     return stopped, resumed
 
 
-def pause_replica(state: dict[str, Any], model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
-    name, info = replica_component(state, model, replica)
-    stopped, resumed = pause_process_group(int(info["pid"]), int(info["start_time"]), seconds)
+def _name(entry: tuple[str, ComponentStatus]) -> str:
+    return entry[0]
+
+
+def pause_replica(
+    components: Mapping[str, ComponentStatus], model: Model, seconds: float, replica: int = 0
+) -> ReplicaPause:
+    name, info = replica_component(components, model, replica)
+    stopped, resumed = pause_process_group(info.pid, info.start_time, seconds)
     return ReplicaPause(model.name, model.tenant, name, stopped, resumed)

@@ -27,28 +27,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from inferbox.embedded import envoy as envoy_cfg
 from inferbox.embedded.activator import Activator, Upstream, activator_tls, listening_socket
 from inferbox.embedded.autoscaler import Activity, Decider, LoadWindow
-from inferbox.embedded.gateway_plan import ModelBackend
+from inferbox.embedded.deployer import Deployer, Replica
+from inferbox.embedded.envoy_common import ISTIO_TLS_MODE
+from inferbox.embedded.events import EventLog
+from inferbox.embedded.gateway_config import cluster_name, render_routes
+from inferbox.embedded.gateway_plan import GatewayPlan, ModelBackend
+from inferbox.embedded.knobs import Knobs
 from inferbox.embedded.mesh_plan import PodMeta
+from inferbox.embedded.mesh_runtime import MeshControlPlane
 from inferbox.embedded.netns import connect_in_netns
-from inferbox.embedded.network import Pod, free_port
+from inferbox.embedded.network import Network, Pod, free_port
 from inferbox.embedded.quota import QuotaExceeded
 from inferbox.embedded.serving_plan import ModelServingPlan, RevisionPlan, plan_serving
 from inferbox.embedded.workloads import WorkloadSpec, revision_workload
+from inferbox.embedded.xds_files import EdsFiles, RoutesFile
 from inferbox.errors import PlatformError
 from inferbox.manifests import ManifestSet
 from inferbox.mesh import ScaleOutcome
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.waiting import eventually
-
-if TYPE_CHECKING:
-    from inferbox.embedded.platform import EmbeddedPlatform, Replica
 
 ACTIVATOR_META = PodMeta("knative-serving", "activator", "activator", {"app": "activator"})
 ACTIVATOR_PORT = 8012  # Knative's activator port
@@ -90,45 +93,63 @@ class RevisionState:
 
     @property
     def cluster(self) -> str:
-        return envoy_cfg.cluster_name(self.backend)
+        return cluster_name(self.backend)
 
 
 class ServingControlPlane:
-    def __init__(self, platform: EmbeddedPlatform, manifests: ManifestSet, log_dir: Path) -> None:
-        self.platform = platform
+    """Revisions, autoscaler and activator of the InferenceServices; replicas come from the deployer,
+    endpoints and routes go to the gateway's xDS files."""
+
+    def __init__(
+        self,
+        manifests: ManifestSet,
+        gateway_plan: GatewayPlan,
+        deployer: Deployer,
+        mesh: MeshControlPlane,
+        eds: EdsFiles,
+        routes: RoutesFile,
+        knobs: Knobs,
+        events: EventLog,
+        log_dir: Path,
+    ) -> None:
+        self.manifests = manifests
+        self.gateway_plan = gateway_plan
+        self.deployer = deployer
+        self.mesh = mesh
+        self.eds = eds
+        self.routes_file = routes
+        self.events = events
         self.plans = plan_serving(manifests)
-        self.knobs = platform.options.knobs
+        self.knobs = knobs
         self.log_path = log_dir / "autoscaler.log"
         self.revisions: dict[str, RevisionState] = {}
         self.promoted: set[tuple[str, str]] = set()
         self.bounds: dict[tuple[str, str], tuple[int | None, int | None]] = {}
         self.activator: Activator | None = None
         self.activator_pod: Pod | None = None
-        self.routes_file: envoy_cfg.RoutesFile | None = None
-        # One lock with the platform's deployer: a replica appears in the platform's list and leaves
-        # this plane's pending count atomically, so no tick counts it twice.
-        self._lock = platform._lock
+        # The deployer's lock: a replica appears in the deployer's list and leaves this plane's
+        # pending count atomically, so no tick counts it twice.
+        self._lock = deployer.lock
         self._eds_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._admin: httpx.Client | None = None
         self._workers: list[threading.Thread] = []
+        # A model replica on its way out leaves the gateway's endpoints before its process stops.
+        deployer.when_removing(self._replica_removing)
 
     # -- set-up ----------------------------------------------------------------------------------
-    def create_revisions(self) -> None:
+    def create_revisions(self, network: Network) -> None:
         """The activator pod and every revision's listening socket; nothing is routed yet."""
-        platform = self.platform
-        assert platform.network
-        assert platform.mesh
-        pod = platform.network.add_pod("knative-serving.activator")
-        platform.mesh.register(pod, ACTIVATOR_META)
+        pod = network.add_pod("knative-serving.activator")
+        self.mesh.register(pod, ACTIVATOR_META)
         self.activator_pod = pod
         listeners: dict[str, socket.socket] = {}
         now = time.monotonic()
         port = ACTIVATOR_PORT
         for (namespace, name), model in sorted(self.plans.items()):
-            isvc = platform.manifests.get("InferenceService", name, namespace)
+            isvc = self.manifests.get("InferenceService", name, namespace)
             assert isvc is not None
             for rev in model.revisions:
                 spec = revision_workload(isvc, rev.predictor, rev.suffix)
@@ -144,8 +165,8 @@ class ServingControlPlane:
                 )
                 self.revisions[state.key] = state
                 listeners[state.key] = listening_socket(pod.netns_path, pod.ip, listen_port)
-        cert = platform.mesh.pki.issue(ACTIVATOR_META.namespace, ACTIVATOR_META.service_account, "activator")
-        tls = activator_tls(str(cert.cert), str(cert.key), str(platform.mesh.pki.bundle_path))
+        cert = self.mesh.pki.issue(ACTIVATOR_META.namespace, ACTIVATOR_META.service_account, "activator")
+        tls = activator_tls(str(cert.cert), str(cert.key), str(self.mesh.pki.bundle_path))
         self.activator = Activator(
             self._upstreams,
             self._poke,
@@ -153,17 +174,18 @@ class ServingControlPlane:
             pod.netns_path,
             lambda key: self.revisions[key].model.activator_capacity,
             ACTIVATOR_TIMEOUT_S,
-            drop_held=bool(self.knobs.get("serving.activatorDropsHeldRequests")),
+            drop_held=self.knobs.activator_drops_held_requests,
         )
         self.activator.start(listeners)
 
     def start_initial(self) -> list[Replica]:
-        """Every new revision starts ``initial-scale`` replicas (Knative); the platform waits on them."""
+        """Every new revision starts ``initial-scale`` replicas (Knative); the caller waits on them
+        and then calls ``initial_ready``."""
         started = []
         for state in self.revisions.values():
             for _ in range(state.model.settings.initial_scale):
                 requested = time.time()
-                replica = self.platform.start_replica(state.spec)
+                replica = self.deployer.start_replica(state.spec)
                 self._timing(state, replica, requested)
                 started.append(replica)
         return started
@@ -172,9 +194,10 @@ class ServingControlPlane:
         for replica in replicas:
             state = self._state_of(replica)
             self._timing(state, replica)
+        for state in self.revisions.values():
+            self._publish(state)
 
-    def start_autoscaler(self, admin_url: str, routes_file: envoy_cfg.RoutesFile) -> None:
-        self.routes_file = routes_file
+    def start_autoscaler(self, admin_url: str) -> None:
         self._admin = httpx.Client(base_url=admin_url, timeout=2.0)
         now = time.monotonic()
         for state in self.revisions.values():
@@ -202,14 +225,13 @@ class ServingControlPlane:
         model = self.plans.get((backend.namespace, backend.name))
         if model is None:
             return [(backend, 100)]
-        offset = int(self.knobs.get("serving.canaryWeightOffset", 0))
+        offset = self.knobs.canary_weight_offset
         shares = model.traffic((model.namespace, model.name) in self.promoted, offset)
         return [(ModelBackend(model.namespace, model.name, rev.suffix), shares[rev.suffix]) for rev in model.revisions]
 
     def identities(self) -> dict[str, str]:
         """Per revision cluster, the SPIFFE ID its replicas present."""
-        assert self.platform.mesh
-        pki = self.platform.mesh.pki
+        pki = self.mesh.pki
         return {s.cluster: pki.spiffe_id(s.spec.namespace, s.spec.service_account) for s in self.revisions.values()}
 
     def publish_model(self, namespace: str, name: str) -> None:
@@ -218,24 +240,26 @@ class ServingControlPlane:
                 self._publish(state)
 
     def _publish(self, state: RevisionState) -> None:
-        if not hasattr(self.platform, "eds"):
-            return  # the gateway is not configured yet; it publishes everything when it is
         ready = self._ready(state)
         with self._eds_lock:
             if state.activator_in_path or not ready:
-                self.platform.eds.write(state.cluster, [state.activator_endpoint], None)
+                self.eds.write(state.cluster, [state.activator_endpoint], None)
             else:
                 sidecar = ready[0].sidecar is not None
-                match = envoy_cfg.ISTIO_TLS_MODE if sidecar else None
-                self.platform.eds.write(state.cluster, [r.endpoint for r in ready], match)
+                match = ISTIO_TLS_MODE if sidecar else None
+                self.eds.write(state.cluster, [r.endpoint for r in ready], match)
+
+    def _replica_removing(self, replica: Replica) -> None:
+        if replica.workload.kind == "InferenceService":
+            with self._lock:
+                self.publish_model(replica.workload.namespace, replica.workload.name)
 
     def _write_routes(self) -> int:
-        assert self.routes_file is not None
-        return self.routes_file.write(envoy_cfg.render_routes(self.platform.plan, self.revisions_for))
+        return self.routes_file.write(render_routes(self.gateway_plan, self.revisions_for))
 
     # -- replicas of a revision ------------------------------------------------------------------
     def _replicas(self, state: RevisionState) -> list[Replica]:
-        all_of_model = self.platform.replicas.get(state.spec.component, [])
+        all_of_model = self.deployer.replicas(state.spec.component)
         return [r for r in all_of_model if r.workload.revision == state.plan.suffix]
 
     def _ready(self, state: RevisionState) -> list[Replica]:
@@ -250,8 +274,7 @@ class ServingControlPlane:
 
     def _upstreams(self, key: str) -> list[Upstream]:
         state = self.revisions[key]
-        assert self.platform.mesh
-        identity = self.platform.mesh.pki.spiffe_id(state.spec.namespace, state.spec.service_account)
+        identity = self.mesh.pki.spiffe_id(state.spec.namespace, state.spec.service_account)
         return [Upstream(r.name, r.endpoint, identity if r.sidecar is not None else None) for r in self._ready(state)]
 
     def _poke(self, key: str, held: int) -> None:
@@ -358,7 +381,7 @@ class ServingControlPlane:
             try:
                 if self._stopping.is_set():
                     return
-                replica = self.platform.start_replica(state.spec)
+                replica = self.deployer.start_replica(state.spec)
             except QuotaExceeded as exc:
                 state.refused_at = time.monotonic()
                 self._log(f"{state.key}: replica refused: {exc.problem}")
@@ -368,14 +391,14 @@ class ServingControlPlane:
         self._timing(state, replica, requested)
         self._log(f"{state.key}: starting {replica.name}")
         try:
-            self.platform.wait_replica_ready(replica)
+            self.deployer.wait_ready(replica)
         except PlatformError as exc:
             if replica.draining:
                 return  # removed while starting (the load went away); the drain stops it
             self._log(f"{state.key}: {replica.name} did not become ready: {exc.problem}")
-            self.platform.record_event(state.model.namespace, "ReplicaFailed", f"{replica.name}: {exc.problem}")
+            self.events.record(state.model.namespace, "ReplicaFailed", f"{replica.name}: {exc.problem}")
             replica.draining = True
-            self.platform.stop_replica(replica)
+            self.deployer.stop_replica(replica)
             return
         self._timing(state, replica)
         self._log(f"{state.key}: {replica.name} ready")
@@ -394,7 +417,7 @@ class ServingControlPlane:
         if replica.ready_at is not None:
             self._wait_endpoint_removed(state, replica)
             self._wait_idle(replica)
-        self.platform.stop_replica(replica)
+        self.deployer.stop_replica(replica)
         self._log(f"{state.key}: stopped {replica.name}")
 
     def _wait_endpoint_removed(self, state: RevisionState, replica: Replica) -> None:
@@ -488,7 +511,7 @@ class ServingControlPlane:
         """Overrides the model's replica bounds (each revision that receives traffic); returns once
         every such revision has its replicas ready within the bounds, or a replica was refused."""
         model = self.model_plan(namespace, name)
-        seen = len(self.platform.events)
+        mark = self.events.mark()
         since = time.monotonic()
         with self._lock:
             self.bounds[(namespace, name)] = (low, high)
@@ -511,7 +534,7 @@ class ServingControlPlane:
             eventually(settled, settle_s, 0.05)
         except AssertionError as exc:
             raise PlatformError(f"{namespace}/{name} did not settle within {settle_s:.0f}s: {exc}", "see logs") from exc
-        refusals = tuple(e["message"] for e in self.platform.events[seen:] if e["namespace"] == namespace)
+        refusals = tuple(e.message for e in self.events.since(mark, namespace))
         running = sum(len([r for r in self._replicas(s) if not r.draining]) for s in routed)
         return ScaleOutcome(low if low is not None else (high or 0), running, refusals)
 

@@ -21,11 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from inferbox.embedded.envoy import TYPES, socket_address
-from inferbox.embedded.gateway_plan import jwks_service
+from inferbox.embedded.envoy_common import (
+    HCM_FILTER,
+    JWT_FILTER,
+    TYPES,
+    Endpoint,
+    connection_limit_runtime,
+    router_filter,
+    socket_address,
+    static_cluster,
+    stdout_access_log,
+)
+from inferbox.embedded.jwt_authn import JwksSource, Provider, provider_config
 from inferbox.embedded.mesh_plan import Condition, Operation, Policy, Rule, SidecarPlan, Source
 
-JWT_FILTER = "envoy.filters.http.jwt_authn"
 PAYLOAD_KEY = "jwt_payload"  # where verified token payloads are kept, whatever the issuer (Istio: request.auth)
 DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 TLS_INSPECTOR = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
@@ -34,8 +43,6 @@ ACCESS_LOG_FORMAT = (
     "%RESPONSE_CODE_DETAILS% peer=%DOWNSTREAM_PEER_URI_SAN% from=%DOWNSTREAM_REMOTE_ADDRESS% "
     "duration=%DURATION%ms id=%REQ(X-REQUEST-ID)%\n"
 )
-
-Endpoint = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -198,43 +205,21 @@ def _jwt_filter(
     providers: dict[str, Any] = {}
     clusters: dict[str, dict[str, Any]] = {}
     for rule in plan.jwt_rules:
-        where = jwks_service(rule.jwks_uri)
-        if where is None:
-            raise ValueError(f"JWKS URI {rule.jwks_uri} is not an in-cluster service URL")
-        namespace, service, port = where
-        cluster = f"jwks__{namespace}__{service}__{port}"
-        clusters[cluster] = {
-            "name": cluster,
-            "type": "STATIC",
-            "connect_timeout": "2s",
-            "load_assignment": {
-                "cluster_name": cluster,
-                "endpoints": [
-                    {
-                        "lb_endpoints": [
-                            {"endpoint": {"address": socket_address(h, p)}}
-                            for h, p in jwks_endpoints(namespace, service, port)
-                        ]
-                    }
-                ],
-            },
-        }
-        provider: dict[str, Any] = {
-            "remote_jwks": {
-                "http_uri": {"uri": rule.jwks_uri, "cluster": cluster, "timeout": "5s"},
-                "cache_duration": "300s",
-                "async_fetch": {},
-                "retry_policy": {"num_retries": 3},
-            },
-            "forward": rule.forward,
-            "payload_in_metadata": PAYLOAD_KEY,
-            "claim_to_headers": [{"header_name": h, "claim_name": c} for h, c in rule.claim_to_headers],
-        }
-        if rule.issuer:
-            provider["issuer"] = rule.issuer
-        if rule.audiences:
-            provider["audiences"] = list(rule.audiences)
-        providers[rule.key] = provider
+        source = JwksSource.of(rule.jwks_uri)
+        cluster = source.cluster("jwks")
+        clusters[cluster] = static_cluster(cluster, jwks_endpoints(source.namespace, source.service, source.port))
+        providers[rule.key] = provider_config(
+            Provider(
+                jwks=source,
+                jwks_cluster=cluster,
+                # istiod keeps every verified payload under one key, whatever the issuer (request.auth).
+                payload_key=PAYLOAD_KEY,
+                issuer=rule.issuer or None,
+                audiences=rule.audiences,
+                forward=rule.forward,
+                claim_to_headers=rule.claim_to_headers,
+            )
+        )
     # A valid token of any rule, or none at all; an invalid token is refused (401).
     alternatives: list[dict[str, Any]] = [{"provider_name": key} for key in providers]
     alternatives.append({"allow_missing": {}})
@@ -268,7 +253,7 @@ def render_sidecar(
         http_filters.append(_rbac_filter("envoy.filters.http.rbac.deny", "DENY", plan.deny))
     if plan.allow is not None:
         http_filters.append(_rbac_filter("envoy.filters.http.rbac.allow", "ALLOW", plan.allow))
-    http_filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": TYPES["router"]}})
+    http_filters.append(router_filter())
     hcm = {
         "@type": TYPES["hcm"],
         "stat_prefix": "inbound",
@@ -286,17 +271,9 @@ def render_sidecar(
         # The application learns the verified peer identity, never a client-supplied one.
         "forward_client_cert_details": "SANITIZE_SET",
         "set_current_client_cert_details": {"uri": True},
-        "access_log": [
-            {
-                "name": "envoy.access_loggers.stdout",
-                "typed_config": {
-                    "@type": TYPES["file_log"],
-                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
-                },
-            }
-        ],
+        "access_log": stdout_access_log(ACCESS_LOG_FORMAT),
     }
-    network_filters = [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
+    network_filters = [{"name": HCM_FILTER, "typed_config": hcm}]
     validation: dict[str, Any] = {"trusted_ca": {"filename": files.trust_bundle}}
     if trust_any_ca:
         validation["trust_chain_verification"] = "ACCEPT_UNTRUSTED"
@@ -332,22 +309,10 @@ def render_sidecar(
         ],
         "filter_chains": chains,
     }
-    clusters.append(
-        {
-            "name": "app",
-            "type": "STATIC",
-            "connect_timeout": "2s",
-            "load_assignment": {
-                "cluster_name": "app",
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(*ports.app)}}]}],
-            },
-        }
-    )
+    clusters.append(static_cluster("app", [ports.app]))
     return {
         "node": {"id": name, "cluster": name},
         "admin": {"address": socket_address("127.0.0.1", ports.admin)},
         "static_resources": {"listeners": [listener], "clusters": clusters},
-        "layered_runtime": {
-            "layers": [{"name": "static", "static_layer": {"overload": {"global_downstream_max_connections": 50000}}}]
-        },
+        "layered_runtime": connection_limit_runtime(),
     }

@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from inferbox.contract_types import Credentials
+
 
 @dataclass(frozen=True)
 class Client:
@@ -20,15 +22,6 @@ class Client:
     tenant: str
     subject: str
     secret_sha256: str
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """A client's id and plaintext secret, as handed to that tenant."""
-
-    client_id: str
-    client_secret: str
-    tenant: str
 
 
 def _digest(secret: str) -> str:

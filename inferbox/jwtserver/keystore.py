@@ -15,12 +15,13 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from inferbox.contract_types import SigningKey
 
 INDEX = "keys.json"
 
@@ -54,16 +55,6 @@ def public_jwk(key: rsa.RSAPublicKey, kid: str) -> dict[str, str]:
         "n": _b64url_uint(numbers.n),
         "e": _b64url_uint(numbers.e),
     }
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    kid: str
-    key: rsa.RSAPrivateKey
-
-    @property
-    def pem(self) -> bytes:
-        return private_pem(self.key)
 
 
 def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -8,10 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from inferbox.client import GatewayClient
-from inferbox.contract import Capability, ComponentHealth, Observability
+from inferbox.contract import (
+    Capability,
+    ComponentHealth,
+    Credentials,
+    InClusterLoadPlace,
+    Observability,
+    PlatformBase,
+    SigningKey,
+)
 from inferbox.errors import PlatformError
-from inferbox.jwtserver.clients import Credentials, read_credentials
-from inferbox.jwtserver.keystore import KeyStore, SigningKey
+from inferbox.jwtserver.clients import read_credentials
+from inferbox.jwtserver.keystore import KeyStore
 from inferbox.kind import diagnostics, readback
 from inferbox.kind import mesh as kind_mesh
 from inferbox.kind import serving as kind_serving
@@ -79,7 +87,7 @@ GATEWAY_SERVICE_SELECTOR = "gateway.envoyproxy.io/owning-gateway-name=inference-
 
 
 @dataclass
-class KubePlatform:
+class KubePlatform(PlatformBase):
     """A platform on a cluster, reached through ``api`` (and a port-forward when not on Kind)."""
 
     target: str
@@ -119,6 +127,8 @@ class KubePlatform:
             Capability.TRACES,
             Capability.GRAFANA,
             Capability.MESH_GRAPH,
+            Capability.IN_CLUSTER_LOAD,
+            Capability.FAILURE_EVIDENCE,
         }
         if self.manifests is not None:
             caps.add(Capability.AUTOSCALING)  # bounds and rollouts are restored to the manifests
@@ -219,6 +229,14 @@ class KubePlatform:
             )
         name = services[0]["metadata"]["name"]
         return f"http://{name}.{GATEWAY_NAMESPACE}.svc.cluster.local:80"
+
+    def in_cluster_load(self) -> InClusterLoadPlace:
+        master = None
+        if self.target == "kind":
+            from inferbox.load.kind_job import kind_network_gateway
+
+            master = kind_network_gateway()  # this machine on Kind's Docker network
+        return InClusterLoadPlace(self.in_cluster_gateway_url(), self.api.context or None, master)
 
     # -- mesh and quotas (inferbox.kind.mesh does the work through the official client) ----------
     def _api_client(self) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from inferbox.contract import Capability, Platform
 from inferbox.errors import InferboxError
 from inferbox.load.runner import LOCUSTFILE
 
@@ -222,19 +223,20 @@ def kind_network_gateway(docker: str = "docker") -> str:
     return addresses[0]
 
 
-def in_cluster_workers(platform: Any, master_host: str | None) -> JobWorkers:
+def in_cluster_workers(platform: Platform, master_host: str | None) -> JobWorkers:
     """Workers for a cluster target: a Job next to the platform, reporting to a master on this machine."""
-    gateway = getattr(platform, "in_cluster_gateway_url", None)
-    api = getattr(platform, "api", None)
-    if gateway is None or api is None:
+    if Capability.IN_CLUSTER_LOAD not in platform.capabilities:
         raise InferboxError(
-            f"target {platform.target} cannot run load workers in a cluster", "use --platform kind or existing"
+            f"target {platform.target} cannot run load workers in a cluster "
+            f"(it lacks the capability {Capability.IN_CLUSTER_LOAD})",
+            "use --platform kind or existing",
         )
-    host = master_host or (kind_network_gateway() if platform.target == "kind" else None)
+    place = platform.in_cluster_load()
+    host = master_host or place.default_master_host
     if not host:
         raise InferboxError(
             "--in-cluster on an existing cluster needs the master's address as pods reach it",
             "pass --master-host ADDRESS",
         )
-    kubectl = ("kubectl", "--context", api.context) if api.context else ("kubectl",)
-    return JobWorkers(LOAD_NAMESPACE, host, gateway(), kubectl=kubectl)
+    kubectl = ("kubectl", "--context", place.kube_context) if place.kube_context else ("kubectl",)
+    return JobWorkers(LOAD_NAMESPACE, host, place.gateway_url, kubectl=kubectl)

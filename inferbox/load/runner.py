@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from inferbox.contract import Capability, LoadClientPlace, PlacesLoadClients, Platform
+from inferbox.contract import Capability, LoadClientPlace, Platform
 from inferbox.errors import InferboxError
 from inferbox.load.plan import build_plan, tenants_needing_tokens
 from inferbox.load.profiles import LoadProfile, LoadProfileError, SloFile
@@ -100,7 +100,7 @@ def load_place(
     if not needs_direct_access(profile):
         yield LoadClientPlace((), platform.gateway_url)
         return
-    if Capability.DIRECT_MODEL_ACCESS not in platform.capabilities or not isinstance(platform, PlacesLoadClients):
+    if Capability.DIRECT_MODEL_ACCESS not in platform.capabilities:
         raise LoadProfileError(
             f"load profile {profile.name} goes directly to model replicas, and target {platform.target} lacks "
             f"capability: {Capability.DIRECT_MODEL_ACCESS}",

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferbox.contract import Capability, PausesReplicas, Platform
+from inferbox.contract import Capability, Platform
 from inferbox.evidence import Evidence
 from inferbox.load.profiles import LoadProfile, MixEntry, SloFile, Stage
 from inferbox.load.records import OK, Records, percentile, read_records
@@ -158,7 +158,6 @@ def test_injected_delay_shows_in_the_percentiles(delay_run: LoadResult, evidence
 
 def _stall_run(platform: Platform, folder: Path, mode: str, users: int) -> tuple[LoadResult, Records]:
     assert Capability.PAUSE_REPLICA in platform.capabilities
-    assert isinstance(platform, PausesReplicas)
     model = platform.topology.model(BASELINE[1])
     profile = _profile(f"calibration-stall-{mode}", mode, 14.0, users, [BASELINE])
     stall = TimedAction(

@@ -48,9 +48,8 @@ def test_start_serve_and_stop_cleanly(tmp_path: Path, network: str) -> None:
     platform = EmbeddedPlatform(_options(tmp_path, network=network))
     platform.start()
     try:
-        assert platform.network is not None
         assert platform.network.kind == network
-        models = [r for reps in platform.replicas.values() for r in reps if r.workload.kind == "InferenceService"]
+        models = [r for r in platform.deployer.all_replicas() if r.workload.kind == "InferenceService"]
         assert models
         for replica in models:
             addresses = _listening(replica.process.pid)
@@ -59,15 +58,15 @@ def test_start_serve_and_stop_cleanly(tmp_path: Path, network: str) -> None:
             else:
                 assert addresses, f"{replica.name} listens nowhere"
                 assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
-        gateway = platform.gateway_process
+        gateway = platform.gateway.process
         assert gateway is not None
-        assert f"127.0.0.1:{platform.gateway_port}" in _listening(gateway.pid)
-        pids = [(p.pid, p.start_time) for p in platform.supervisor.processes] if platform.supervisor else []
+        assert f"127.0.0.1:{platform.gateway.public_port}" in _listening(gateway.pid)
+        pids = [(p.pid, p.start_time) for p in platform.supervisor.processes]
     finally:
         platform.stop()
     assert not _leftovers(platform.instance, pids)
     with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", platform.gateway_port)) != 0, "the gateway port is still open"
+        assert probe.connect_ex(("127.0.0.1", platform.gateway.public_port)) != 0, "the gateway port is still open"
 
 
 def test_a_port_in_use_is_named_with_the_option_to_change_it(tmp_path: Path) -> None:

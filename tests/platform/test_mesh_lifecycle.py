@@ -54,9 +54,8 @@ def test_sidecars_own_the_service_ports_and_everything_goes_away(tmp_path: Path)
     platform = EmbeddedPlatform(EmbeddedOptions(DEFAULT_MANIFEST_DIR, tmp_path / "state", tmp_path / "logs"))
     platform.start()
     try:
-        assert platform.mesh is not None
         assert platform.mesh.enforcing
-        models = [r for reps in platform.replicas.values() for r in reps if r.workload.kind == "InferenceService"]
+        models = [r for r in platform.deployer.all_replicas() if r.workload.kind == "InferenceService"]
         assert models
         for replica in models:
             assert replica.sidecar is not None, f"{replica.name} has no sidecar"
@@ -84,12 +83,12 @@ def test_sidecars_own_the_service_ports_and_everything_goes_away(tmp_path: Path)
         assert outcome.running < 10
         assert any("exceeded quota" in r for r in outcome.refusals), outcome.refusals
         assert "exceeded quota" in (tmp_path / "logs" / "events.log").read_text()
-        scaled = platform.replicas["tenant-a.sklearn-iris"]
+        scaled = platform.deployer.replicas("tenant-a.sklearn-iris")
         assert all(r.sidecar is not None for r in scaled), "a replica added later has no sidecar"
         # One replica for each revision that receives traffic (sklearn-iris rolls out a canary).
         routed = [r for r in platform.serving.revision_status("tenant-a", "sklearn-iris") if r.traffic_percent]
         assert platform.scale("tenant-a", "sklearn-iris", 1).running == len(routed)
-        pids = [(p.pid, p.start_time) for p in platform.supervisor.processes] if platform.supervisor else []
+        pids = [(p.pid, p.start_time) for p in platform.supervisor.processes]
         assert len(pids) >= 2 * len(models) + 2  # models, their sidecars, JWT server, gateway
     finally:
         platform.stop()

@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 import yaml
 
-from inferbox.embedded.envoy import FAULT_FILTER, JWT_FILTER, EdsFiles, GatewayPorts, render_gateway
+from inferbox.embedded.envoy_common import FAULT_FILTER, JWT_FILTER
+from inferbox.embedded.envoy_launcher import envoy_binary
+from inferbox.embedded.gateway_config import GatewayPorts
 from inferbox.embedded.gateway_plan import FaultPlan, parse_go_duration, plan_gateway
-from inferbox.embedded.platform import envoy_binary
 from inferbox.embedded.subset import check_supported
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
+from tests.gateway_render import render_bootstrap
 
 POLICY = "sklearn-iris-rate-limit"
 
@@ -123,9 +125,7 @@ def test_fault_injection_on_a_gateway_target_is_refused(manifests: ManifestSet) 
 
 def _render(manifests: ManifestSet, tmp_path: Path) -> dict[str, Any]:
     ports = GatewayPorts(public=18080, admin=18081, pod_ip=None, pod_port=80)
-    return render_gateway(
-        plan_gateway(manifests), ports, None, EdsFiles(tmp_path / "xds"), lambda ns, name, port: [("127.0.0.1", 1)]
-    )
+    return render_bootstrap(plan_gateway(manifests), ports, tmp_path / "xds", endpoint=("127.0.0.1", 1))
 
 
 def _hcm(bootstrap: dict[str, Any]) -> dict[str, Any]:

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from inferbox.embedded.envoy import EdsFiles, GatewayPorts, render_gateway
+from inferbox.embedded.envoy_launcher import envoy_binary
+from inferbox.embedded.gateway_config import GatewayPorts
 from inferbox.embedded.gateway_plan import ModelBackend, ServiceBackend, Unresolved, plan_gateway
-from inferbox.embedded.platform import envoy_binary
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
+from tests.gateway_render import render_bootstrap
 from tests.manifest_edits import edited as _edited
 
 
@@ -132,13 +133,7 @@ def _render(manifests: ManifestSet, tmp_path: Path, host_netns: str | None) -> d
     ports = GatewayPorts(
         public=18080, admin=18081, pod_ip="198.18.0.9" if host_netns else None, pod_port=80, admin_internal=15000
     )
-    return render_gateway(
-        plan_gateway(manifests),
-        ports,
-        host_netns,
-        EdsFiles(tmp_path / "xds"),
-        lambda ns, name, port: [("127.0.0.1", 18099)],
-    )
+    return render_bootstrap(plan_gateway(manifests), ports, tmp_path / "xds", host_netns)
 
 
 def test_path_prefixes_match_whole_path_elements(manifests: ManifestSet, tmp_path: Path) -> None:

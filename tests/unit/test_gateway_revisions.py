@@ -10,10 +10,18 @@ from typing import Any
 
 import yaml
 
-from inferbox.embedded.envoy import EdsFiles, GatewayPorts, RoutesFile, model_clusters, render_gateway, render_routes
+from inferbox.embedded.envoy_launcher import envoy_binary
+from inferbox.embedded.gateway_config import (
+    GatewayInputs,
+    GatewayPorts,
+    model_clusters,
+    render_gateway,
+    render_routes,
+    service_backends,
+)
 from inferbox.embedded.gateway_plan import ModelBackend, plan_gateway
-from inferbox.embedded.platform import envoy_binary
 from inferbox.embedded.serving_plan import plan_serving
+from inferbox.embedded.xds_files import EdsFiles, RoutesFile
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, load_manifests
 
 MANIFESTS = load_manifests(DEFAULT_MANIFEST_DIR)
@@ -51,16 +59,16 @@ def test_a_canary_model_splits_between_its_revision_clusters() -> None:
 
 
 def test_routes_come_from_a_watched_file_and_envoy_accepts_the_bootstrap(tmp_path: Path) -> None:
-    routes = RoutesFile(tmp_path / "xds")
-    bootstrap = render_gateway(
-        plan_gateway(MANIFESTS),
-        GatewayPorts(public=18080, admin=18081, pod_ip=None, pod_port=80),
-        None,
-        EdsFiles(tmp_path / "xds"),
-        lambda ns, name, port: [("127.0.0.1", 18099)],
-        revisions=revisions(),
-        routes_file=routes,
-    )
+    plan = plan_gateway(MANIFESTS)
+    services = {name: [("127.0.0.1", 18099)] for name in service_backends(plan)}
+    ports = GatewayPorts(public=18080, admin=18081, pod_ip=None, pod_port=80)
+    config = render_gateway(GatewayInputs(plan, ports, tmp_path / "xds", services, revisions=revisions(), rds=True))
+    # What the embedded gateway writes beside its bootstrap: the routes (RDS) and empty endpoints (EDS).
+    routes, eds = RoutesFile(tmp_path / "xds"), EdsFiles(tmp_path / "xds")
+    routes.write(config.routes)
+    for cluster in config.eds_clusters:
+        eds.ensure(cluster)
+    bootstrap = config.bootstrap
     hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert "route_config" not in hcm
     assert hcm["rds"]["config_source"]["path_config_source"]["path"] == str(routes.path)
@@ -68,9 +76,9 @@ def test_routes_come_from_a_watched_file_and_envoy_accepts_the_bootstrap(tmp_pat
     assert served["resources"][0]["@type"].endswith("RouteConfiguration")
     clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
     assert clusters["isvc__tenant-a__sklearn-iris__00002"]["type"] == "EDS"
-    config = tmp_path / "envoy.yaml"
-    config.write_text(yaml.safe_dump(bootstrap))
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(bootstrap))
     done = subprocess.run(
-        [envoy_binary(), "--mode", "validate", "-c", str(config)], capture_output=True, text=True, check=False
+        [envoy_binary(), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -13,9 +13,9 @@ import yaml
 from cryptography import x509
 
 from inferbox.embedded import netpol
+from inferbox.embedded.envoy_launcher import envoy_binary
 from inferbox.embedded.mesh_plan import PodMeta, mtls_mode, plan_sidecar
 from inferbox.embedded.pki import MeshPKI
-from inferbox.embedded.platform import envoy_binary
 from inferbox.embedded.quota import QuotaExceeded, QuotaLedger, quantity
 from inferbox.embedded.sidecar import SidecarFiles, SidecarPorts, render_sidecar
 from inferbox.embedded.subset import check_supported

@@ -11,6 +11,7 @@ import pytest
 
 from inferbox.embedded.pause import MAX_PAUSE_S, pause_process_group, replica_component
 from inferbox.embedded.processes import proc_start_time
+from inferbox.embedded.state import ComponentStatus
 from inferbox.errors import PlatformError
 from inferbox.topology import Model
 
@@ -58,14 +59,13 @@ def test_pauses_are_bounded_and_checked() -> None:
 
 
 def test_replicas_are_found_by_workload() -> None:
-    state = {
-        "components": {
-            "tenant-a.sklearn-iris-0": {"workload": "tenant-a.sklearn-iris", "pid": 1},
-            "tenant-a.sklearn-iris-1": {"workload": "tenant-a.sklearn-iris", "pid": 2},
-            "gateway": {"pid": 3},
-        }
+    components = {
+        "tenant-a.sklearn-iris-0": ComponentStatus(True, 1, 1, "", workload="tenant-a.sklearn-iris"),
+        "tenant-a.sklearn-iris-1": ComponentStatus(True, 2, 1, "", workload="tenant-a.sklearn-iris"),
+        "tenant-a.sklearn-iris-1-sidecar": ComponentStatus(True, 4, 1, ""),
+        "gateway": ComponentStatus(True, 3, 1, ""),
     }
     model = Model("sklearn-iris", "tenant-a", "sklearn", 1, 3)
-    assert replica_component(state, model, 1)[0] == "tenant-a.sklearn-iris-1"
+    assert replica_component(components, model, 1)[0] == "tenant-a.sklearn-iris-1"
     with pytest.raises(PlatformError, match="has 2 replica"):
-        replica_component(state, model, 2)
+        replica_component(components, model, 2)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from inferbox.embedded.knobs import read_knobs
+from inferbox.embedded.knobs import Knobs, parse_knobs
 from inferbox.errors import PlatformError, ProfileError
 from inferbox.profile import DEFAULT_PROFILE, load_profile
 
@@ -30,8 +30,16 @@ def test_a_profile_that_is_not_yaml_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_knobs_are_refused() -> None:
-    assert read_knobs('{"gateway.jwtClockSkewSeconds": 1}') == {"gateway.jwtClockSkewSeconds": 1}
+    assert parse_knobs('{"gateway.jwtClockSkewSeconds": 1}') == Knobs(jwt_clock_skew_s=1)
+    assert parse_knobs("") == Knobs()
     with pytest.raises(PlatformError, match="unknown target knob"):
-        read_knobs('{"gateway.bogus": 1}')
+        parse_knobs('{"gateway.bogus": 1}')
     with pytest.raises(PlatformError, match="not valid JSON"):
-        read_knobs("{")
+        parse_knobs("{")
+
+
+def test_knob_values_of_the_wrong_type_are_refused() -> None:
+    with pytest.raises(PlatformError, match=r"mesh\.rogueIssuer must be true or false"):
+        parse_knobs('{"mesh.rogueIssuer": "yes"}')
+    with pytest.raises(PlatformError, match=r"serving\.canaryWeightOffset must be an integer"):
+        parse_knobs('{"serving.canaryWeightOffset": true}')

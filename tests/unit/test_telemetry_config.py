@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from inferbox.embedded.envoy import EdsFiles, GatewayPorts, render_gateway
+from inferbox.embedded.envoy_launcher import envoy_binary
+from inferbox.embedded.gateway_config import GatewayPorts
 from inferbox.embedded.gateway_plan import plan_gateway
-from inferbox.embedded.platform import envoy_binary
 from inferbox.embedded.tracing import (
     add_gateway_metrics,
     add_gateway_tracing,
@@ -23,6 +23,7 @@ from inferbox.embedded.tracing import (
 )
 from inferbox.errors import ManifestError
 from inferbox.manifests import ManifestSet
+from tests.gateway_render import render_bootstrap
 from tests.manifest_edits import edited as _edited
 
 
@@ -66,13 +67,7 @@ def test_real_envoy_accepts_tracing_and_metrics(manifests: ManifestSet, tmp_path
     ports = GatewayPorts(
         public=18080, admin=18081, pod_ip="127.0.0.1" if host_netns else None, pod_port=80, admin_internal=15000
     )
-    bootstrap = render_gateway(
-        plan_gateway(manifests),
-        ports,
-        host_netns,
-        EdsFiles(tmp_path / "xds"),
-        lambda ns, name, port: [("127.0.0.1", 18099)],
-    )
+    bootstrap = render_bootstrap(plan_gateway(manifests), ports, tmp_path / "xds", host_netns)
     tracing = gateway_tracing(manifests, "envoy-gateway-system/inference-gateway")
     assert tracing is not None
     add_gateway_tracing(bootstrap, tracing, ("127.0.0.1", 14318), 1000)

@@ -1,21 +1,34 @@
-"""Real Envoy for the embedded gateway: a bootstrap rendered from the gateway plan.
+"""The embedded gateway's Envoy configuration, rendered from the gateway plan: a pure function of
+its inputs (files are written by ``inferbox.embedded.gateway``).
 
-Model clusters use EDS from files in a watched directory (Envoy's filesystem xDS). Replicas are
-added or removed by rewriting one file atomically, which Envoy applies without a restart; this is
-how the embedded control plane tells the gateway about replicas.
+Model clusters take their endpoints from filesystem EDS and, with revisions, the route
+configuration comes from filesystem RDS (``xds_files``), so replicas and traffic splits change
+without a restart.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from inferbox.embedded.envoy_common import (
+    FAULT_FILTER,
+    HCM_FILTER,
+    ISTIO_TLS_MODE,
+    JWT_FILTER,
+    RATELIMIT_FILTER,
+    RBAC_FILTER,
+    TYPES,
+    UNLIMITED,
+    Endpoint,
+    connection_limit_runtime,
+    router_filter,
+    socket_address,
+    static_cluster,
+    stdout_access_log,
+)
 from inferbox.embedded.gateway_plan import (
     Authorization,
     FaultPlan,
@@ -26,35 +39,11 @@ from inferbox.embedded.gateway_plan import (
     SecurityPlan,
     ServiceBackend,
     Unresolved,
-    jwks_service,
 )
+from inferbox.embedded.jwt_authn import JwksSource, Provider, provider_config
+from inferbox.embedded.xds_files import eds_path, path_config_source, rds_path
 
-JWT_FILTER = "envoy.filters.http.jwt_authn"
-RBAC_FILTER = "envoy.filters.http.rbac"
-RATELIMIT_FILTER = "envoy.filters.http.local_ratelimit"
-FAULT_FILTER = "envoy.filters.http.fault"
-TYPES = {
-    "hcm": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-    "jwt": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-    "jwt_route": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig",
-    "rbac": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
-    "rbac_route": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
-    "ratelimit": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-    "router": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-    "fault": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
-    "early": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
-    "cla": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-    "route": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-    "file_log": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-}
-UNLIMITED = 4294967295
-ACCESS_LOG_FORMAT = (
-    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%" %RESPONSE_CODE% %RESPONSE_FLAGS% '
-    "%RESPONSE_CODE_DETAILS% host=%REQ(:AUTHORITY)% route=%ROUTE_NAME% upstream=%UPSTREAM_HOST% "
-    "duration=%DURATION%ms id=%REQ(X-REQUEST-ID)%\n"
-)
-
-Endpoint = tuple[str, int]
+__all__ = ["FAULT_FILTER", "ISTIO_TLS_MODE", "JWT_FILTER"]
 
 
 def cluster_name(backend: ServiceBackend | ModelBackend) -> str:
@@ -64,88 +53,8 @@ def cluster_name(backend: ServiceBackend | ModelBackend) -> str:
     return f"svc__{backend.namespace}__{backend.name}__{backend.port}"
 
 
-def socket_address(host: str, port: int, netns_path: str | None = None) -> dict[str, Any]:
-    address: dict[str, Any] = {"address": host, "port_value": port}
-    if netns_path:
-        address["network_namespace_filepath"] = netns_path
-    return {"socket_address": address}
-
-
-def _lb_endpoints(endpoints: list[Endpoint], match: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    # ``match`` labels endpoints for a cluster's transport_socket_matches (Istio: tlsMode=istio marks
-    # endpoints with a sidecar, which the caller then reaches over mutual TLS).
-    extra = {"metadata": {"filter_metadata": {"envoy.transport_socket_match": match}}} if match else {}
-    return [{"endpoint": {"address": socket_address(h, p)}, **extra} for h, p in endpoints]
-
-
 # A model's revisions and their traffic percentages: how KServe/Knative split a model's traffic.
 Revisions = Callable[[ModelBackend], list[tuple[ModelBackend, int]]]
-
-
-def write_discovery_file(directory: Path, path: Path, resource: dict[str, Any], version: int) -> None:
-    """Atomically replaces one filesystem xDS file (Envoy reacts to the rename in its watched directory)."""
-    body = {"version_info": str(version), "resources": [resource]}
-    tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    tmp.write_text(yaml.safe_dump(body))
-    os.replace(tmp, path)
-
-
-class RoutesFile:
-    """The gateway's route configuration as filesystem RDS: rewritten when traffic splits change
-    (a canary promoted), applied by Envoy without a restart, like EDS for endpoints."""
-
-    def __init__(self, directory: Path, name: str = "gateway") -> None:
-        self.directory = directory
-        self.name = name
-        directory.mkdir(parents=True, exist_ok=True)
-        self._version = 0
-
-    @property
-    def path(self) -> Path:
-        return self.directory / f"rds-{self.name}.yaml"
-
-    def write(self, route_config: dict[str, Any]) -> int:
-        """Publishes a route configuration; returns its version (Envoy's config dump shows it once applied)."""
-        self._version += 1
-        write_discovery_file(self.directory, self.path, {"@type": TYPES["route"], **route_config}, self._version)
-        return self._version
-
-    def config_source(self) -> dict[str, Any]:
-        return {
-            "route_config_name": self.name,
-            "config_source": {
-                "resource_api_version": "V3",
-                "path_config_source": {"path": str(self.path), "watched_directory": {"path": str(self.directory)}},
-            },
-        }
-
-
-class EdsFiles:
-    """Writes ClusterLoadAssignments into the directory Envoy watches."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self._version = 0
-
-    def path(self, cluster: str) -> Path:
-        return self.directory / f"eds-{cluster}.yaml"
-
-    def write(self, cluster: str, endpoints: list[Endpoint], match: dict[str, str] | None = None) -> None:
-        self._version += 1
-        body = {
-            "version_info": str(self._version),
-            "resources": [
-                {
-                    "@type": TYPES["cla"],
-                    "cluster_name": cluster,
-                    "endpoints": [{"lb_endpoints": _lb_endpoints(endpoints, match)}],
-                }
-            ],
-        }
-        tmp = self.directory / f".{cluster}.{secrets.token_hex(4)}.tmp"
-        tmp.write_text(yaml.safe_dump(body))
-        os.replace(tmp, self.path(cluster))  # a rename is what Envoy's watcher reacts to
 
 
 def _path_match(route: RoutePlan) -> dict[str, Any]:
@@ -334,7 +243,6 @@ class MeshUpstream:
 
 
 UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-ISTIO_TLS_MODE = {"tlsMode": "istio"}
 
 
 def _mesh_transport(mesh: MeshUpstream, cluster: str) -> list[dict[str, Any]]:
@@ -385,25 +293,14 @@ def admin_proxy_listener(
         "@type": TYPES["hcm"],
         "stat_prefix": f"{name}_admin",
         "route_config": {"virtual_hosts": [{"name": "admin", "domains": ["*"], "routes": [route]}]},
-        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": TYPES["router"]}}],
+        "http_filters": [router_filter()],
     }
     listener = {
         "name": f"{name}-admin",
         "address": socket_address("127.0.0.1", host_port, host_netns),
-        "filter_chains": [
-            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
-        ],
+        "filter_chains": [{"filters": [{"name": HCM_FILTER, "typed_config": hcm}]}],
     }
-    cluster_def = {
-        "name": cluster,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": cluster,
-            "endpoints": [{"lb_endpoints": _lb_endpoints([("127.0.0.1", admin_port)])}],
-        },
-    }
-    return listener, cluster_def
+    return listener, static_cluster(cluster, [("127.0.0.1", admin_port)], "1s")
 
 
 def render_routes(plan: GatewayPlan, revisions: Revisions | None = None) -> dict[str, Any]:
@@ -434,98 +331,124 @@ def model_clusters(plan: GatewayPlan, revisions: Revisions | None = None) -> lis
     return sorted(names)
 
 
-def render_gateway(
-    plan: GatewayPlan,
-    ports: GatewayPorts,
-    host_netns: str | None,
-    eds: EdsFiles,
-    service_endpoints: Callable[[str, str, int], list[Endpoint]],
-    knobs: dict[str, Any] | None = None,
-    mesh: MeshUpstream | None = None,
-    revisions: Revisions | None = None,
-    routes_file: RoutesFile | None = None,
-) -> dict[str, Any]:
-    """The Envoy bootstrap for the gateway; model clusters read their endpoints from ``eds``.
+@dataclass(frozen=True)
+class GatewayInputs:
+    """Everything the gateway's configuration depends on."""
 
-    With ``revisions``, every model has one cluster per revision and routes split traffic by the
-    revisions' percentages; with ``routes_file`` the route configuration is served from that file
-    (filesystem RDS), so a changed split is applied without a restart."""
-    jwt_clusters: dict[str, ServiceBackend] = {}
+    plan: GatewayPlan
+    ports: GatewayPorts
+    xds_dir: Path  # where the EDS (and RDS) files live; nothing is written by the builder
+    # Endpoints of each Service cluster (route backends and JWKS services), by cluster name.
+    service_endpoints: Mapping[str, list[Endpoint]] = field(default_factory=dict)
+    host_netns: str | None = None  # the host's network namespace, for host-facing listeners
+    mesh: MeshUpstream | None = None
+    revisions: Revisions | None = None
+    rds: bool = False  # routes from filesystem RDS (a changed split applies without a restart)
+    jwt_clock_skew_s: int | None = None  # a target knob; None: Envoy's default
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    bootstrap: dict[str, Any]
+    routes: dict[str, Any]  # the route configuration (inline in the bootstrap unless served by RDS)
+    eds_clusters: tuple[str, ...]  # model clusters whose endpoints come from EDS files
+
+
+def service_backends(plan: GatewayPlan) -> dict[str, ServiceBackend]:
+    """Every Service the gateway sends to (route backends and JWKS services), by cluster name."""
+    services: dict[str, ServiceBackend] = {}
+    for route in plan.routes:
+        for weighted in route.backends:
+            if isinstance(weighted.backend, ServiceBackend):
+                services[cluster_name(weighted.backend)] = weighted.backend
+        for provider in route.security.providers if route.security else ():
+            source = JwksSource.of(provider.jwks_uri)
+            backend = ServiceBackend(source.namespace, source.service, source.port)
+            services[cluster_name(backend)] = backend
+    return services
+
+
+def _jwt_filter(plan: GatewayPlan, clock_skew_s: int | None) -> dict[str, Any] | None:
     providers: dict[str, Any] = {}
     requirements: dict[str, Any] = {}
     for route in plan.routes:
         if not route.security or not route.security.providers:
             continue
         for provider in route.security.providers:
-            where = jwks_service(provider.jwks_uri)
-            if where is None:
-                raise ValueError(f"JWKS URI {provider.jwks_uri} is not an in-cluster service URL")
-            backend = ServiceBackend(*where)
-            jwt_clusters[cluster_name(backend)] = backend
-            entry: dict[str, Any] = {
-                "remote_jwks": {
-                    "http_uri": {"uri": provider.jwks_uri, "cluster": cluster_name(backend), "timeout": "5s"},
-                    "cache_duration": "300s",
-                    "async_fetch": {},
-                    "retry_policy": {"num_retries": 3},
-                },
-                "forward": True,
-                "payload_in_metadata": provider.key,
-                "claim_to_headers": [{"header_name": h, "claim_name": c} for h, c in provider.claim_to_headers],
-            }
-            if provider.issuer:
-                entry["issuer"] = provider.issuer
-            if knobs and "gateway.jwtClockSkewSeconds" in knobs:
-                entry["clock_skew_seconds"] = int(knobs["gateway.jwtClockSkewSeconds"])
-            if provider.audiences:
-                entry["audiences"] = list(provider.audiences)
-            providers[provider.key] = entry
+            source = JwksSource.of(provider.jwks_uri)
+            jwks_cluster = cluster_name(ServiceBackend(source.namespace, source.service, source.port))
+            providers[provider.key] = provider_config(
+                Provider(
+                    jwks=source,
+                    jwks_cluster=jwks_cluster,
+                    # Envoy Gateway keeps each provider's payload under the provider's own name.
+                    payload_key=provider.key,
+                    issuer=provider.issuer,
+                    audiences=tuple(provider.audiences),
+                    forward=True,
+                    claim_to_headers=tuple(provider.claim_to_headers),
+                    clock_skew_s=clock_skew_s,
+                )
+            )
         requirements[route.key] = _requirement(route.security)
+    if not providers:
+        return None
+    return {
+        "name": JWT_FILTER,
+        "typed_config": {"@type": TYPES["jwt"], "providers": providers, "requirement_map": requirements},
+    }
 
-    route_config = render_routes(plan, revisions)
 
-    http_filters: list[dict[str, Any]] = []
+def _http_filters(plan: GatewayPlan, clock_skew_s: int | None) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = []
     if any(r.fault for r in plan.routes):
         # Envoy Gateway orders the fault filter first, before authentication: an empty default, the
         # faults themselves are per route.
-        http_filters.append({"name": FAULT_FILTER, "typed_config": {"@type": TYPES["fault"]}})
-    if providers:
-        http_filters.append(
-            {
-                "name": JWT_FILTER,
-                "typed_config": {
-                    "@type": TYPES["jwt"],
-                    "providers": providers,
-                    "requirement_map": requirements,
-                },
-            }
-        )
-    http_filters += [
+        filters.append({"name": FAULT_FILTER, "typed_config": {"@type": TYPES["fault"]}})
+    jwt = _jwt_filter(plan, clock_skew_s)
+    if jwt is not None:
+        filters.append(jwt)
+    filters += [
         {"name": RBAC_FILTER, "typed_config": {"@type": TYPES["rbac"]}},
         {
             "name": RATELIMIT_FILTER,
             "typed_config": {"@type": TYPES["ratelimit"], "stat_prefix": "http_local_rate_limiter"},
         },
-        {"name": "envoy.filters.http.router", "typed_config": {"@type": TYPES["router"]}},
+        router_filter(),
     ]
+    return filters
+
+
+def _model_cluster(name: str, inputs: GatewayInputs) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "EDS",
+        **({"transport_socket_matches": _mesh_transport(inputs.mesh, name)} if inputs.mesh else {}),
+        "connect_timeout": "2s",
+        "eds_cluster_config": {"eds_config": path_config_source(eds_path(inputs.xds_dir, name), inputs.xds_dir)},
+    }
+
+
+def render_gateway(inputs: GatewayInputs) -> GatewayConfig:
+    """The Envoy bootstrap for the gateway, its route configuration and its EDS clusters.
+
+    With ``revisions``, every model has one cluster per revision and routes split traffic by the
+    revisions' percentages; with ``rds`` the route configuration is served from a file (filesystem
+    RDS), so a changed split is applied without a restart."""
+    plan, ports = inputs.plan, inputs.ports
+    route_config = render_routes(plan, inputs.revisions)
     hcm: dict[str, Any] = {
         "@type": TYPES["hcm"],
         "stat_prefix": "gateway",
         "generate_request_id": True,
-        "http_filters": http_filters,
-        "access_log": [
-            {
-                "name": "envoy.access_loggers.stdout",
-                "typed_config": {
-                    "@type": TYPES["file_log"],
-                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
-                },
-            }
-        ],
+        "http_filters": _http_filters(plan, inputs.jwt_clock_skew_s),
+        "access_log": stdout_access_log(),
     }
-    if routes_file is not None:
-        routes_file.write(route_config)
-        hcm["rds"] = routes_file.config_source()
+    if inputs.rds:
+        hcm["rds"] = {
+            "route_config_name": route_config["name"],
+            "config_source": path_config_source(rds_path(inputs.xds_dir, route_config["name"]), inputs.xds_dir),
+        }
     else:
         hcm["route_config"] = route_config
     if plan.remove_request_headers:
@@ -543,67 +466,27 @@ def render_gateway(
         return {
             "name": name,
             "address": address,
-            "filter_chains": [
-                {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
-            ],
+            "filter_chains": [{"filters": [{"name": HCM_FILTER, "typed_config": hcm}]}],
         }
 
-    listeners = [listener("public", socket_address("127.0.0.1", ports.public, host_netns))]
+    listeners = [listener("public", socket_address("127.0.0.1", ports.public, inputs.host_netns))]
     if ports.pod_ip:
         listeners.append(listener("pod", socket_address(ports.pod_ip, ports.pod_port)))
-
-    clusters: list[dict[str, Any]] = []
-    services: dict[str, ServiceBackend] = dict(jwt_clusters)
-    for route in plan.routes:
-        for weighted in route.backends:
-            if isinstance(weighted.backend, ServiceBackend):
-                services[cluster_name(weighted.backend)] = weighted.backend
-    models = model_clusters(plan, revisions)
-    for name, svc in sorted(services.items()):
-        clusters.append(
-            {
-                "name": name,
-                "type": "STATIC",
-                "connect_timeout": "2s",
-                "load_assignment": {
-                    "cluster_name": name,
-                    "endpoints": [
-                        {"lb_endpoints": _lb_endpoints(service_endpoints(svc.namespace, svc.name, svc.port))}
-                    ],
-                },
-            }
-        )
-    for name in sorted(models):
-        if not eds.path(name).exists():
-            eds.write(name, [])
-        clusters.append(
-            {
-                "name": name,
-                "type": "EDS",
-                **({"transport_socket_matches": _mesh_transport(mesh, name)} if mesh else {}),
-                "connect_timeout": "2s",
-                "eds_cluster_config": {
-                    "eds_config": {
-                        "resource_api_version": "V3",
-                        "path_config_source": {
-                            "path": str(eds.path(name)),
-                            "watched_directory": {"path": str(eds.directory)},
-                        },
-                    }
-                },
-            }
-        )
+    clusters = [
+        static_cluster(name, list(inputs.service_endpoints.get(name, []))) for name in sorted(service_backends(plan))
+    ]
+    models = model_clusters(plan, inputs.revisions)
+    clusters += [_model_cluster(name, inputs) for name in models]
     admin_port = ports.admin
-    if host_netns:
+    if inputs.host_netns:
         admin_port = ports.admin_internal
-        proxy_listener, proxy_cluster = admin_proxy_listener("gateway", ports.admin, host_netns, admin_port)
+        proxy_listener, proxy_cluster = admin_proxy_listener("gateway", ports.admin, inputs.host_netns, admin_port)
         listeners.append(proxy_listener)
         clusters.append(proxy_cluster)
-    return {
+    bootstrap = {
         "node": {"id": "inference-gateway", "cluster": plan.gateway},
         "admin": {"address": socket_address("127.0.0.1", admin_port)},
         "static_resources": {"listeners": listeners, "clusters": clusters},
-        "layered_runtime": {
-            "layers": [{"name": "static", "static_layer": {"overload": {"global_downstream_max_connections": 50000}}}]
-        },
+        "layered_runtime": connection_limit_runtime(),
     }
+    return GatewayConfig(bootstrap, route_config, tuple(models))

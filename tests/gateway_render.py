@@ -1,0 +1,37 @@
+"""Renders the embedded gateway's bootstrap for unit tests, every Service at one fixed endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from inferbox.embedded.gateway_config import (
+    GatewayInputs,
+    GatewayPorts,
+    Revisions,
+    render_gateway,
+    service_backends,
+)
+from inferbox.embedded.gateway_plan import GatewayPlan
+from inferbox.embedded.xds_files import EdsFiles, RoutesFile
+
+
+def render_bootstrap(
+    plan: GatewayPlan,
+    ports: GatewayPorts,
+    xds_dir: Path,
+    host_netns: str | None = None,
+    endpoint: tuple[str, int] = ("127.0.0.1", 18099),
+    revisions: Revisions | None = None,
+    rds: bool = False,
+) -> dict[str, Any]:
+    """The bootstrap, with the endpoint (and route) files Envoy reads beside it written as the embedded
+    gateway writes them, so ``envoy --mode validate`` can load it."""
+    services = {name: [endpoint] for name in service_backends(plan)}
+    config = render_gateway(GatewayInputs(plan, ports, xds_dir, services, host_netns, revisions=revisions, rds=rds))
+    eds = EdsFiles(xds_dir)
+    for cluster in config.eds_clusters:
+        eds.ensure(cluster)
+    if rds:
+        RoutesFile(xds_dir).write(config.routes)
+    return config.bootstrap
