@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.inferbox-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup conformance test lint typecheck unit load mutants bench clean help
+.PHONY: setup conformance test check lint typecheck unit platform-tests load mutants bench clean help
 
 help:
 	@echo "make conformance   stand up the embedded platform and run pytest -m conformance"
 	@echo "make test          lint, type-check, unit tests, conformance suite, load smoke + calibration, mutants"
+	@echo "make check         lint, type-check and the unit tests that start no platform (a few minutes)"
 	@echo "make load          the smoke load profile with its SLOs and the load calibration self-test"
 	@echo "make setup         create $(VENV) and install everything (idempotent)"
 	@echo "make bench         print the benchmark figures"
@@ -34,10 +35,17 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy inferbox fixtures
+	$(BIN)/mypy inferbox suites tests bench
 
+# The suite's own tests that start no platform: unit tests and the Kind target against fakes.
 unit: setup
-	$(BIN)/pytest tests --ignore=tests/load -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit tests/kind -p no:cacheprovider $(PYTEST_ARGS)
+
+# The suite's own tests that start embedded platforms (lifecycle, reaper, CLI).
+platform-tests: setup
+	$(BIN)/pytest tests/platform -p no:cacheprovider $(PYTEST_ARGS)
+
+check: lint typecheck unit
 
 # The smoke load profile (one test per SLO) and the calibration self-test (tests/load): about 2 minutes.
 load: setup
@@ -46,7 +54,7 @@ load: setup
 mutants: setup
 	$(BIN)/inferbox mutants run
 
-test: lint typecheck unit conformance load mutants
+test: lint typecheck unit platform-tests conformance load mutants
 
 bench: setup
 	$(BIN)/python -m bench

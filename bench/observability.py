@@ -166,7 +166,7 @@ def _poll(check: Any, timeout_s: float = 30.0, every_s: float = 0.05) -> float:
     raise RuntimeError(f"not visible within {timeout_s}s")
 
 
-def visibility(platform: EmbeddedPlatform) -> dict[str, Any]:
+def visibility(platform: EmbeddedPlatform) -> dict[str, Any]:  # noqa: C901 - one measurement read top to bottom
     obs = platform.observability.state()
     assert obs.prometheus_url, "the manifests define no monitors"
     assert obs.jaeger_query_url, "the manifests define no tracing"

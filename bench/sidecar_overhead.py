@@ -72,8 +72,8 @@ def run() -> dict[str, object]:
         assert meshed.deployer.replicas("tenant-a.sklearn-iris")[0].sidecar is not None
         assert plain.deployer.replicas("tenant-a.sklearn-iris")[0].sidecar is None
         paths: list[tuple[str, str, dict[str, str]]] = [
-            ("with sidecar", meshed.gateway_url, {"Host": HOST, "Authorization": f"Bearer {token(meshed)}"}),
-            ("without sidecar", plain.gateway_url, {"Host": HOST, "Authorization": f"Bearer {token(plain)}"}),
+            ("with sidecar", meshed.gateway.url, {"Host": HOST, "Authorization": f"Bearer {token(meshed)}"}),
+            ("without sidecar", plain.gateway.url, {"Host": HOST, "Authorization": f"Bearer {token(plain)}"}),
         ]
         samples: dict[str, list[float]] = {name: [] for name, _, _ in paths}
         with httpx.Client(timeout=10.0) as client:

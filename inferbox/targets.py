@@ -1,24 +1,25 @@
-"""Targets the suites can run against, each a context manager yielding a ``Platform``.
+"""Targets the suites can run against, each a factory of a context manager yielding a ``Platform``.
 
-``embedded`` is always available. Cluster targets register themselves here when their module is
-importable, so suites and fixtures never import a target directly.
+Targets are found through the ``inferbox.targets`` entry points (see pyproject.toml), so suites,
+fixtures and this module never import a target: an installation without the cluster targets' module
+simply does not offer them, and another package can add a target of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from inferbox.contract import Platform
 from inferbox.errors import InferboxError
 from inferbox.profile import ConformanceProfile
+
+ENTRY_POINT_GROUP = "inferbox.targets"
 
 
 @dataclass
@@ -36,74 +37,26 @@ class TargetOptions:
 
 
 TargetFactory = Callable[[TargetOptions], AbstractContextManager[Platform]]
-TARGETS: dict[str, TargetFactory] = {}
 
 
-def register(name: str, factory: TargetFactory) -> None:
-    TARGETS[name] = factory
+@cache
+def target_names() -> tuple[str, ...]:
+    """The targets this installation offers."""
+    return tuple(sorted(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)))
 
 
-@contextlib.contextmanager
-def embedded_target(options: TargetOptions) -> Iterator[Platform]:
-    from inferbox.embedded.control import remote
-    from inferbox.embedded.lifecycle import default_state_dir, running_state, start_daemon
-    from inferbox.embedded.platform import EmbeddedOptions, EmbeddedPlatform
-    from inferbox.embedded.target import EmbeddedTarget
-
-    if options.keep:
-        state_dir = default_state_dir()
-        state = running_state(state_dir)
-        if state is not None and Path(state.manifests_dir) != options.manifests_dir.resolve():
-            raise InferboxError(
-                f"the running embedded platform uses manifests from {state.manifests_dir}, "
-                f"not {options.manifests_dir.resolve()}",
-                "stop it with `inferbox down`, or run without --keep-platform",
-            )
-        if state is None:
-            options.progress("starting a kept embedded platform (stop it with `inferbox down`)")
-            state = start_daemon(
-                options.manifests_dir,
-                state_dir,
-                options.gateway_port,
-                network=options.network,
-                progress=options.progress,
-            )
-        kept = EmbeddedTarget(state, options.profile, remote(Path(state.state_dir)))
-        try:
-            yield kept
-        finally:
-            kept.close()
-            kept.copy_logs(options.report_dir / "logs")
-        return
-
-    # A private platform for this run: secrets in a private temporary folder, logs in the report.
-    state_dir = Path(tempfile.mkdtemp(prefix="inferbox-"))
-    platform = EmbeddedPlatform(
-        EmbeddedOptions(
-            options.manifests_dir.resolve(),
-            state_dir,
-            options.report_dir / "logs",
-            options.gateway_port,
-            network=options.network,
+def target_factory(name: str) -> TargetFactory:
+    """The factory of target ``name``; an InferboxError names the available ones."""
+    found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        raise InferboxError(
+            f"--platform {name} is not available in this installation",
+            f"available: {', '.join(target_names()) or 'none (reinstall inferbox)'}",
         )
-    )
     try:
-        options.progress("starting the embedded platform")
-        platform.start()
-        target = EmbeddedTarget(platform.state(), options.profile, platform.control())
-        try:
-            yield target
-        finally:
-            target.close()
-    finally:
-        platform.stop()
-        shutil.rmtree(state_dir, ignore_errors=True)
-
-
-register("embedded", embedded_target)
-
-
-def load_optional_targets() -> None:
-    """Imports cluster targets that register themselves (absent modules are simply not offered)."""
-    with contextlib.suppress(ModuleNotFoundError):
-        importlib.import_module("inferbox.kind.target")
+        loaded = found[0].load()
+    except ModuleNotFoundError as exc:
+        raise InferboxError(
+            f"--platform {name} cannot be loaded: {exc}", "install inferbox with its dependencies (make setup)"
+        ) from exc
+    return cast(TargetFactory, loaded)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inferbox.manifests import ManifestSet
+from inferbox.replica_bounds import replica_bounds
 
 TENANT_LABEL = "inferbox.io/tenant"
 
@@ -21,7 +22,7 @@ class Model:
     tenant: str
     kind: str  # "sklearn" for a runtime model, or the custom container's --model value
     min_replicas: int
-    max_replicas: int
+    max_replicas: int  # 0: no upper bound (KServe)
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,14 @@ def read_topology(manifests: ManifestSet) -> Topology:
     tenant_names = sorted(ns.labels[TENANT_LABEL] for ns in manifests.of_kind("Namespace") if TENANT_LABEL in ns.labels)
     models = []
     for isvc in manifests.of_kind("InferenceService"):
-        predictor = isvc.spec.get("predictor") or {}
+        low, high = replica_bounds(isvc.spec.get("predictor") or {})
         models.append(
             Model(
                 name=isvc.name,
                 tenant=isvc.namespace or "default",
                 kind=_model_kind(isvc.spec),
-                min_replicas=int(predictor.get("minReplicas", 1)),
-                max_replicas=int(predictor.get("maxReplicas", 1)),
+                min_replicas=low,
+                max_replicas=high,
             )
         )
     routes = [

@@ -364,7 +364,8 @@ def _fault_for(route: K8sObject, manifests: ManifestSet) -> FaultPlan | None:
     return fault
 
 
-def plan_gateway(manifests: ManifestSet) -> GatewayPlan:
+# Complex on purpose: one pass over the gateway kinds in the order Envoy Gateway resolves them.
+def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
     """The gateway's routes, security and rate limits for the one Gateway in the manifests."""
     classes = {c.name for c in manifests.of_kind("GatewayClass") if c.spec.get("controllerName") == GATEWAY_CONTROLLER}
     gateways = [g for g in manifests.of_kind("Gateway") if g.spec.get("gatewayClassName") in classes]

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from inferbox.embedded.envoy_common import Endpoint, static_cluster
 from inferbox.embedded.gateway_plan import jwks_service
 from inferbox.errors import ManifestError
 
@@ -74,8 +73,3 @@ def provider_config(provider: Provider) -> dict[str, Any]:
     if provider.clock_skew_s is not None:
         entry["clock_skew_seconds"] = provider.clock_skew_s
     return entry
-
-
-def jwks_cluster(source: JwksSource, name: str, endpoints: list[Endpoint]) -> dict[str, Any]:
-    """The static cluster that reaches a JWKS Service's endpoints."""
-    return static_cluster(name, endpoints)

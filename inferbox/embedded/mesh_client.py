@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from inferbox.embedded.netns import connect_in_netns
-from inferbox.embedded.pki import CertificateAuthority, spiffe_id
 from inferbox.embedded.state import MeshState
 from inferbox.errors import PlatformError
 from inferbox.mesh import (
@@ -32,6 +31,7 @@ from inferbox.mesh import (
     Workload,
     classify_http,
 )
+from inferbox.pki import CertificateAuthority, spiffe_id
 
 # A connection inside one machine's bridge takes well under a millisecond; a second is a drop.
 CONNECT_TIMEOUT_S = float(os.environ.get("INFERBOX_MESH_CONNECT_TIMEOUT", "1.0"))

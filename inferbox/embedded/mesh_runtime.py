@@ -28,12 +28,12 @@ from inferbox.embedded.health import pod_http_status, wait_until
 from inferbox.embedded.knobs import Knobs
 from inferbox.embedded.mesh_plan import PodMeta, injected, plan_sidecar
 from inferbox.embedded.network import Network, Pod
-from inferbox.embedded.pki import IssuedCert, MeshPKI
 from inferbox.embedded.processes import ManagedProcess, Supervisor
 from inferbox.embedded.quota import QuotaExceeded, QuotaLedger
 from inferbox.embedded.sidecar import SidecarFiles, SidecarPorts, render_sidecar
 from inferbox.embedded.state import MeshState, ProbeState
 from inferbox.manifests import ManifestSet
+from inferbox.pki import IssuedCert, MeshPKI
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"  # Istio's default; the profile promises which one
 GATEWAY_META = PodMeta(

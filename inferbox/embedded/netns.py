@@ -81,8 +81,8 @@ class NetnsBackend(httpcore.NetworkBackend):
         host: str,
         port: int,
         timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
+        local_address: str | None = None,  # noqa: ARG002 - httpcore's backend interface
+        socket_options: Any = None,  # noqa: ARG002 - httpcore's backend interface
     ) -> httpcore.NetworkStream:
         sock = connect_in_netns(self.netns_path, host, port, timeout)
         return SyncStream(sock)

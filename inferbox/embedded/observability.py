@@ -171,7 +171,7 @@ class EmbeddedObservability:
         return self.store.pod.endpoint(OTLP_PORT)
 
     # -- what workloads and the gateway get ------------------------------------------------
-    def workload_env(self, spec: WorkloadSpec, pod: Pod) -> dict[str, str]:
+    def workload_env(self, spec: WorkloadSpec, pod: Pod) -> dict[str, str]:  # noqa: ARG002 - PodDecorations
         """Environment for a model server replica: OpenTelemetry export (the mesh's tracing)."""
         if spec.kind != "InferenceService" or not _injected(self.manifests, spec.namespace):
             return {}
@@ -279,7 +279,7 @@ class EmbeddedObservability:
         deployer.when_ready(self._replica_changed)
         deployer.when_gone(self._replica_changed)
 
-    def _replica_changed(self, replica: Replica) -> None:
+    def _replica_changed(self, _replica: Replica) -> None:
         self.pods_changed()
 
     def write_config(self) -> None:

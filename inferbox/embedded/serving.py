@@ -44,13 +44,13 @@ from inferbox.embedded.mesh_runtime import MeshControlPlane
 from inferbox.embedded.netns import connect_in_netns
 from inferbox.embedded.network import Network, Pod, free_port
 from inferbox.embedded.quota import QuotaExceeded
-from inferbox.embedded.serving_plan import ModelServingPlan, RevisionPlan, plan_serving
 from inferbox.embedded.workloads import WorkloadSpec, revision_workload
 from inferbox.embedded.xds_files import EdsFiles, RoutesFile
 from inferbox.errors import PlatformError
 from inferbox.manifests import ManifestSet
 from inferbox.mesh import ScaleOutcome
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
+from inferbox.serving_plan import ModelServingPlan, RevisionPlan, plan_serving
 from inferbox.waiting import eventually
 
 ACTIVATOR_META = PodMeta("knative-serving", "activator", "activator", {"app": "activator"})

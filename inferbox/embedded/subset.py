@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
+from inferbox.serving_plan import PREVIOUS_PREDICTOR, previous_predictor
 from inferbox.shapes import MapOf, Noted, OneOf, Shape, StringMap, check_shape, noted_fields
 
 ON_CLUSTER = "used by the Kubernetes scheduler or kubelet only"
@@ -328,7 +329,7 @@ SHAPES: dict[str, Shape] = {
                 "minReplicas": int,
                 "maxReplicas": int,
                 # Knative's KPA on each revision (inferbox/embedded/autoscaler.py); traffic split
-                # between the latest and the rolled-out revision (inferbox/embedded/serving_plan.py).
+                # between the latest and the rolled-out revision (inferbox/serving_plan.py).
                 "scaleMetric": OneOf(("concurrency", "rps")),
                 "scaleTarget": int,
                 "canaryTrafficPercent": int,
@@ -470,6 +471,24 @@ def check_supported(obj: K8sObject) -> None:
 def check_all_supported(manifests: ManifestSet) -> None:
     for obj in manifests:
         check_supported(obj)
+        if obj.kind == "InferenceService":
+            _check_previous_predictor(obj)
+
+
+def _check_previous_predictor(obj: K8sObject) -> None:
+    """The revision rolled out before (a merge patch in an annotation) must stay within the subset too."""
+    previous = previous_predictor(obj)
+    isvc = SHAPES["InferenceService"]
+    assert isinstance(isvc, dict)
+    spec_shape = isvc["spec"]
+    assert isinstance(spec_shape, dict)
+    problem = None if previous is None else check_shape(previous, spec_shape["predictor"], "spec.predictor")
+    if problem is not None:
+        raise ManifestError(
+            f"{obj.source}: {obj.ref}: the previous revision (annotation {PREVIOUS_PREDICTOR}): field "
+            f"{problem.path} {problem.message}",
+            "the patched predictor must stay within the subset the embedded target interprets",
+        )
 
 
 def not_interpreted(manifests: ManifestSet) -> list[tuple[str, str, str]]:

@@ -208,7 +208,8 @@ class EmbeddedTarget(PlatformBase):
         return pause_replica(self._components(), model, seconds, replica)
 
     @contextmanager
-    def load_client(self, name: str, tenant: str | None = None) -> Iterator[LoadClientPlace]:
+    def load_client(self, name: str, tenant: str | None = None) -> Iterator[LoadClientPlace]:  # noqa: ARG002
+        # ``name`` labels the place on targets that create a pod for it; embedded places are numbered.
         from inferbox.embedded.loadclient import load_client
 
         # A client calling replicas directly bypasses the gateway, whose counters the autoscaler

@@ -16,6 +16,7 @@ from typing import Any
 
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
+from inferbox.replica_bounds import replica_bounds
 
 # KServe runtime artifacts the embedded target can serve, by storageUri.
 MODEL_ARTIFACTS = {
@@ -147,8 +148,8 @@ def revision_workload(obj: K8sObject, predictor: dict[str, Any], revision: str =
         env={},
         port=port,
         ready_path=f"/v1/models/{obj.name}",
-        min_replicas=int(predictor.get("minReplicas", 1)),
-        max_replicas=int(predictor.get("maxReplicas", max(1, int(predictor.get("minReplicas", 1))))),
+        min_replicas=replica_bounds(predictor)[0],
+        max_replicas=replica_bounds(predictor)[1],
         service_account=str(predictor.get("serviceAccountName", "default")),
         resources=(resources,),
         revision=revision,

@@ -269,7 +269,7 @@ class KubePlatform(PlatformBase):
 
     def _foreign_cert(self) -> tuple[str, str]:
         """A client certificate from a CA the platform does not trust."""
-        from inferbox.embedded.pki import CertificateAuthority
+        from inferbox.pki import CertificateAuthority
 
         authority = CertificateAuthority(self.state.root / "foreign-ca", "foreign-ca")
         issued = authority.issue("spiffe://foreign.example/ns/x/sa/y", self.state.root / "foreign-ca", "client")

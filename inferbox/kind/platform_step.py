@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from inferbox.embedded.serving_plan import previous_predictor
 from inferbox.kind import catalog
 from inferbox.kind.actions import ApplyObjects, JwtSecrets
 from inferbox.kind.components import LocalImage
@@ -27,6 +26,7 @@ from inferbox.kind.waits import (
     WorkloadReady,
 )
 from inferbox.manifests import K8sObject, ManifestSet
+from inferbox.serving_plan import previous_predictor
 from inferbox.topology import read_topology
 
 LOCAL_IMAGE_PREFIX = "inferbox/"

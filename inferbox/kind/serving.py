@@ -24,13 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferbox.embedded.serving_plan import (
-    KNATIVE_DEFAULTS,
-    PREVIOUS_PREDICTOR,
-    REVISION_ANNOTATIONS,
-    previous_predictor,
-    settings_for,
-)
 from inferbox.errors import PlatformError
 from inferbox.kind.actions import Action, Cluster, Created, RunContext, apply_objects
 from inferbox.kind.commands import shell_line
@@ -39,6 +32,13 @@ from inferbox.kind.timeouts import Timeouts
 from inferbox.manifests import K8sObject
 from inferbox.mesh import ScaleOutcome
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
+from inferbox.serving_plan import (
+    KNATIVE_DEFAULTS,
+    PREVIOUS_PREDICTOR,
+    REVISION_ANNOTATIONS,
+    previous_predictor,
+    settings_for,
+)
 from inferbox.waiting import eventually
 
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")

@@ -38,7 +38,7 @@ from inferbox.kind.state import ClusterState, restore_from_cluster
 from inferbox.kind.timeouts import Timeouts, load_timeouts
 from inferbox.kind.versions import Versions, load_versions
 from inferbox.manifests import ManifestSet, load_manifests
-from inferbox.targets import TargetOptions, register
+from inferbox.targets import TargetOptions
 from inferbox.topology import read_topology
 
 # Steps that make up "the platform is installed" on Kind; a reused cluster whose record shows the
@@ -286,7 +286,3 @@ def existing_target(options: TargetOptions) -> Iterator[Platform]:
         yield platform
     finally:
         platform.close()  # stops the port-forward; nothing on the cluster is removed
-
-
-register("kind", kind_target)
-register("existing", existing_target)

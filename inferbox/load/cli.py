@@ -17,7 +17,7 @@ from inferbox.load.profiles import DEFAULT_PROFILES, DEFAULT_SLO_DIR, get_profil
 from inferbox.load.runner import LoadResult, run_profile
 from inferbox.profile import load_profile
 from inferbox.report.model import REPORTS_ROOT, new_run_folder, point_latest
-from inferbox.targets import TARGETS, TargetOptions, load_optional_targets
+from inferbox.targets import TargetOptions, target_factory
 
 console = Console()
 
@@ -85,10 +85,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         return _list(profiles)
     profile = get_profile(args.name, profiles)
     slo = load_slo(args.name, Path(args.slo_dir))
-    load_optional_targets()
-    if args.platform not in TARGETS:
-        console.print(f"[red]--platform {args.platform} is not available in this installation[/red]")
-        return 2
+    factory = target_factory(args.platform)
     folder = Path(args.report_dir) if args.report_dir else new_run_folder(args.platform, REPORTS_ROOT)
     folder.mkdir(parents=True, exist_ok=True)
     if args.in_cluster and (args.platform == "embedded" or not args.workers):
@@ -105,7 +102,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         extra={k: v for k, v in vars(args).items() if k.startswith("kube") or k in {"versions", "deploy"}},
         progress=lambda message: console.print(f"inferbox: {message}"),
     )
-    with TARGETS[args.platform](options) as platform:
+    with factory(options) as platform:
         launcher = in_cluster_workers(platform, args.master_host) if args.in_cluster else None
         result = run_profile(
             platform,

@@ -54,8 +54,8 @@ class ArtifactModel(Model):  # type: ignore[misc]
     async def predict(
         self,
         payload: dict[str, Any] | InferRequest,
-        headers: dict[str, str] | None = None,
-        response_headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,  # noqa: ARG002 - KServe's Model.predict signature
+        response_headers: dict[str, str] | None = None,  # noqa: ARG002 - KServe's Model.predict signature
     ) -> Any:
         if not self.validate_inputs:
             features = np.asarray(get_predict_input(payload), dtype=np.float64)

@@ -81,9 +81,7 @@ BAD_TOKENS = [
 ]
 
 
-def test_valid_token_is_accepted(
-    platform: Platform, gateway: GatewayClient, model: Model, token_for: Callable[[str], str]
-) -> None:
+def test_valid_token_is_accepted(gateway: GatewayClient, model: Model, token_for: Callable[[str], str]) -> None:
     """The allowed case beside the denied ones: a real token of the model's tenant reaches the model."""
     response = gateway.metadata_v1(model, token_for(model.tenant))
     assert response.status_code == 200, describe(response)

@@ -84,7 +84,7 @@ def test_burst_at_zero_is_held_and_served(
 
 
 @pytest.mark.features(Feature.AUTOSCALING)
-def test_scales_out_under_load_and_back_in(
+def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its phases in order
     platform: Platform, gateway: GatewayClient, model: Model, token_for: Token, evidence: Evidence
 ) -> None:
     promise = platform.profile.require_serving()

@@ -7,16 +7,17 @@ import os
 import stat
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from fixtures import kind as kind_plugin
-from fixtures.plugin import FOLDER_KEY
 from inferbox.cli import main
+from inferbox.contract import Capability
 from inferbox.errors import InferboxError, PlatformError
 from inferbox.kind.portforward import PortForward
 from inferbox.kind.readback import image_tag, normalise
+from inferbox.pytest_plugin import kind as kind_plugin
+from inferbox.pytest_plugin.core import FOLDER_KEY
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ class _Outcome:
 
 
 def _drive_hook(item: Any, report: Any) -> None:
-    hook = kind_plugin.pytest_runtest_makereport(item, cast(Any, SimpleNamespace()))
+    hook = kind_plugin.pytest_runtest_makereport(item)
     next(hook)
     with pytest.raises(StopIteration):
         hook.send(_Outcome(report))
@@ -86,7 +87,7 @@ def test_a_failed_check_on_a_cluster_dumps_evidence_into_the_report(tmp_path: Pa
         dumped.append(dest)
         return dest
 
-    platform = SimpleNamespace(dump_evidence=dump_evidence)
+    platform = SimpleNamespace(dump_evidence=dump_evidence, capabilities={Capability.FAILURE_EVIDENCE})
     config = SimpleNamespace(stash={FOLDER_KEY: tmp_path})
     item = SimpleNamespace(funcargs={"platform": platform}, config=config, nodeid="suites/x.py::test_y[a/b]")
     failed = SimpleNamespace(when="call", failed=True, sections=[])

@@ -20,7 +20,7 @@ from inferbox.kind.state import ClusterState, ensure_jwt_material, jwt_secrets
 from inferbox.kind.target import existing_target
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, load_manifests
 from inferbox.profile import load_profile
-from inferbox.targets import TARGETS, TargetOptions, load_optional_targets
+from inferbox.targets import TargetOptions, target_names
 from inferbox.topology import read_topology
 from tests.kind.fakekube import FakeCluster, crd_object
 from tests.kind.fakes import _workload
@@ -47,8 +47,7 @@ def _platform(cluster: FakeCluster, tmp_path: Path) -> KubePlatform:
 
 
 def test_both_cluster_targets_register_themselves() -> None:
-    load_optional_targets()
-    assert {"kind", "existing"} <= set(TARGETS)
+    assert {"embedded", "kind", "existing"} <= set(target_names())
 
 
 def test_the_platform_implements_the_contract_with_the_kept_key(fake_cluster: FakeCluster, tmp_path: Path) -> None:

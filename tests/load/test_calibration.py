@@ -35,7 +35,7 @@ from inferbox.load.runner import LoadResult, TimedAction, run_profile
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, load_manifests
 from inferbox.mutants.model import Mutant, Patch, mutate
 from inferbox.profile import load_profile
-from inferbox.targets import TARGETS, TargetOptions
+from inferbox.targets import TargetOptions, target_factory
 
 pytestmark = [pytest.mark.load, pytest.mark.slow]
 
@@ -91,7 +91,7 @@ def faulty_platform(
         report_dir=load_report_dir / "calibration",
         network=request.config.getoption("network"),
     )
-    with TARGETS["embedded"](options) as platform:
+    with target_factory("embedded")(options) as platform:
         yield platform
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from inferbox.embedded.activator import Activator, Upstream, activator_tls, listening_socket
-from inferbox.embedded.pki import MeshPKI
+from inferbox.pki import MeshPKI
 from inferbox.waiting import eventually
 
 REVISION = "tenant-a/m-predictor-00001"
@@ -33,7 +33,7 @@ class _Echo(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(out)
 
-    def log_message(self, *args: object) -> None:
+    def log_message(self, *_args: object) -> None:
         return None
 
 

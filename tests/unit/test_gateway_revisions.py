@@ -20,9 +20,9 @@ from inferbox.embedded.gateway_config import (
     service_backends,
 )
 from inferbox.embedded.gateway_plan import ModelBackend, plan_gateway
-from inferbox.embedded.serving_plan import plan_serving
 from inferbox.embedded.xds_files import EdsFiles, RoutesFile
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, load_manifests
+from inferbox.serving_plan import plan_serving
 
 MANIFESTS = load_manifests(DEFAULT_MANIFEST_DIR)
 PLANS = plan_serving(MANIFESTS)

@@ -15,13 +15,13 @@ from cryptography import x509
 from inferbox.embedded import netpol
 from inferbox.embedded.envoy_launcher import envoy_binary
 from inferbox.embedded.mesh_plan import PodMeta, mtls_mode, plan_sidecar
-from inferbox.embedded.pki import MeshPKI
 from inferbox.embedded.quota import QuotaExceeded, QuotaLedger, quantity
 from inferbox.embedded.sidecar import SidecarFiles, SidecarPorts, render_sidecar
 from inferbox.embedded.subset import check_supported
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet, parse_documents
 from inferbox.mesh import Outcome, SourcePlace, Transport, Workload, classify_http
+from inferbox.pki import MeshPKI
 from inferbox.policy.evaluator import Request, expected
 from inferbox.policy.matrix import Cell, report
 

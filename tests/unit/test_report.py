@@ -34,8 +34,6 @@ def test_a_run_writes_its_report(tmp_path: Path) -> None:
             "pytest",
             str(tmp_path / "test_sample.py"),
             "-p",
-            "fixtures.plugin",
-            "-p",
             "no:cacheprovider",
             "--report-dir",
             str(folder),

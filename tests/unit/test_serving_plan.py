@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inferbox.embedded.serving_plan import PREVIOUS_PREDICTOR, autoscaler_config, plan_model, plan_serving
+from inferbox.embedded.subset import check_all_supported
 from inferbox.errors import ManifestError
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, K8sObject, ManifestSet, load_manifests
+from inferbox.serving_plan import PREVIOUS_PREDICTOR, autoscaler_config, plan_model, plan_serving
 
 MANIFESTS = load_manifests(DEFAULT_MANIFEST_DIR)
 
@@ -87,10 +88,6 @@ def test_revision_annotations_override_the_config() -> None:
         ({"annotations": {"autoscaling.knative.dev/window": "2s"}}, "stable window"),
         ({"annotations": {"autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"}}, "autoscaler class"),
         ({"annotations": {PREVIOUS_PREDICTOR: "{not json"}}, "not JSON"),
-        (
-            {"annotations": {PREVIOUS_PREDICTOR: json.dumps({"model": {"runtime": "x"}})}},
-            "spec.predictor.model.runtime",
-        ),
         ({"predictor": {"minReplicas": 4}}, "inconsistent"),
         ({"predictor": {"canaryTrafficPercent": 120}}, "canaryTrafficPercent"),
     ],
@@ -98,6 +95,12 @@ def test_revision_annotations_override_the_config() -> None:
 def test_what_is_not_interpreted_is_an_error_naming_it(change: dict[str, object], named: str) -> None:
     with pytest.raises(ManifestError, match=named):
         plan_model(_with(_isvc(), change), autoscaler_config(MANIFESTS))
+
+
+def test_a_previous_revision_outside_the_embedded_subset_is_an_error_naming_the_field() -> None:
+    obj = _with(_isvc(), {"annotations": {PREVIOUS_PREDICTOR: json.dumps({"model": {"runtime": "x"}})}})
+    with pytest.raises(ManifestError, match=r"spec\.predictor\.model\.runtime"):
+        check_all_supported(ManifestSet(MANIFESTS.root, (obj,)))
 
 
 def test_an_unknown_config_autoscaler_key_is_an_error(tmp_path: Path) -> None:

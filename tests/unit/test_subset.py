@@ -66,7 +66,7 @@ def test_a_field_outside_the_subset_is_named(
     assert kind in caught.value.problem
 
 
-def test_an_unknown_kind_is_named(manifests: ManifestSet) -> None:
+def test_an_unknown_kind_is_named() -> None:
     obj = K8sObject(
         "networking.istio.io/v1",
         "Sidecar",

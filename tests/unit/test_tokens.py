@@ -10,7 +10,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from inferbox.jwtserver.keystore import SigningKey, generate_private_key
+from inferbox.contract import SigningKey
+from inferbox.jwtserver.keystore import generate_private_key
 from inferbox.profile import ConformanceProfile
 from inferbox.tokens import TokenForge, decode_unverified, split
 

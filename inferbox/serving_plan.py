@@ -26,6 +26,7 @@ from typing import Any
 
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
+from inferbox.replica_bounds import replica_bounds
 from inferbox.serving import AutoscalingSettings
 
 CONFIG_AUTOSCALER = ("knative-serving", "config-autoscaler")
@@ -222,20 +223,6 @@ def previous_predictor(obj: K8sObject) -> dict[str, Any] | None:
         )
     base = _merge_patch(obj.spec.get("predictor") or {}, patch)
     base.pop("canaryTrafficPercent", None)
-    from inferbox.embedded.subset import SHAPES
-    from inferbox.shapes import check_shape
-
-    isvc = SHAPES["InferenceService"]
-    assert isinstance(isvc, dict)
-    spec_shape = isvc["spec"]
-    assert isinstance(spec_shape, dict)
-    problem = check_shape(base, spec_shape["predictor"], "spec.predictor")
-    if problem is not None:
-        raise ManifestError(
-            f"{obj.source}: {obj.ref}: the previous revision (annotation {PREVIOUS_PREDICTOR}): field "
-            f"{problem.path} {problem.message}",
-            "the patched predictor must stay within the subset the embedded target interprets",
-        )
     return dict(base)
 
 
@@ -279,8 +266,7 @@ def settings_for(obj: K8sObject, config: dict[str, str]) -> tuple[AutoscalingSet
     tbc = _number(merged["target-burst-capacity"], where)
     if tbc < 0 and tbc != -1:
         raise ManifestError(f"{where}: target-burst-capacity {tbc} must be >= 0 or -1", "use 0, -1 or a capacity")
-    min_replicas = int(predictor.get("minReplicas", 1))  # KServe's default is 1
-    max_replicas = int(predictor.get("maxReplicas", 0))
+    min_replicas, max_replicas = replica_bounds(predictor)
     if min_replicas < 0 or (max_replicas and min_replicas > max_replicas):
         raise ManifestError(
             f"{where}: minReplicas {min_replicas} / maxReplicas {max_replicas} are inconsistent", "fix them"

@@ -1,3 +1,0 @@
-"""Loads the inferbox pytest plugin for every test under this checkout."""
-
-pytest_plugins = ["fixtures.plugin", "fixtures.kind", "fixtures.load"]
