@@ -140,3 +140,48 @@ def test_killing_the_owner_leaves_nothing_behind(tmp_path: Path) -> None:
         assert not left, f"still there: {left}"
 
     eventually(nothing_left, timeout_s=20, interval_s=0.2)
+
+
+RUN = """
+import json, sys, time
+from pathlib import Path
+from inferbox.manifests import DEFAULT_MANIFEST_DIR
+from inferbox.profile import load_profile
+from inferbox.targets import TargetOptions, embedded_target
+options = TargetOptions(DEFAULT_MANIFEST_DIR, load_profile(), Path(sys.argv[1]))
+with embedded_target(options) as platform:
+    live = platform.live
+    pids = [[p.pid, p.start_time] for p in live.supervisor.processes]
+    print(json.dumps({"instance": live.instance, "state_dir": str(live.options.state_dir), "pids": pids}), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_run_leaves_no_secret_behind(tmp_path: Path) -> None:
+    """A test run's private platform (as the pytest session starts it) killed with SIGKILL: the
+    reaper removes its processes, namespaces and its private folder, signing key included."""
+    run = subprocess.Popen(
+        [sys.executable, "-c", RUN, str(tmp_path / "report")],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert run.stdout is not None
+        line = run.stdout.readline()
+        assert line, "the run did not start its platform"
+        started = json.loads(line)
+        state_dir = Path(started["state_dir"])
+        keys = list(state_dir.rglob("*.pem"))
+        assert keys, f"no signing key under {state_dir}: the check would prove nothing"
+        assert (state_dir / "credentials.json").exists()
+    finally:
+        os.kill(run.pid, signal.SIGKILL)  # no chance to clean up: the reaper must
+        run.wait()
+
+    def nothing_left() -> None:
+        left = _leftovers(started["instance"], [(int(p[0]), int(p[1])) for p in started["pids"]])
+        assert not left, f"still there: {left}"
+        assert not state_dir.exists(), f"the private folder is still there: {sorted(state_dir.rglob('*'))[:5]}"
+
+    eventually(nothing_left, timeout_s=20, interval_s=0.2)
