@@ -52,7 +52,10 @@ def without_telemetry(source: Path, target: Path) -> Path:
         for obj in objects:
             if obj["kind"] == "EnvoyProxy":
                 obj.get("spec", {}).pop("telemetry", None)
-        path.write_text(yaml.safe_dump_all(objects, sort_keys=False) if objects else "")
+        if objects:
+            path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+        else:
+            path.unlink()  # an empty manifest file is refused
     load_manifests(target)  # still a valid platform
     return target
 

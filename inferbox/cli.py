@@ -58,6 +58,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         result: int = kind_cli.up(args)
         return result
     from inferbox.embedded.lifecycle import running_state, start_daemon
+    from inferbox.embedded.route_status import route_report_for
 
     state_dir = _state_dir(args)
     state = running_state(state_dir)
@@ -67,6 +68,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     with console.status("starting the embedded platform: JWT server, model servers, gateway"):
         state = start_daemon(Path(args.manifests), state_dir, args.gateway_port, args.admin_port, args.network)
     console.print(_components_table(state.components))
+    for line in route_report_for(Path(args.manifests)):
+        console.print(line, style="yellow", highlight=False, markup=False)
     console.print(f"gateway: {state.gateway_url}   (network: {state.network}, ready in {state.ready_after_s}s)")
     console.print("call a model:  TOKEN=$(inferbox token tenant-a)")
     console.print(

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from inferbox import strictyaml
 from inferbox.errors import ManifestError
 
 DEFAULT_MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
@@ -105,19 +106,19 @@ def _object_from_document(doc: Any, source: str) -> K8sObject:
 
 
 def parse_documents(text: str, source: str) -> list[K8sObject]:
-    """Objects in one multi-document YAML text; empty documents are skipped."""
+    """Objects in one multi-document YAML text; empty documents are skipped.
+
+    As strict as the API server: a key set twice in one mapping is refused with its line."""
     try:
-        documents = list(yaml.safe_load_all(text))
+        documents = strictyaml.load_all(text)
     except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" (line {mark.line + 1}, column {mark.column + 1})"
-        raise ManifestError(
-            f"{source}{where}: not valid YAML: {getattr(exc, 'problem', exc)}",
+        problem, fix = strictyaml.explain(
+            exc,
+            source,
             "fix the YAML syntax; `python -c 'import yaml,sys; yaml.safe_load_all(open(sys.argv[1]))' FILE` "
             "shows the same error",
-        ) from exc
+        )
+        raise ManifestError(problem, fix) from exc
     return [_object_from_document(doc, source) for doc in documents if doc is not None]
 
 
@@ -139,7 +140,14 @@ def load_manifests(root: Path | str = DEFAULT_MANIFEST_DIR) -> ManifestSet:
     seen: dict[tuple[str, str, str | None], str] = {}
     for path in manifest_files(root):
         rel = str(path.relative_to(root))
-        for obj in parse_documents(path.read_text(encoding="utf-8"), rel):
+        found = parse_documents(path.read_text(encoding="utf-8"), rel)
+        if not found:
+            # An emptied file would otherwise drop its objects without a word (a model answering 404).
+            raise ManifestError(
+                f"{rel}: the file holds no Kubernetes object (it is empty or only comments)",
+                "restore its objects, or delete the file if the platform no longer needs them",
+            )
+        for obj in found:
             key = (obj.kind, obj.name, obj.namespace)
             if key in seen:
                 raise ManifestError(

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from inferbox import strictyaml
 from inferbox.errors import ProfileError
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "conformance.yaml"
@@ -66,6 +67,15 @@ class ServingPromise:
     canary_requests: int
 
 
+@dataclass(frozen=True)
+class TokenEndpointPromise:
+    """How the token endpoint holds up against abuse: a per-client issue budget and a backoff after
+    failed authentications (a secret cannot be guessed at speed)."""
+
+    max_tokens_per_client_per_minute: int
+    max_failed_authentications_before_backoff: int
+
+
 CALLER_KINDS = ("gateway", "ownTenant", "otherTenant", "outsideMesh")
 
 
@@ -84,6 +94,14 @@ class ConformanceProfile:
     mesh: MeshPromise | None = None
     quota: QuotaPromise | None = None
     serving: ServingPromise | None = None
+    token_endpoint: TokenEndpointPromise | None = None
+
+    def require_token_endpoint(self) -> TokenEndpointPromise:
+        if self.token_endpoint is None:
+            raise ProfileError(
+                f"{self.source}: the profile has no spec.tokenEndpoint", "add it; see profiles/conformance.yaml"
+            )
+        return self.token_endpoint
 
     def require_serving(self) -> ServingPromise:
         if self.serving is None:
@@ -107,6 +125,76 @@ class ConformanceProfile:
         return f"{model}.{tenant}.{self.domain}"
 
 
+# The profile's schema: every field a profile may state, with its type. A field outside it, or of
+# another type, is an error naming the field: a misspelt promise would otherwise be a promise that
+# nothing checks. Sections after the first four are optional; within a section every field is needed.
+Schema = dict[str, Any]
+REQUIRED_SECTIONS = ("gateway", "authentication", "isolation", "rateLimit")
+SCHEMA: Schema = {
+    "gateway": {"domain": str, "tokenHost": str},
+    "authentication": {
+        "issuer": str,
+        "audience": str,
+        "tenantClaim": str,
+        "algorithms": [str],
+        "maxTokenLifetimeSeconds": int,
+        "maxClockSkewSeconds": int,
+    },
+    "isolation": {"tenants": str, "modelsReachableOnlyThroughGateway": bool, "identityHeaders": [str]},
+    "mesh": {
+        "trustDomain": str,
+        "mtls": str,
+        "callers": {kind: {"connect": bool, "answered": bool} for kind in CALLER_KINDS},
+    },
+    "quota": {"everyTenant": bool, "maxPodsPerTenant": int},
+    "serving": {
+        "scaleToZero": bool,
+        "scaleToZeroDeadlineSeconds": float,
+        "coldStart": {"budgetSeconds": float, "cycles": int, "burstRequests": int},
+        "scaleOut": bool,
+        "canary": {"falseFailureRate": float, "requests": int},
+    },
+    "rateLimit": {"perTenantRequestsPerSecond": int},
+    "tokenEndpoint": {"maxTokensPerClientPerMinute": int, "maxFailedAuthenticationsBeforeBackoff": int},
+    "observability": {"maxScrapeIntervalSeconds": float, "everyRequestTraced": bool},
+}
+TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _type_ok(expected: Any, value: Any) -> bool:
+    if isinstance(expected, list):
+        return isinstance(value, list) and all(_type_ok(expected[0], v) for v in value)
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _check(node: Any, schema: Schema, where: str, source: Path) -> None:
+    """Refuses fields outside ``schema`` and values of the wrong type, naming the field."""
+    if not isinstance(node, dict):
+        raise ProfileError(
+            f"{source}: {where or 'the profile'} must be a mapping, found {node!r}", "see profiles/conformance.yaml"
+        )
+    for key, value in node.items():
+        field_name = f"{where}.{key}" if where else str(key)
+        if key not in schema:
+            raise ProfileError(
+                f"{source}: {field_name} is not a field of the conformance profile",
+                f"fields of {where or 'the profile'}: {', '.join(schema)} (see profiles/conformance.yaml)",
+            )
+        expected = schema[key]
+        if isinstance(expected, dict):
+            _check(value, expected, field_name, source)
+        elif not _type_ok(expected, value):
+            wanted = f"a list of {TYPE_NAMES[expected[0]]}s" if isinstance(expected, list) else TYPE_NAMES[expected]
+            raise ProfileError(
+                f"{source}: {field_name} must be {wanted}, found {value!r}",
+                "compare with profiles/conformance.yaml",
+            )
+
+
 def _need(data: dict[str, Any], dotted: str, source: Path) -> Any:
     node: Any = data
     for part in dotted.split("."):
@@ -119,51 +207,73 @@ def _need(data: dict[str, Any], dotted: str, source: Path) -> Any:
     return node
 
 
+def _at_least_one(value: int, dotted: str, source: Path) -> int:
+    if value < 1:
+        raise ProfileError(f"{source}: {dotted} must be at least 1, found {value}", "compare with the default")
+    return value
+
+
 def load_profile(path: Path | str = DEFAULT_PROFILE) -> ConformanceProfile:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = strictyaml.load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ProfileError(f"conformance profile {path} does not exist", "pass --profile FILE") from exc
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {exc}", "fix the YAML syntax") from exc
+        raise ProfileError(*strictyaml.explain(exc, str(path))) from exc
     if not isinstance(data, dict) or data.get("kind") != "ConformanceProfile":
         raise ProfileError(f"{path}: not a ConformanceProfile", "the file needs kind: ConformanceProfile")
+    _check(data, {"apiVersion": str, "kind": str, "metadata": {"name": str}, "spec": SCHEMA}, "", path)
     spec = _need(data, "spec", path)
-    try:
-        return ConformanceProfile(
-            name=str(_need(data, "metadata.name", path)),
-            domain=str(_need(spec, "gateway.domain", path)),
-            token_host=str(_need(spec, "gateway.tokenHost", path)),
-            auth=AuthPromise(
-                issuer=str(_need(spec, "authentication.issuer", path)),
-                audience=str(_need(spec, "authentication.audience", path)),
-                tenant_claim=str(_need(spec, "authentication.tenantClaim", path)),
-                algorithms=tuple(_need(spec, "authentication.algorithms", path)),
-                max_token_lifetime_s=int(_need(spec, "authentication.maxTokenLifetimeSeconds", path)),
-                max_clock_skew_s=int(_need(spec, "authentication.maxClockSkewSeconds", path)),
-            ),
-            isolation=IsolationPromise(
-                tenants_isolated=_need(spec, "isolation.tenants", path) == "isolated",
-                models_only_through_gateway=bool(_need(spec, "isolation.modelsReachableOnlyThroughGateway", path)),
-                identity_headers=tuple(_need(spec, "isolation.identityHeaders", path)),
-            ),
-            rate_limit_per_tenant_rps=int(_need(spec, "rateLimit.perTenantRequestsPerSecond", path)),
-            raw=data,
-            source=path,
-            mesh=_mesh(spec, path) if "mesh" in spec else None,
-            quota=(
-                QuotaPromise(
-                    every_tenant=bool(_need(spec, "quota.everyTenant", path)),
-                    max_pods_per_tenant=int(_need(spec, "quota.maxPodsPerTenant", path)),
-                )
-                if "quota" in spec
-                else None
-            ),
-            serving=_serving(spec, path) if "serving" in spec else None,
-        )
-    except (TypeError, ValueError) as exc:
-        raise ProfileError(f"{path}: a profile value has the wrong type: {exc}", "compare with the default") from exc
+    for section in REQUIRED_SECTIONS:
+        _need(spec, section, path)
+    return ConformanceProfile(
+        name=str(_need(data, "metadata.name", path)),
+        domain=_need(spec, "gateway.domain", path),
+        token_host=_need(spec, "gateway.tokenHost", path),
+        auth=AuthPromise(
+            issuer=_need(spec, "authentication.issuer", path),
+            audience=_need(spec, "authentication.audience", path),
+            tenant_claim=_need(spec, "authentication.tenantClaim", path),
+            algorithms=tuple(_need(spec, "authentication.algorithms", path)),
+            max_token_lifetime_s=_need(spec, "authentication.maxTokenLifetimeSeconds", path),
+            max_clock_skew_s=_need(spec, "authentication.maxClockSkewSeconds", path),
+        ),
+        isolation=IsolationPromise(
+            tenants_isolated=_need(spec, "isolation.tenants", path) == "isolated",
+            models_only_through_gateway=_need(spec, "isolation.modelsReachableOnlyThroughGateway", path),
+            identity_headers=tuple(_need(spec, "isolation.identityHeaders", path)),
+        ),
+        rate_limit_per_tenant_rps=_need(spec, "rateLimit.perTenantRequestsPerSecond", path),
+        raw=data,
+        source=path,
+        mesh=_mesh(spec, path) if "mesh" in spec else None,
+        quota=(
+            QuotaPromise(
+                every_tenant=_need(spec, "quota.everyTenant", path),
+                max_pods_per_tenant=_need(spec, "quota.maxPodsPerTenant", path),
+            )
+            if "quota" in spec
+            else None
+        ),
+        serving=_serving(spec, path) if "serving" in spec else None,
+        token_endpoint=(
+            TokenEndpointPromise(
+                max_tokens_per_client_per_minute=_at_least_one(
+                    _need(spec, "tokenEndpoint.maxTokensPerClientPerMinute", path),
+                    "spec.tokenEndpoint.maxTokensPerClientPerMinute",
+                    path,
+                ),
+                max_failed_authentications_before_backoff=_at_least_one(
+                    _need(spec, "tokenEndpoint.maxFailedAuthenticationsBeforeBackoff", path),
+                    "spec.tokenEndpoint.maxFailedAuthenticationsBeforeBackoff",
+                    path,
+                ),
+            )
+            if "tokenEndpoint" in spec
+            else None
+        ),
+    )
 
 
 def _mesh(spec: dict[str, Any], path: Path) -> MeshPromise:

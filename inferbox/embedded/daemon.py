@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -30,20 +31,22 @@ def main() -> None:
         signal.signal(sig, lambda *_: stop.set())
     error_file = args.state_dir / "error.json"
     error_file.unlink(missing_ok=True)
-    platform = EmbeddedPlatform(
-        EmbeddedOptions(
-            args.manifests.resolve(),
-            args.state_dir,
-            args.log_dir,
-            args.gateway_port,
-            args.admin_port,
-            args.network,
-        )
-    )
     try:
+        # Reading the manifests is part of starting: a bad manifest is reported like any other cause.
+        platform = EmbeddedPlatform(
+            EmbeddedOptions(
+                args.manifests.resolve(),
+                args.state_dir,
+                args.log_dir,
+                args.gateway_port,
+                args.admin_port,
+                args.network,
+            )
+        )
         platform.start()
     except InferboxError as exc:
         error_file.write_text(json.dumps({"problem": exc.problem, "fix": exc.fix}))
+        print(f"inferbox: {exc}", file=sys.stderr)  # the log says it too
         raise SystemExit(1) from exc
     except Exception as exc:
         error_file.write_text(json.dumps({"problem": f"{type(exc).__name__}: {exc}", "fix": ""}))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,8 @@ from inferbox.contract import Platform
 from inferbox.embedded.control import remote
 from inferbox.embedded.lifecycle import default_state_dir, running_state, start_daemon
 from inferbox.embedded.platform import EmbeddedOptions, EmbeddedPlatform
+from inferbox.embedded.reaper import private_state_dir
+from inferbox.embedded.route_status import route_report, route_report_for
 from inferbox.embedded.target import EmbeddedTarget
 from inferbox.errors import InferboxError
 from inferbox.targets import TargetOptions
@@ -37,6 +38,8 @@ def embedded_target(options: TargetOptions) -> Iterator[Platform]:
                 network=options.network,
                 progress=options.progress,
             )
+        for line in route_report_for(options.manifests_dir):
+            options.progress(line)
         kept = EmbeddedTarget(state, options.profile, remote(Path(state.state_dir)))
         try:
             yield kept
@@ -46,19 +49,25 @@ def embedded_target(options: TargetOptions) -> Iterator[Platform]:
         return
 
     # A private platform for this run: secrets in a private temporary folder, logs in the report.
-    state_dir = Path(tempfile.mkdtemp(prefix="inferbox-"))
-    platform = EmbeddedPlatform(
-        EmbeddedOptions(
-            options.manifests_dir.resolve(),
-            state_dir,
-            options.report_dir / "logs",
-            options.gateway_port,
-            network=options.network,
+    state_dir = private_state_dir()  # the reaper removes it if this run is killed
+    try:
+        platform = EmbeddedPlatform(
+            EmbeddedOptions(
+                options.manifests_dir.resolve(),
+                state_dir,
+                options.report_dir / "logs",
+                options.gateway_port,
+                network=options.network,
+            )
         )
-    )
+    except BaseException:
+        shutil.rmtree(state_dir, ignore_errors=True)  # a manifest refused: nothing may stay behind
+        raise
     try:
         options.progress("starting the embedded platform")
         platform.start()
+        for line in route_report(platform.plan):
+            options.progress(line)
         target = EmbeddedTarget(platform.state(), options.profile, platform.control())
         try:
             yield target

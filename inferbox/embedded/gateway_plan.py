@@ -52,6 +52,10 @@ class ModelBackend:
 @dataclass(frozen=True)
 class Unresolved:
     reason: str
+    # The reason of the ResolvedRefs=False condition Envoy Gateway would set on the route
+    # (BackendNotFound, RefNotPermitted); "" where Gateway API sees nothing wrong (the ingress
+    # Service exists, but no Knative service answers for the host). See route_status.py.
+    condition: str = ""
 
 
 Backend = ServiceBackend | ModelBackend | Unresolved
@@ -183,7 +187,8 @@ def _resolve_backend(
     namespace = ref.get("namespace", route_ns)
     name = ref["name"]
     if namespace != route_ns and not _granted(manifests, route_ns, namespace, name):
-        return [Unresolved(f"no ReferenceGrant in {namespace} lets HTTPRoutes from {route_ns} use Service {name}")]
+        why = f"no ReferenceGrant in {namespace} lets HTTPRoutes from {route_ns} use Service {name}"
+        return [Unresolved(why, "RefNotPermitted")]
     if (namespace, name) == ISTIO_INGRESS:
         backends: list[Backend] = []
         for host in hostnames:
@@ -196,7 +201,7 @@ def _resolve_backend(
             )
         return backends
     if manifests.get("Service", name, namespace) is None:
-        return [Unresolved(f"Service {namespace}/{name} does not exist")]
+        return [Unresolved(f"Service {namespace}/{name} not found", "BackendNotFound")]
     return [ServiceBackend(namespace, name, int(ref["port"]))]
 
 

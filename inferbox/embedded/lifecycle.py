@@ -54,7 +54,9 @@ def start_daemon(
         (state_dir / stale).unlink(missing_ok=True)
     log_dir = state_dir / "logs"
     log_dir.mkdir(exist_ok=True)
-    with open(log_dir / "daemon.log", "ab") as log:
+    log_path = log_dir / "daemon.log"
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
         daemon = subprocess.Popen(
             [
                 sys.executable,
@@ -85,21 +87,31 @@ def start_daemon(
             return read_state(state_dir / "state.json")
         if (state_dir / "error.json").exists() or daemon.poll() is not None:
             daemon.wait(timeout=30)
-            error = (
-                json.loads((state_dir / "error.json").read_text())
-                if (state_dir / "error.json").exists()
-                else {
-                    "problem": f"the platform process exited with code {daemon.returncode}",
-                    "fix": f"see {log_dir / 'daemon.log'}",
-                }
-            )
-            raise PlatformError(error["problem"], error["fix"])
+            raise _start_failure(state_dir / "error.json", daemon.returncode, log_path, log_start)
         time.sleep(0.1)
     os.kill(daemon.pid, signal.SIGTERM)
     daemon.wait(timeout=30)
     raise PlatformError(
         f"the embedded platform did not become ready within {timeout_s:.0f}s",
         f"see the component logs in {log_dir}",
+    )
+
+
+def _start_failure(error_file: Path, code: int, log_path: Path, log_start: int) -> PlatformError:
+    """The cause of a failed start in one or two lines: the daemon's own error (a bad manifest names
+    its file and the fix), else the last line it wrote (the end of a traceback), with the log's path."""
+    if error_file.exists():
+        error = json.loads(error_file.read_text())
+        return PlatformError(error["problem"], error["fix"] or f"the full traceback is in {log_path}")
+    last = ""
+    if log_path.exists():
+        with open(log_path, "rb") as log:
+            log.seek(log_start)
+            lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+        last = lines[-1] if lines else ""
+    return PlatformError(
+        f"the platform process exited with code {code}" + (f": {last}" if last else " without a word"),
+        f"the full output is in {log_path}",
     )
 
 

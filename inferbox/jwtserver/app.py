@@ -2,7 +2,9 @@
 
 - ``POST /token``: OAuth2 client-credentials grant; the client authenticates with HTTP Basic (or
   ``client_id``/``client_secret`` form fields). Answers ``{"access_token", "token_type",
-  "expires_in"}``. Unauthenticated or wrong credentials: 401 ``invalid_client``.
+  "expires_in"}``. Unauthenticated or wrong credentials: 401 ``invalid_client``. A client past its
+  issue budget, or a client id in its failed-authentication backoff: 429 ``slow_down`` with a
+  Retry-After (see limits.py).
 - ``GET /.well-known/jwks.json``: the active key and retired keys still in their grace period.
 - ``GET /healthz`` and ``GET /metrics`` (Prometheus text format).
 """
@@ -13,7 +15,7 @@ import base64
 import binascii
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -25,6 +27,7 @@ from starlette.routing import Route
 
 from inferbox.jwtserver.clients import Client, ClientRegistry
 from inferbox.jwtserver.keystore import KeyStore
+from inferbox.jwtserver.limits import FailureBackoff, IssueBudget, LimitSettings, retry_after
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,13 @@ class IssuerSettings:
     # Development switch: hand tokens for this tenant to anyone, credentials or not. Never set on a
     # shared platform; the suite's mutants set it to prove the token-endpoint checks notice.
     anonymous_tenant: str | None = None
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
-def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+def _oauth_error(status: int, error: str, description: str, wait_s: float | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Basic realm="inference-in-a-box"'} if status == 401 else {}
+    if wait_s is not None:
+        headers["Retry-After"] = retry_after(wait_s)
     return JSONResponse(
         {"error": error, "error_description": description},
         status_code=status,
@@ -60,10 +66,15 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return (client_id, secret) if sep else None
 
 
-def create_app(settings: IssuerSettings, keys: KeyStore, clients: ClientRegistry) -> Starlette:
+def create_app(settings: IssuerSettings, keys: KeyStore, clients: ClientRegistry) -> Starlette:  # noqa: C901 - one nested handler per endpoint
     registry = CollectorRegistry()
     issued = Counter("jwt_server_tokens_issued", "Tokens issued", ["tenant"], registry=registry)
     refused = Counter("jwt_server_token_requests_refused", "Token requests refused", ["reason"], registry=registry)
+    limits = settings.limits
+    budget = IssueBudget(limits.tokens_per_minute) if limits.tokens_per_minute else None
+    backoff = (
+        FailureBackoff(limits.failures_before_backoff, limits.backoff_s) if limits.failures_before_backoff else None
+    )
 
     def mint(client: Client) -> str:
         now = int(time.time())
@@ -98,10 +109,24 @@ def create_app(settings: IssuerSettings, keys: KeyStore, clients: ClientRegistry
         if creds is None:
             refused.labels("no_credentials").inc()
             return _oauth_error(401, "invalid_client", "client authentication is required")
+        client_id = creds[0]
+        wait = backoff.blocked_for(client_id) if backoff else 0.0
+        if wait > 0:
+            # The secret is not even checked: guesses made during a backoff are worth nothing.
+            refused.labels("auth_backoff").inc()
+            return _oauth_error(429, "slow_down", "too many failed authentications for this client id", wait)
         client = clients.authenticate(*creds)
         if client is None:
             refused.labels("bad_credentials").inc()
+            if backoff:
+                backoff.failed(client_id)
             return _oauth_error(401, "invalid_client", "unknown client or wrong secret")
+        if backoff:
+            backoff.succeeded(client_id)
+        wait = budget.take(client.client_id) if budget else 0.0
+        if wait > 0:
+            refused.labels("issue_budget").inc()
+            return _oauth_error(429, "slow_down", "this client's token budget is spent for now", wait)
         issued.labels(client.tenant).inc()
         return JSONResponse(
             {"access_token": mint(client), "token_type": "Bearer", "expires_in": settings.token_ttl_s},

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from inferbox import strictyaml
 from inferbox.errors import InferboxError
 from inferbox.manifests import DEFAULT_MANIFEST_DIR
 
@@ -62,11 +63,11 @@ class Versions:
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = strictyaml.load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise VersionsError(f"versions file {path} does not exist", "pass an existing file to --versions") from None
     except yaml.YAMLError as exc:
-        raise VersionsError(f"{path}: not valid YAML: {exc}", "fix the YAML syntax") from exc
+        raise VersionsError(*strictyaml.explain(exc, str(path))) from exc
     if not isinstance(data, dict):
         raise VersionsError(f"{path}: expected a mapping with `components:`", "see manifests/versions.yaml")
     return data

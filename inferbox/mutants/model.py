@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from inferbox import strictyaml
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, dump_objects, load_manifests, parse_documents
 
@@ -44,12 +45,15 @@ class Mutant:
     targets: tuple[str, ...] = TARGETS
 
 
-def load_mutants(directory: Path = DEFAULT_MUTANT_DIR) -> list[Mutant]:
+def load_mutants(directory: Path = DEFAULT_MUTANT_DIR) -> list[Mutant]:  # noqa: C901 - one check per field, each with its message
     mutants: list[Mutant] = []
     seen: set[str] = set()
     for path in sorted(directory.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        if data.get("kind") != "MutantSet":
+        try:
+            data = strictyaml.load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ManifestError(*strictyaml.explain(exc, str(path))) from exc
+        if not isinstance(data, dict) or data.get("kind") != "MutantSet":
             raise ManifestError(f"{path}: not a MutantSet", "start the file with kind: MutantSet")
         for entry in data.get("mutants") or []:
             name = entry.get("name")
@@ -179,7 +183,10 @@ def mutate(mutant: Mutant, source_dir: Path, out_dir: Path) -> Path:
             ) from exc
         by_file[file][index] = parse_documents(yaml.safe_dump(body), file)[0]
     for file in touched:
-        (out_dir / file).write_text(dump_objects(by_file[file]) if by_file[file] else "")
+        if by_file[file]:
+            (out_dir / file).write_text(dump_objects(by_file[file]))
+        else:
+            (out_dir / file).unlink()  # an empty manifest file is refused, as an emptied one should be
     if created:
         (out_dir / "mutant-added.yaml").write_text(yaml.safe_dump_all(created, sort_keys=False))
     load_manifests(out_dir)  # the mutated set must still load

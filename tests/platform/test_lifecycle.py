@@ -139,3 +139,120 @@ def test_killing_the_owner_leaves_nothing_behind(tmp_path: Path) -> None:
         assert not left, f"still there: {left}"
 
     eventually(nothing_left, timeout_s=20, interval_s=0.2)
+
+
+RUN = """
+import json, sys, time
+from pathlib import Path
+from inferbox.manifests import DEFAULT_MANIFEST_DIR
+from inferbox.profile import load_profile
+from inferbox.targets import TargetOptions, embedded_target
+options = TargetOptions(DEFAULT_MANIFEST_DIR, load_profile(), Path(sys.argv[1]))
+with embedded_target(options) as platform:
+    live = platform.live
+    pids = [[p.pid, p.start_time] for p in live.supervisor.processes]
+    print(json.dumps({"instance": live.instance, "state_dir": str(live.options.state_dir), "pids": pids}), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_run_leaves_no_secret_behind(tmp_path: Path) -> None:
+    """A test run's private platform (as the pytest session starts it) killed with SIGKILL: the
+    reaper removes its processes, namespaces and its private folder, signing key included."""
+    run = subprocess.Popen(
+        [sys.executable, "-c", RUN, str(tmp_path / "report")],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert run.stdout is not None
+        line = run.stdout.readline()
+        assert line, "the run did not start its platform"
+        started = json.loads(line)
+        state_dir = Path(started["state_dir"])
+        keys = list(state_dir.rglob("*.pem"))
+        assert keys, f"no signing key under {state_dir}: the check would prove nothing"
+        assert (state_dir / "credentials.json").exists()
+    finally:
+        os.kill(run.pid, signal.SIGKILL)  # no chance to clean up: the reaper must
+        run.wait()
+
+    def nothing_left() -> None:
+        left = _leftovers(started["instance"], [(int(p[0]), int(p[1])) for p in started["pids"]])
+        assert not left, f"still there: {left}"
+        assert not state_dir.exists(), f"the private folder is still there: {sorted(state_dir.rglob('*'))[:5]}"
+
+    eventually(nothing_left, timeout_s=20, interval_s=0.2)
+
+
+def _inferbox(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "INFERBOX_STATE_DIR": str(state), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "inferbox.cli", *args], capture_output=True, text=True, env=env, timeout=180, check=False
+    )
+
+
+def test_up_on_a_bad_manifest_shows_the_cause_and_the_fix(tmp_path: Path, manifest_copy: Path) -> None:
+    """Not "the platform process exited with code 1" and a log path: the manifest's own error."""
+    path = manifest_copy / "tenants" / "tenant-a" / "sklearn-iris-gateway.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "  authorization:\n", "  authorization:\n    defaultAction: Allow\n  authorization:\n", 1
+        )
+    )
+    result = _inferbox("up", "--manifests", str(manifest_copy), state=tmp_path / "state")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2, lines
+    assert "tenants/tenant-a/sklearn-iris-gateway.yaml line" in lines[0]
+    assert "'authorization' already defined" in lines[0]
+    assert lines[1].lstrip().startswith("fix: ")
+    assert "exited with code" not in result.stderr
+    assert not (tmp_path / "state" / "state.json").exists()
+
+
+def test_a_platform_that_dies_without_its_own_error_is_named_by_its_last_words(tmp_path: Path) -> None:
+    """A crash before the daemon can write its error still shows its last line (the end of a
+    traceback) and the log's path, not an exit code alone; earlier runs' lines do not count."""
+    from inferbox.embedded.lifecycle import _start_failure
+
+    log = tmp_path / "daemon.log"
+    log.write_text("an earlier run's last words\n")
+    start = log.stat().st_size
+    with open(log, "a") as out:
+        out.write("Traceback (most recent call last):\n  ...\nImportError: cannot import name 'x'\n\n")
+    error = _start_failure(tmp_path / "error.json", 1, log, start)
+    assert error.problem == "the platform process exited with code 1: ImportError: cannot import name 'x'"
+    assert str(log) in error.fix
+    silent = _start_failure(tmp_path / "error.json", -9, log, log.stat().st_size)
+    assert silent.problem == "the platform process exited with code -9 without a word"
+
+
+def test_up_reports_a_route_whose_backend_does_not_resolve(tmp_path: Path, manifest_copy: Path) -> None:
+    """Accepted, as on a cluster (its requests get 500), but said at `up` the way Gateway API says it."""
+    route = manifest_copy / "tenants" / "tenant-a" / "sklearn-iris-explainer.yaml"
+    route.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": "sklearn-iris-explainer", "namespace": "tenant-a"},
+                "spec": {
+                    "parentRefs": [{"name": "inference-gateway", "namespace": "envoy-gateway-system"}],
+                    "hostnames": ["sklearn-iris-explainer.tenant-a.inference.example"],
+                    "rules": [{"backendRefs": [{"name": "sklearn-iris-explainer", "port": 80}]}],
+                },
+            }
+        )
+    )
+    state = tmp_path / "state"
+    up = _inferbox("up", "--manifests", str(manifest_copy), "--network", "loopback", state=state)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert (
+            "HTTPRoute tenant-a/sklearn-iris-explainer: ResolvedRefs=False, reason BackendNotFound: "
+            "Service tenant-a/sklearn-iris-explainer not found"
+        ) in " ".join(up.stdout.split()), up.stdout
+    finally:
+        assert _inferbox("down", state=state).returncode == 0

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from inferbox.jwtserver.app import IssuerSettings, create_app
 from inferbox.jwtserver.clients import ClientRegistry, generate_clients, write_clients
 from inferbox.jwtserver.keystore import KeyStore
+from inferbox.jwtserver.limits import MAX_BACKOFF_S, FailureBackoff, IssueBudget, LimitSettings
 
 SETTINGS = IssuerSettings(issuer="issuer-x", audience="aud-x", token_ttl_s=300, rotation_grace_s=900)
 
@@ -104,3 +105,124 @@ def test_the_anonymous_development_switch_hands_out_tokens(
     settings = IssuerSettings("issuer-x", "aud-x", 300, 900, anonymous_tenant="tenant-a")
     response = TestClient(create_app(settings, keys, registry)).post("/token", data={})
     assert response.status_code == 200
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_issue_budget_is_per_client_and_refills() -> None:
+    clock = FakeClock()
+    budget = IssueBudget(per_minute=6, clock=clock)
+    assert [budget.take("a") for _ in range(6)] == [0.0] * 6
+    assert budget.take("a") == pytest.approx(10.0), "one token every 60/6 s"
+    assert budget.take("b") == 0.0, "another client has its own bucket"
+    clock.now += 10.0
+    assert budget.take("a") == 0.0
+    assert budget.take("a") > 0
+
+
+def test_failed_authentications_earn_a_growing_backoff_and_a_success_clears_it() -> None:
+    clock = FakeClock()
+    backoff = FailureBackoff(threshold=3, backoff_s=2.0, clock=clock)
+    for _ in range(2):
+        backoff.failed("a")
+        assert backoff.blocked_for("a") == 0.0
+    backoff.failed("a")
+    assert backoff.blocked_for("a") == pytest.approx(2.0)
+    assert backoff.blocked_for("b") == 0.0, "other ids are not affected"
+    clock.now += 2.0
+    assert backoff.blocked_for("a") == 0.0
+    backoff.failed("a")
+    assert backoff.blocked_for("a") == pytest.approx(4.0), "each further failure doubles the wait"
+    clock.now += 4.0
+    backoff.succeeded("a")
+    backoff.failed("a")
+    assert backoff.blocked_for("a") == 0.0, "a success clears the count"
+
+
+def test_a_long_quiet_spell_forgives_failures() -> None:
+    clock = FakeClock()
+    backoff = FailureBackoff(threshold=2, backoff_s=1.0, clock=clock)
+    backoff.failed("a")
+    clock.now += MAX_BACKOFF_S + 1
+    backoff.failed("a")
+    assert backoff.blocked_for("a") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, LimitSettings(None, None, 1.0)),
+        (
+            {
+                "JWT_CLIENT_TOKENS_PER_MINUTE": "20",
+                "JWT_AUTH_FAILURES_BEFORE_BACKOFF": "5",
+                "JWT_AUTH_BACKOFF_SECONDS": "2",
+            },
+            LimitSettings(20, 5, 2.0),
+        ),
+    ],
+)
+def test_limit_settings_come_from_the_environment(env: dict[str, str], expected: LimitSettings) -> None:
+    assert LimitSettings.from_env(env) == expected
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"JWT_CLIENT_TOKENS_PER_MINUTE": "many"},
+        {"JWT_AUTH_FAILURES_BEFORE_BACKOFF": "0"},
+        {"JWT_AUTH_BACKOFF_SECONDS": "-1"},
+    ],
+)
+def test_malformed_limit_settings_are_named(env: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match=next(iter(env))):
+        LimitSettings.from_env(env)
+
+
+def test_the_token_endpoint_enforces_its_budget_per_client(
+    keys: KeyStore, clients: tuple[ClientRegistry, dict[str, tuple[str, str]]]
+) -> None:
+    registry, creds = clients
+    settings = IssuerSettings("issuer-x", "aud-x", 300, 900, limits=LimitSettings(tokens_per_minute=3))
+    app = TestClient(create_app(settings, keys, registry))
+    form = {"grant_type": "client_credentials"}
+    codes = [app.post("/token", data=form, headers=_basic(*creds["tenant-a"])).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    refused = app.post("/token", data=form, headers=_basic(*creds["tenant-a"]))
+    assert refused.json()["error"] == "slow_down"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "access_token" not in refused.text
+    assert app.post("/token", data=form, headers=_basic(*creds["tenant-c"])).status_code == 200
+
+
+def test_the_token_endpoint_stops_checking_secrets_during_a_backoff(
+    keys: KeyStore, clients: tuple[ClientRegistry, dict[str, tuple[str, str]]]
+) -> None:
+    registry, creds = clients
+    limits = LimitSettings(failures_before_backoff=3, backoff_s=60.0)
+    app = TestClient(create_app(IssuerSettings("issuer-x", "aud-x", 300, 900, limits=limits), keys, registry))
+    client_id, secret = creds["tenant-a"]
+    form = {"grant_type": "client_credentials"}
+    wrong = [app.post("/token", data=form, headers=_basic(client_id, "guess")).status_code for _ in range(5)]
+    assert wrong == [401, 401, 401, 429, 429]
+    right = app.post("/token", data=form, headers=_basic(client_id, secret))
+    assert right.status_code == 429, "the right secret is not checked during a backoff either"
+    assert int(right.headers["retry-after"]) >= 59
+    assert app.post("/token", data=form, headers=_basic(*creds["tenant-c"])).status_code == 200
+
+
+def test_without_settings_there_is_no_limit(
+    keys: KeyStore, clients: tuple[ClientRegistry, dict[str, tuple[str, str]]]
+) -> None:
+    registry, creds = clients
+    app = TestClient(create_app(SETTINGS, keys, registry))
+    form = {"grant_type": "client_credentials"}
+    client_id, secret = creds["tenant-a"]
+    assert {app.post("/token", data=form, headers=_basic(client_id, "x")).status_code for _ in range(8)} == {401}
+    assert {app.post("/token", data=form, headers=_basic(client_id, secret)).status_code for _ in range(8)} == {200}
