@@ -102,11 +102,10 @@ def total_replicas(revisions: Sequence[RevisionStatus]) -> int:
     return sum(r.total for r in revisions)
 
 
-def wait_for_zero(
-    platform: ServingPlatform, model: Model, timeout_s: float, in_a_row: int = 3, interval_s: float = 0.5
-) -> float:
-    """Waits until no revision of ``model`` has a replica, held ``in_a_row`` polls in a row; returns
-    the seconds waited. Raises AssertionError naming the replicas still there at the deadline."""
+def wait_for_zero(platform: ServingPlatform, model: Model, timeout_s: float, interval_s: float = 0.1) -> float:
+    """Waits until no revision of ``model`` has a replica (none ready, starting or being created);
+    returns the seconds waited. One such reading is proof: with no request, nothing starts a replica
+    again. Raises AssertionError naming the replicas still there at the deadline."""
     start = time.monotonic()
 
     def at_zero() -> None:
@@ -115,15 +114,8 @@ def wait_for_zero(
         left = {r.name: r.total for r in revisions if r.total}
         assert not left, f"{model.tenant}/{model.name} still has replicas: {left}"
 
-    eventually(at_zero, timeout_s, interval_s, in_a_row)
+    eventually(at_zero, timeout_s, interval_s)
     return time.monotonic() - start
-
-
-def idle_wait_s(settings: AutoscalingSettings, deadline_s: float, slack_s: float = 5.0) -> float:
-    """How long to wait for an idle model to reach zero: what its settings imply (plus slack for the
-    autoscaler's ticks and a replica's shutdown), but never longer than the deadline the profile
-    promises, so a platform configured to keep replicas longer fails instead of stalling the run."""
-    return min(deadline_s, settings.idle_to_zero_s + slack_s)
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
@@ -181,13 +173,19 @@ def binomial_interval(n: int, p: float, false_failure_rate: float) -> tuple[int,
 
 
 def paced(count: int, rate_per_s: float, send: Callable[[int], None]) -> float:
-    """Calls ``send(i)`` ``count`` times at most ``rate_per_s`` times a second (open loop from the
-    intended send times, so a slow answer does not slow the schedule); returns the seconds taken."""
-    start = time.monotonic()
+    """Calls ``send(i)`` ``count`` times, never faster than ``rate_per_s``: each call starts at least
+    ``1 / rate_per_s`` after the previous one started, so any window of ``w`` seconds holds at most
+    ``w * rate_per_s + 1`` calls. A sender that fell behind (a slow answer, a busy machine) does not
+    catch up in a burst: a burst could exceed a rate limiter's budget that the average respects,
+    and the limiter would then rightly refuse requests that were meant to be served. Returns the
+    seconds taken."""
+    gap = 1.0 / rate_per_s
+    start = previous = time.monotonic()
     for i in range(count):
-        due = start + i / rate_per_s
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # pacing the sender, not waiting on the platform
+        if i:
+            delay = previous + gap - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # pacing the sender, not waiting on the platform
+        previous = time.monotonic()
         send(i)
     return time.monotonic() - start

@@ -12,6 +12,7 @@ from inferbox.client import GatewayClient
 from inferbox.contract import Capability, Platform
 from inferbox.tokens import decode_unverified
 from inferbox.topology import Model
+from suites.serving._overlap import OVERLAP_KEY
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +72,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
         topology = read_topology(load_manifests(metafunc.config.getoption("manifests")))
         metafunc.parametrize("model", topology.models, ids=model_ids(topology.models), scope="session")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """While the overlapped serverless checks run, no other test may send a model traffic."""
+    overlap = item.config.stash.get(OVERLAP_KEY, None)
+    if overlap is not None and not overlap.has(item):
+        overlap.finish()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Before the session's fixtures (the platform) go, no overlapped check may still use them."""
+    overlap = item.config.stash.get(OVERLAP_KEY, None)
+    if overlap is not None and nextitem is None:
+        overlap.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    overlap = session.config.stash.get(OVERLAP_KEY, None)
+    if overlap is not None:
+        overlap.stop()

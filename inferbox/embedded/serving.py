@@ -82,6 +82,7 @@ class RevisionState:
     refused_at: float | None = None  # last quota refusal (monotonic)
     last_total: int = 0  # the gateway's request counter for this revision
     timings: dict[str, ReplicaTiming] = field(default_factory=dict)
+    leaving: set[str] = field(default_factory=set)  # replicas draining or stopping, until fully gone
 
     @property
     def key(self) -> str:
@@ -363,6 +364,7 @@ class ServingControlPlane:
             candidates.sort(key=lambda r: (r.ready_at is not None, -r.index))
             for replica in candidates[:surplus]:
                 replica.draining = True
+                state.leaving.add(replica.name)
                 self._spawn(self._drain, state, replica)
 
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
@@ -414,10 +416,13 @@ class ServingControlPlane:
             self._publish(state)
         assert self.activator is not None
         self.activator.replicas_changed(state.key)
-        if replica.ready_at is not None:
-            self._wait_endpoint_removed(state, replica)
-            self._wait_idle(replica)
-        self.deployer.stop_replica(replica)
+        try:
+            if replica.ready_at is not None:
+                self._wait_endpoint_removed(state, replica)
+                self._wait_idle(replica)
+            self.deployer.stop_replica(replica)
+        finally:
+            state.leaving.discard(replica.name)  # gone, its scrape target and counters with it
         self._log(f"{state.key}: stopped {replica.name}")
 
     def _wait_endpoint_removed(self, state: RevisionState, replica: Replica) -> None:
@@ -525,6 +530,9 @@ class ServingControlPlane:
                 refused = state.refused_at is not None and state.refused_at >= since
                 if high is not None:
                     assert len(replicas) <= high, f"{state.key} has {len(replicas)} replicas, above {high}"
+                    # A replica on its way out still serves and is still scraped: the set of
+                    # replicas (and the counters they keep) is fixed only once it is gone.
+                    assert not state.leaving, f"{state.key}: {', '.join(sorted(state.leaving))} still leaving"
                 if low is not None and not refused:
                     assert state.pending == 0, f"{state.key} is creating replicas"
                     assert len(replicas) >= low, f"{state.key}: {len(replicas)} of {low}"

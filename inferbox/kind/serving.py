@@ -138,12 +138,21 @@ def replica_timings(api: KubeApi, namespace: str, name: str, since: float) -> li
     return sorted(out, key=lambda t: t.requested_at)
 
 
+# Longer than any test session: a replica that stopped within it still counts (see served_requests).
+SERVED_WINDOW = "1d"
+
+
 def served_requests(query: Query, namespace: str, name: str) -> dict[str, int]:
     """Requests each revision's pods answered, from Istio's destination-side counter (the revision's
-    Deployment is ``<revision>-deployment``). Prometheus scrapes it, so it lags the requests."""
+    Deployment is ``<revision>-deployment``). Prometheus scrapes it, so it lags the requests.
+
+    Each pod keeps its own counter, and a pod that stops takes its series out of an instant query:
+    a plain sum drops the requests of every replica scaled in since the last reading. Each pod's
+    highest value within the window counts instead, so a stopped replica's requests stay counted."""
     promql = (
-        'sum by (destination_workload) (istio_requests_total{reporter="destination", '
-        f'destination_workload_namespace="{namespace}", destination_workload=~"{name}-predictor-.*"}})'
+        "sum by (destination_workload) (max_over_time(istio_requests_total{"
+        f'reporter="destination", destination_workload_namespace="{namespace}", '
+        f'destination_workload=~"{name}-predictor-.*"}}[{SERVED_WINDOW}]))'
     )
     counts: dict[str, int] = {}
     for sample in query(promql):

@@ -26,8 +26,9 @@ pytestmark = [
 Token = Callable[[str], str]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dashboard_traffic(
+    models_held_warm: None,  # noqa: ARG001 - requested for its effect: replicas held while judged
     platform: Platform,
     prometheus: PrometheusClient,
     observability: Observability,
@@ -35,7 +36,10 @@ def dashboard_traffic(
     token_for: Token,
 ) -> set[str]:
     """Traffic every panel should see: served predictions for every model, a request without a
-    token and one with another tenant's token. Returns the metric names Prometheus then knows."""
+    token and one with another tenant's token. Returns the metric names Prometheus then knows.
+
+    The models are held at one ready replica while the panels are judged: a model that idled to
+    zero meanwhile has no replica to show (the ready-replicas panel would rightly be empty)."""
     tenants = [t.name for t in platform.topology.tenants]
     for model in platform.topology.models:
         send_predictions(gateway, model, token_for(model.tenant), 3)

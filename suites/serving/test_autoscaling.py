@@ -22,6 +22,7 @@ from inferbox.client import DEFAULT_TIMEOUT, GatewayClient
 from inferbox.contract import Capability, Feature, Platform
 from inferbox.evidence import Evidence
 from inferbox.topology import Model
+from suites.serving._overlap import Stage, alone
 from suites.serving._serving import Answer, Token, await_zero, declared, failures, predict, slow_predict
 
 pytestmark = [
@@ -38,6 +39,7 @@ SAMPLE_S = 0.25
 
 
 @pytest.mark.features(Feature.COLD_START, Feature.AUTOSCALING)
+@pytest.mark.overlap(Stage.BURST)
 def test_burst_at_zero_is_held_and_served(
     platform: Platform, gateway: GatewayClient, model: Model, token_for: Token, evidence: Evidence
 ) -> None:
@@ -57,7 +59,7 @@ def test_burst_at_zero_is_held_and_served(
 
     sent = time.time()
     try:
-        with ThreadPoolExecutor(max_workers=promise.burst_requests) as pool:
+        with alone(), ThreadPoolExecutor(max_workers=promise.burst_requests) as pool:
             answers = list(pool.map(one, range(promise.burst_requests)))
     finally:
         for client in clients:
@@ -84,6 +86,7 @@ def test_burst_at_zero_is_held_and_served(
 
 
 @pytest.mark.features(Feature.AUTOSCALING)
+@pytest.mark.overlap(Stage.SCALE_OUT)
 def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its phases in order
     platform: Platform, gateway: GatewayClient, model: Model, token_for: Token, evidence: Evidence
 ) -> None:
@@ -121,31 +124,33 @@ def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its ph
         timeline.append((round(time.monotonic() - began, 2), counts))
         return counts
 
-    threads = [threading.Thread(target=slow_client, daemon=True) for _ in range(workers)]
-    threads.append(threading.Thread(target=light_client, daemon=True))
-    for thread in threads:
-        thread.start()
-    try:
-        # Heavy load until a revision has scaled out and served a few seconds that way.
-        scaled_at = None
-        while time.monotonic() - began < LOAD_LIMIT_S:
-            if max(replicas().values()) >= 2:
-                scaled_at = scaled_at or time.monotonic()
-                if time.monotonic() - scaled_at >= 2 * HOLD_S:
-                    break
-            stop.wait(SAMPLE_S)
-        heavy.set()
-        # The light load goes on while the surplus replicas drain, down to one.
-        scale_in_from = time.monotonic()
-        while time.monotonic() - scale_in_from < SCALE_IN_LIMIT_S and max(replicas().values()) > 1:
-            stop.wait(SAMPLE_S)
-        scaled_in = max(replicas().values()) <= 1
-    finally:
-        heavy.set()
-        light.set()
-        stop.set()
+    with alone():  # load that starts replicas: no other check's heavy section meanwhile
+        began = time.monotonic()  # the load's limits count from here, not from waiting for alone()
+        threads = [threading.Thread(target=slow_client, daemon=True) for _ in range(workers)]
+        threads.append(threading.Thread(target=light_client, daemon=True))
         for thread in threads:
-            thread.join(timeout=30)
+            thread.start()
+        try:
+            # Heavy load until a revision has scaled out and served a few seconds that way.
+            scaled_at = None
+            while time.monotonic() - began < LOAD_LIMIT_S:
+                if max(replicas().values()) >= 2:
+                    scaled_at = scaled_at or time.monotonic()
+                    if time.monotonic() - scaled_at >= 2 * HOLD_S:
+                        break
+                stop.wait(SAMPLE_S)
+            heavy.set()
+            # The light load goes on while the surplus replicas drain, down to one.
+            scale_in_from = time.monotonic()
+            while time.monotonic() - scale_in_from < SCALE_IN_LIMIT_S and max(replicas().values()) > 1:
+                stop.wait(SAMPLE_S)
+            scaled_in = max(replicas().values()) <= 1
+        finally:
+            heavy.set()
+            light.set()
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
     evidence.figure("load_clients", workers)
     evidence.figure("peak_ready_replicas", dict(peak))
     evidence.figure("requests", len(answers))

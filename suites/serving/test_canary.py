@@ -23,6 +23,7 @@ from inferbox.evidence import Evidence
 from inferbox.serving import RevisionStatus, binomial_interval, paced
 from inferbox.topology import Model
 from inferbox.waiting import eventually
+from suites.serving._overlap import Stage, alone
 from suites.serving._serving import SETTLE_S, Answer, Token, failures, predict
 
 pytestmark = [
@@ -47,12 +48,13 @@ def _canary(platform: Platform, model: Model) -> tuple[RevisionStatus, RevisionS
     return stable, latest
 
 
-def _send(
-    platform: Platform, gateway: GatewayClient, model: Model, token: str, count: int
-) -> tuple[list[Answer], dict[str, int]]:
-    """``count`` paced requests; the platform's per-revision counters before and after."""
+def _send(platform: Platform, gateway: GatewayClient, model: Model, token: str, count: int) -> dict[str, int]:
+    """``count`` paced requests, every one answered by the model; how many of them the platform
+    counted per revision."""
     answers: list[Answer] = []
     lock = threading.Lock()
+    # Never above this share of the tenant's budget in any window (``paced`` does not catch up), so
+    # the rate limiter never answers instead of a revision.
     rate = RATE_SHARE * platform.profile.rate_limit_per_tenant_rps
     before = platform.served_requests(model)
     with httpx.Client(base_url=platform.gateway_url, timeout=DEFAULT_TIMEOUT) as client:
@@ -63,15 +65,19 @@ def _send(
                 answers.append(answer)
 
         paced(count, rate, send)
+    # Only requests the model answered can be counted by revision: judge the answers first.
+    assert not failures(answers), f"{len(failures(answers))} of {count} requests failed: {failures(answers)[:5]}"
 
     def counted() -> dict[str, int]:
         after = platform.served_requests(model)
         delta = {rev: after.get(rev, 0) - before.get(rev, 0) for rev in after}
-        assert sum(delta.values()) >= count, f"the platform counted {delta} of {count} requests so far"
+        assert sum(delta.values()) >= count, (
+            f"the platform counted {delta} of {count} requests, all of which the model answered"
+        )
         return delta
 
     # Counters can lag the requests (a cluster's metrics are scraped); "no data" is a failure.
-    return answers, eventually(counted, SETTLE_S, 1.0)
+    return eventually(counted, SETTLE_S, 0.2)
 
 
 def _warm(platform: Platform, model: Model) -> Callable[[], None]:
@@ -81,22 +87,23 @@ def _warm(platform: Platform, model: Model) -> Callable[[], None]:
     return lambda: platform.restore_model(model, SETTLE_S)
 
 
+@pytest.mark.overlap(Stage.CANARY)
 def test_canary_split_matches_the_declared_percentage(
     platform: Platform, gateway: GatewayClient, model: Model, token_for: Token, evidence: Evidence
 ) -> None:
     promise = platform.profile.require_serving()
     _, latest = _canary(platform, model)
-    restore = _warm(platform, model)
-    try:
-        answers, routed = _send(platform, gateway, model, token_for(model.tenant), promise.canary_requests)
-    finally:
-        restore()
+    with alone():  # replicas starting and a steady stream of requests
+        restore = _warm(platform, model)
+        try:
+            routed = _send(platform, gateway, model, token_for(model.tenant), promise.canary_requests)
+        finally:
+            restore()
     total = sum(routed.values())
     low, high = binomial_interval(total, latest.traffic_percent / 100, promise.canary_false_failure_rate)
     evidence.figure("canary_declared_percent", latest.traffic_percent)
     evidence.figure("canary_routed", routed)
     evidence.figure("canary_interval", [low, high])
-    assert not failures(answers), f"{len(failures(answers))} requests failed: {failures(answers)[:5]}"
     canary = routed.get(latest.name, 0)
     assert low <= canary <= high, (
         f"{latest.name} got {canary} of {total} requests ({100 * canary / total:.1f} %); declared "
@@ -105,21 +112,22 @@ def test_canary_split_matches_the_declared_percentage(
     )
 
 
+@pytest.mark.overlap(Stage.PROMOTE)
 def test_promoting_the_canary_moves_all_traffic(
     platform: Platform, gateway: GatewayClient, model: Model, token_for: Token, evidence: Evidence
 ) -> None:
     _, latest = _canary(platform, model)
     token = token_for(model.tenant)
-    restore = _warm(platform, model)
-    try:
-        platform.promote_canary(model, SETTLE_S)
-        shares = {r.name: r.traffic_percent for r in platform.revisions(model)}
-        assert shares.get(latest.name) == 100, f"after promotion the platform reports the split {shares}"
-        answers, routed = _send(platform, gateway, model, token, PROMOTED_REQUESTS)
-    finally:
-        restore()
+    with alone():  # replicas starting and a steady stream of requests
+        restore = _warm(platform, model)
+        try:
+            platform.promote_canary(model, SETTLE_S)
+            shares = {r.name: r.traffic_percent for r in platform.revisions(model)}
+            assert shares.get(latest.name) == 100, f"after promotion the platform reports the split {shares}"
+            routed = _send(platform, gateway, model, token, PROMOTED_REQUESTS)
+        finally:
+            restore()
     evidence.figure("promoted_routed", routed)
-    assert not failures(answers), f"{len(failures(answers))} requests failed: {failures(answers)[:5]}"
     others = {rev: n for rev, n in routed.items() if rev != latest.name and n}
     assert not others, f"after promoting {latest.name}, requests still went to {others}"
     assert routed.get(latest.name, 0) >= PROMOTED_REQUESTS, f"{latest.name} served only {routed}"

@@ -20,6 +20,7 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.evidence import Evidence
 from inferbox.serving import cold_start_breakdown, summary
 from inferbox.topology import Model
+from suites.serving._overlap import Stage, alone
 from suites.serving._serving import Token, await_zero, declared, predict
 
 pytestmark = [
@@ -30,6 +31,7 @@ pytestmark = [
 
 
 @pytest.mark.features(Feature.SCALE_TO_ZERO)
+@pytest.mark.overlap(Stage.IDLE)
 def test_idle_model_scales_to_zero(
     platform: Platform, gateway: GatewayClient, model: Model, token_for: Token, evidence: Evidence
 ) -> None:
@@ -52,6 +54,7 @@ def test_idle_model_scales_to_zero(
 
 
 @pytest.mark.features(Feature.SCALE_TO_ZERO, Feature.COLD_START)
+@pytest.mark.overlap(Stage.COLD_START)
 def test_cold_start_is_answered_within_budget(
     platform: Platform, gateway: GatewayClient, model: Model, token_for: Token, evidence: Evidence
 ) -> None:
@@ -64,7 +67,8 @@ def test_cold_start_is_answered_within_budget(
     breakdowns: dict[str, list[float]] = {p: [] for p in parts}
     for cycle in range(promise.cold_start_cycles):
         await_zero(platform, model, settings, promise)
-        answer = predict(gateway, model, token)
+        with alone():  # a cold start is timed while no other check loads the machine
+            answer = predict(gateway, model, token)
         assert answer.ok, f"cycle {cycle + 1}: the first request after zero failed: {answer.detail}"
         started = [t for t in platform.replica_timings(model, since=answer.sent_at - 1.0) if t.ready_at is not None]
         assert started, f"cycle {cycle + 1}: answered in {answer.seconds:.2f}s, but the platform started no replica"

@@ -191,6 +191,8 @@ def test_served_requests_come_from_istio_counters() -> None:
     counts = ks.served_requests(query, "tenant-a", "sklearn-iris")
     assert counts == {"sklearn-iris-predictor-00001": 321, "sklearn-iris-predictor-00002": 79}
     assert 'reporter="destination"' in queries[0]
+    # A replica that stopped keeps its requests counted: each pod's highest value, not its last one.
+    assert queries[0].startswith("sum by (destination_workload) (max_over_time(istio_requests_total{")
 
 
 def test_the_platform_restores_a_promoted_canary_by_rolling_it_out_again(cluster: FakeCluster, tmp_path: Path) -> None:

@@ -1,21 +1,25 @@
 """The target-agnostic serving helpers: the binomial bound of the canary check, summaries, the
-cold-start breakdown, and how long to wait for zero."""
+cold-start breakdown, waiting for zero and pacing a sender."""
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import math
+import time
 
 import pytest
 
 from inferbox.serving import (
     AutoscalingSettings,
     ReplicaTiming,
+    RevisionStatus,
     binomial_interval,
     cold_start_breakdown,
-    idle_wait_s,
+    paced,
     summary,
+    wait_for_zero,
 )
+from inferbox.topology import Model
 
 SETTINGS = AutoscalingSettings(0, 3, "concurrency", 4, 0.7, 6, 1, 2.0, True, 2, 0, 1, 0)
 
@@ -59,9 +63,36 @@ def test_summary_and_breakdown() -> None:
     assert sum(v for k, v in parts.items() if k != "total") == pytest.approx(parts["total"])
 
 
-def test_the_wait_for_zero_follows_the_settings_but_never_passes_the_deadline() -> None:
-    assert idle_wait_s(SETTINGS, deadline_s=30) == 13  # 6 s window + 2 s grace + 5 s slack
-    keeps_one = dataclasses.replace(SETTINGS, min_replicas=1)
-    assert idle_wait_s(keeps_one, deadline_s=30) == 30
-    long_grace = dataclasses.replace(SETTINGS, scale_to_zero_grace_s=120)
-    assert idle_wait_s(long_grace, deadline_s=30) == 30
+def test_a_paced_sender_that_fell_behind_does_not_catch_up_in_a_burst() -> None:
+    """A slow answer delays the schedule; the requests after it keep their spacing, so no window
+    ever holds more than its share of the rate (a burst could trip the tenant's rate limiter)."""
+    starts: list[float] = []
+
+    def send(i: int) -> None:
+        starts.append(time.monotonic())
+        if i == 2:
+            time.sleep(0.3)  # one slow answer, as on a busy machine
+
+    paced(10, 50.0, send)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.02 - 0.002, gaps
+    assert gaps[2] >= 0.3
+
+
+class _Revisions:
+    def __init__(self, totals: list[int]) -> None:
+        self.totals = totals
+
+    def revisions(self, model: Model) -> list[RevisionStatus]:
+        total = self.totals.pop(0) if len(self.totals) > 1 else self.totals[0]
+        return [RevisionStatus(model.name, model.tenant, f"{model.name}-predictor-00001", 100, total, total, True)]
+
+
+MODEL = Model("sklearn-iris", "tenant-a", "sklearn", 0, 3)
+
+
+def test_one_reading_at_zero_ends_the_wait_and_a_model_that_stays_up_fails_it() -> None:
+    waited = wait_for_zero(_Revisions([2, 1, 0]), MODEL, timeout_s=5, interval_s=0.01)
+    assert waited < 1
+    with pytest.raises(AssertionError, match="still has replicas"):
+        wait_for_zero(_Revisions([1]), MODEL, timeout_s=0.1, interval_s=0.01)
