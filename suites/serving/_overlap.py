@@ -84,7 +84,7 @@ def _runnable(item: pytest.Item, capabilities: frozenset[Capability]) -> bool:
     no skip or xfail mark, and every capability it declares present (else its turn skips it)."""
     if not isinstance(item, pytest.Function) or stage_of(item) is None:
         return False
-    if any(item.iter_markers(name) for name in ("skip", "skipif", "xfail")):
+    if any(item.get_closest_marker(name) is not None for name in ("skip", "skipif", "xfail")):
         return False
     if set(inspect.signature(item.obj).parameters) - ALLOWED_ARGUMENTS:
         return False
