@@ -7,13 +7,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.inferbox-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup conformance test check lint typecheck unit platform-tests load mutants bench clean help
+RUNS ?= 10
+NOISE ?= 0
+
+.PHONY: setup conformance test check lint typecheck unit platform-tests load mutants chaos flakes bench clean help
 
 help:
 	@echo "make conformance   stand up the embedded platform and run pytest -m conformance"
 	@echo "make test          lint, type-check, unit tests, conformance suite, load smoke + calibration, mutants"
 	@echo "make check         lint, type-check and the unit tests that start no platform (a few minutes)"
 	@echo "make load          the smoke load profile with its SLOs and the load calibration self-test"
+	@echo "make flakes        the conformance suite RUNS=10 times on one platform (NOISE=1: a CPU hog on one core)"
 	@echo "make setup         create $(VENV) and install everything (idempotent)"
 	@echo "make bench         print the benchmark figures"
 
@@ -27,8 +31,14 @@ $(STAMP): pyproject.toml scripts/check-python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# Ends with the slowest ten tests (setup included).
 conformance: setup
-	$(BIN)/pytest -m conformance -p no:cacheprovider $(PYTEST_ARGS)
+	INFERBOX_SLOWEST=10 $(BIN)/pytest -m conformance -p no:cacheprovider $(PYTEST_ARGS)
+
+# Each test's pass rate over RUNS conformance runs against one kept platform; the report goes to
+# docs/flakes.md. NOISE=1 pins a CPU hog to one core for the whole run (stopped by PID at the end).
+flakes: setup
+	$(BIN)/python -m inferbox.flakes --runs $(RUNS) $(if $(filter 1,$(NOISE)),--noise) --output docs/flakes.md
 
 lint: setup
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -38,26 +39,64 @@ def token_for(platform: Platform, gateway: GatewayClient) -> Callable[[str], str
     return get
 
 
+SLOWEST_KEY = pytest.StashKey[dict[str, float]]()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each test's wall time, setup and teardown included (for the slowest-tests summary)."""
+    config = _CONFIG[0] if _CONFIG else None
+    if config is not None:
+        times = config.stash.setdefault(SLOWEST_KEY, {})
+        times[report.nodeid] = times.get(report.nodeid, 0.0) + report.duration
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG[:] = [config]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """With INFERBOX_SLOWEST=N (``make conformance``), the N slowest tests, setup included (the
+    first test's setup includes the platform's start; an overlapped check's time is its wait)."""
+    count = int(os.environ.get("INFERBOX_SLOWEST", "0") or 0)
+    times = config.stash.get(SLOWEST_KEY, {})
+    if count <= 0 or not times:
+        return
+    terminalreporter.write_sep("=", f"slowest {min(count, len(times))} tests (setup + call + teardown)")
+    for nodeid, seconds in sorted(times.items(), key=lambda kv: -kv[1])[:count]:
+        terminalreporter.write_line(f"{seconds:8.2f}s  {nodeid}")
+    terminalreporter.write_line(f"{sum(times.values()):8.2f}s  all {len(times)} tests")
+
+
 # How long holding a model warm may take (replicas starting from zero; longer on a cluster).
 HOLD_SETTLE_S = float(os.environ.get("INFERBOX_SERVING_SETTLE_S", "90"))
 
 
+@pytest.fixture(scope="session")
+def _pinned_models(platform: Platform) -> Iterator[None]:
+    """The manifests' bounds come back at the end of the session (a kept platform stays as declared)."""
+    yield
+    if Capability.AUTOSCALING in platform.capabilities:
+        for model in platform.topology.models:
+            platform.restore_model(model, HOLD_SETTLE_S)
+
+
 @pytest.fixture(scope="module")
-def models_held_warm(platform: Platform) -> Iterator[None]:
+def models_held_warm(platform: Platform, _pinned_models: None) -> None:
     """For modules that need a fixed set of model replicas while they run (probing pods directly,
     counting a replica's metrics): an idle model would scale to zero, and a replica scaled in would
-    take its counters with it, so every revision is pinned at one replica (through the contract);
-    the manifests' bounds come back afterwards. Use with ``pytest.mark.usefixtures("models_held_warm")``."""
+    take its counters with it, so every revision is pinned at one replica (through the contract).
+    Use with ``pytest.mark.usefixtures("models_held_warm")``.
+
+    The pin stays after the module: the next module that wants it finds the replicas ready instead
+    of starting them again from zero. Checks that need the manifests' own bounds restore them
+    themselves (every serving check does), and the session restores them at its end."""
     if Capability.AUTOSCALING not in platform.capabilities:
-        yield
         return
     for model in platform.topology.models:
         platform.set_scale_bounds(model, 1, 1, HOLD_SETTLE_S)
-    try:
-        yield
-    finally:
-        for model in platform.topology.models:
-            platform.restore_model(model, HOLD_SETTLE_S)
 
 
 def model_ids(models: tuple[Model, ...]) -> list[str]:

@@ -159,3 +159,24 @@ def expect_growth(
         return now
 
     return eventually(grown, timeout_s=timeout_s, interval_s=0.5, in_a_row=in_a_row)
+
+
+def expect_growths(
+    prometheus: PrometheusClient, expected: dict[str, tuple[float, float]], timeout_s: float, in_a_row: int = 3
+) -> dict[str, float]:
+    """``expect_growth`` for several queries at once (query -> (before, growth)), waited on together:
+    each must equal its ``before + growth``, all of them in the same ``in_a_row`` readings."""
+
+    def grown() -> dict[str, float]:
+        values, short = {}, []
+        for promql, (before, growth) in expected.items():
+            now = prometheus.value(promql)
+            if now > before + growth:
+                raise Overcounted(f"`{promql}` grew by {now - before:g}, more than the {growth:g} expected")
+            if now != before + growth:
+                short.append(f"`{promql}` grew by {now - before:g} of the {growth:g} expected")
+            values[promql] = now
+        assert not short, "; ".join(short)
+        return values
+
+    return eventually(grown, timeout_s=timeout_s, interval_s=0.5, in_a_row=in_a_row)

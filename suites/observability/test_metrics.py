@@ -21,7 +21,7 @@ from inferbox.burst import send_burst
 from inferbox.client import GatewayClient
 from inferbox.contract import Capability, Feature, Observability, Platform, Signal
 from inferbox.evidence import Evidence
-from inferbox.observability.prometheus import NoData, PrometheusClient, duration_s, expect_growth
+from inferbox.observability.prometheus import NoData, PrometheusClient, duration_s, expect_growths
 from inferbox.observability.promises import observability_promise
 from inferbox.observability.traffic import send_predictions
 from inferbox.topology import Model
@@ -131,14 +131,11 @@ def test_requests_are_counted_exactly(
     # "every target scraped" alone could miss it.
     unwarmed = _baseline(prometheus, counted, observability)
     send_predictions(gateway, model, token, WARM_UP)
-    before = {
-        query: expect_growth(prometheus, query, unwarmed[query], WARM_UP, observability.metrics_deadline_s())
-        for query in counted
-    }
+    deadline = observability.metrics_deadline_s()
+    before = expect_growths(prometheus, {query: (unwarmed[query], WARM_UP) for query in counted}, deadline)
     sent = time.monotonic()
     send_predictions(gateway, model, token, REQUESTS)
-    for query in counted:
-        expect_growth(prometheus, query, before[query], REQUESTS, observability.metrics_deadline_s())
+    expect_growths(prometheus, {query: (before[query], REQUESTS) for query in counted}, deadline)
     evidence.figure("visible_after_s", round(time.monotonic() - sent, 2))
     window = f"{int(max(60, 4 * observability.scrape_interval_s))}s"
     for signal in (Signal.REQUEST_LATENCY_QUANTILE, Signal.MODEL_LATENCY_QUANTILE):
@@ -183,9 +180,8 @@ def test_denied_requests_are_counted_with_their_code(
         response = gateway.metadata_v1(model, other_token)
         assert (response.status_code, source_of(response)) == (403, Source.GATEWAY_AUTHORIZATION), describe(response)
     deadline = observability.metrics_deadline_s()
-    expect_growth(prometheus, jwt_denied, before[jwt_denied], NO_TOKEN, deadline)
-    expect_growth(prometheus, authz_denied, before[authz_denied], OTHER_TENANT, deadline)
-    expect_growth(prometheus, refused, before[refused], NO_TOKEN + OTHER_TENANT, deadline)
+    growth = {jwt_denied: NO_TOKEN, authz_denied: OTHER_TENANT, refused: NO_TOKEN + OTHER_TENANT}
+    expect_growths(prometheus, {query: (before[query], n) for query, n in growth.items()}, deadline)
     for query in reached:
         _unchanged(prometheus, query, before[query])
 
@@ -250,8 +246,8 @@ def test_rate_limited_requests_are_counted(
         f"{burst} requests sent within {sent.send_window_s:.3f}s were never limited"
     )
     deadline = observability.metrics_deadline_s()
-    expect_growth(prometheus, limited, before[limited], counts[Source.GATEWAY_RATE_LIMIT], deadline)
-    expect_growth(prometheus, served, before[served], counts[Source.MODEL], deadline)
+    growth = {limited: counts[Source.GATEWAY_RATE_LIMIT], served: counts[Source.MODEL]}
+    expect_growths(prometheus, {query: (before[query], n) for query, n in growth.items()}, deadline)
 
 
 def test_replicas_and_starts_are_visible(
