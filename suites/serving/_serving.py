@@ -19,6 +19,7 @@ from inferbox.samples import Sample, samples_for
 from inferbox.serving import AutoscalingSettings, wait_for_zero
 from inferbox.topology import Model
 from inferbox.verdicts import Source, describe, source_of
+from inferbox.waiting import eventually
 
 # How long the platform may take to apply a change of bounds or routing (replicas starting, routes
 # propagating). Override with INFERBOX_SERVING_SETTLE_S (a cluster needs longer than embedded).
@@ -54,6 +55,17 @@ def await_zero(platform: Platform, model: Model, settings: AutoscalingSettings, 
             f"{settings.stable_window_s:.0f}s, grace {settings.scale_to_zero_grace_s:.0f}s); the profile promises "
             f"{promise.scale_to_zero_deadline_s:.0f}s"
         ) from exc
+
+
+def starts_finished(platform: Platform, model: Model) -> None:
+    """Waits until no replica of the model is still starting (a burst may start several, and the
+    first answer comes as soon as one is ready); the others load the machine until they are."""
+
+    def finished() -> None:
+        starting = {r.name: r.total - r.ready for r in platform.revisions(model) if r.total > r.ready}
+        assert not starting, f"{model.tenant}/{model.name} has replicas still starting: {starting}"
+
+    eventually(finished, SETTLE_S, 0.1)
 
 
 @dataclass

@@ -23,7 +23,16 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.evidence import Evidence
 from inferbox.topology import Model
 from suites.serving._overlap import Stage, alone
-from suites.serving._serving import Answer, Token, await_zero, declared, failures, predict, slow_predict
+from suites.serving._serving import (
+    Answer,
+    Token,
+    await_zero,
+    declared,
+    failures,
+    predict,
+    slow_predict,
+    starts_finished,
+)
 
 pytestmark = [
     pytest.mark.conformance,
@@ -59,8 +68,10 @@ def test_burst_at_zero_is_held_and_served(
 
     sent = time.time()
     try:
-        with alone(), ThreadPoolExecutor(max_workers=promise.burst_requests) as pool:
-            answers = list(pool.map(one, range(promise.burst_requests)))
+        with alone():
+            with ThreadPoolExecutor(max_workers=promise.burst_requests) as pool:
+                answers = list(pool.map(one, range(promise.burst_requests)))
+            starts_finished(platform, model)
     finally:
         for client in clients:
             client.close()
