@@ -163,9 +163,12 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         verdict = "[green]killed[/green]" if result.killed else "[red]SURVIVED[/red]"
         console.print(f"  {result.name}: {verdict} ({result.duration_s}s)")
 
-    console.print(f"running the baseline, then {len(mutants)} mutants on the {args.platform} target")
+    baseline = f"the baseline from {args.baseline_report}" if args.baseline_report else "the baseline"
+    console.print(f"running {baseline}, then {len(mutants)} mutants on the {args.platform} target")
     with console.status("running mutants"):
-        run = run_all(mutants, Path(args.manifests), args.platform, args.jobs, progress)
+        run = run_all(
+            mutants, Path(args.manifests), args.platform, args.jobs, progress, args.baseline_report, not args.no_share
+        )
     if not run.baseline_ok:
         failing = {t: o for t, o in run.baseline.items() if o != "passed"}
         err.print("[red]baseline failed[/red]: the unmutated platform must pass every named test first:")
@@ -174,13 +177,14 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         err.print(f"logs: {run.folder / 'baseline'}")
         return 1
     table = Table(title="mutants", title_justify="left")
-    for column in ("mutant", "verdict", "breaks", "time"):
+    for column in ("mutant", "verdict", "breaks", "platform", "time"):
         table.add_column(column)
     for result in run.results:
         table.add_row(
             result.name,
             "killed" if result.killed else "[red]SURVIVED[/red]",
             result.breaks if result.killed else f"{result.breaks}\n[red]{result.problem}[/red]",
+            result.platform,
             f"{result.duration_s}s",
         )
     console.print(table)
@@ -270,9 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     mutants = sub.add_parser("mutants", help="run the conformance checks against every mutant")
     mutants.add_argument("action", choices=["run", "list"])
     mutants.add_argument("--only", nargs="*", help="run only these mutants")
-    mutants.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
+    mutants.add_argument(
+        "--jobs", type=int, default=1, help="private-platform mutants at once, beside the shared platform (default 1)"
+    )
     mutants.add_argument("--platform", choices=["embedded", "kind"], default="embedded")
     mutants.add_argument("--manifests", default=str(DEFAULT_MANIFEST_DIR))
+    mutants.add_argument(
+        "--baseline-report",
+        type=Path,
+        help="take the baseline from this conformance run's report.json (same manifests, profile and target)",
+    )
+    mutants.add_argument(
+        "--no-share", action="store_true", help="every mutant on a platform of its own (no shared, reconfigured one)"
+    )
     mutants.set_defaults(func=cmd_mutants)
     report = sub.add_parser("report", help="work with run reports")
     report_sub = report.add_subparsers(dest="report_command", required=True)

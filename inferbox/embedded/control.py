@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from inferbox.embedded.deployer import Deployer
+from inferbox.embedded.knobs import Knobs, parse_knobs
 from inferbox.embedded.quota import QuotaLedger
 from inferbox.embedded.serving import ServingControlPlane
 from inferbox.embedded.state import ComponentStatus, WorkloadRow, parse, to_json
@@ -58,6 +59,11 @@ class ControlPlane(Protocol):
 
     def restore(self, namespace: str, name: str, settle_s: float) -> None: ...
 
+    def reconfigure(self, manifests_dir: str, knobs: str) -> list[str]: ...
+
+
+Reconfigure = Callable[[Path, Knobs], list[str]]
+
 
 class LocalControl:
     """The control plane in the process that runs the platform."""
@@ -68,11 +74,13 @@ class LocalControl:
         serving: ServingControlPlane,
         ledger: QuotaLedger,
         components: Callable[[], dict[str, ComponentStatus]],
+        reconfigure: Reconfigure | None = None,
     ) -> None:
         self._deployer = deployer
         self._serving = serving
         self._ledger = ledger
         self._components = components
+        self._reconfigure = reconfigure
 
     def workload_rows(self) -> list[WorkloadRow]:
         return self._deployer.workload_rows()
@@ -105,6 +113,13 @@ class LocalControl:
     def restore(self, namespace: str, name: str, settle_s: float) -> None:
         self._serving.restore(namespace, name, settle_s)
 
+    def reconfigure(self, manifests_dir: str, knobs: str) -> list[str]:
+        """Takes another manifest set and knobs (INFERBOX_KNOBS' JSON) in place, restarting only
+        the parts they touch; refused when that needs a new platform."""
+        if self._reconfigure is None:
+            raise PlatformError("this platform cannot be reconfigured in place", "start a new one")
+        return self._reconfigure(Path(manifests_dir).resolve(), parse_knobs(knobs))
+
 
 # The operations the channel serves: each a method of ControlPlane.
 OPERATIONS = (
@@ -118,6 +133,7 @@ OPERATIONS = (
     "set_bounds",
     "promote",
     "restore",
+    "reconfigure",
 )
 
 
@@ -218,6 +234,10 @@ class RemoteControl:
 
     def promote(self, namespace: str, name: str, settle_s: float) -> None:
         call(self.path, "promote", namespace, name, settle_s)
+
+    def reconfigure(self, manifests_dir: str, knobs: str) -> list[str]:
+        parts: list[str] = self._call(list[str], "reconfigure", manifests_dir, knobs)
+        return parts
 
     def restore(self, namespace: str, name: str, settle_s: float) -> None:
         call(self.path, "restore", namespace, name, settle_s)

@@ -67,6 +67,12 @@ class EmbeddedGateway:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
+    def stop(self) -> None:
+        """Stops Envoy (the endpoint and route files stay, for the next start)."""
+        if self.process is not None:
+            self.supervisor.stop(self.process)
+            self.process = None
+
     def start(
         self,
         service_endpoints: ServiceEndpoints,

@@ -29,10 +29,12 @@ from inferbox.embedded.mesh_runtime import GATEWAY_META, MeshControlPlane
 from inferbox.embedded.network import NETNS_PREFIX, Network, ensure_port_free, make_network
 from inferbox.embedded.observability import EmbeddedObservability
 from inferbox.embedded.processes import Supervisor, proc_start_time
+from inferbox.embedded.reconfigure import change_between
 from inferbox.embedded.serving import ServingControlPlane
 from inferbox.embedded.state import ComponentStatus, PlatformState, PodAddress, write_state
 from inferbox.embedded.subset import check_all_supported
 from inferbox.embedded.workloads import read_workloads, secret_dir
+from inferbox.errors import PlatformError
 from inferbox.jwtserver.clients import generate_clients, write_clients, write_credentials
 from inferbox.jwtserver.keystore import KeyStore
 from inferbox.manifests import ManifestSet, load_manifests
@@ -162,19 +164,7 @@ class EmbeddedPlatform:
             )
             serving.create_revisions(network)
             self._start_workloads()
-            gateway.start(
-                deployer.service_endpoints,
-                MeshUpstream(
-                    str(mesh.gateway_cert.cert),
-                    str(mesh.gateway_cert.key),
-                    str(mesh.pki.bundle_path),
-                    serving.identities(),
-                ),
-                serving.revisions_for,
-                opts.knobs.jwt_clock_skew_s,
-                lambda bootstrap: self.observability.decorate_gateway(bootstrap, gateway.pod),
-                opts.ready_timeout_s,
-            )
+            self._start_gateway()
             serving.start_autoscaler(gateway.admin_url)
             self.observability.start_prometheus(
                 network, supervisor, mesh.register, opts.state_dir, deployer, gateway.pod, events, opts.ready_timeout_s
@@ -183,6 +173,41 @@ class EmbeddedPlatform:
         except BaseException:
             self.stop()
             raise
+
+    def _start_gateway(self) -> None:
+        gateway = self.gateway
+        gateway.start(
+            self.deployer.service_endpoints,
+            self._mesh_upstream(),
+            self.serving.revisions_for,
+            self.options.knobs.jwt_clock_skew_s,
+            lambda bootstrap: self.observability.decorate_gateway(bootstrap, gateway.pod),
+            self.options.ready_timeout_s,
+        )
+
+    def reconfigure(self, manifests_dir: Path, knobs: Knobs) -> list[str]:
+        """Takes a new manifest set (and knobs) in place, restarting only the parts that read what
+        changed (see ``reconfigure.py``); returns their names. A change no part owns alone is
+        refused: it needs a new platform."""
+        manifests = load_manifests(manifests_dir)
+        check_all_supported(manifests)
+        change = change_between(self.manifests, manifests, self.options.knobs, knobs)
+        parts = change.parts()
+        if parts is None:
+            raise PlatformError(
+                f"cannot apply {manifests_dir} to the running platform: {', '.join(change.unowned())} changed",
+                "start a new platform with these manifests",
+            )
+        plan = plan_gateway(manifests)
+        if "gateway" in parts:
+            self.gateway.stop()
+            self.gateway.plan = plan
+            self.serving.replan(plan, knobs)
+        self.manifests, self.plan, self.topology = manifests, plan, read_topology(manifests)
+        self.options.manifests_dir, self.options.knobs = manifests_dir, knobs
+        if "gateway" in parts:
+            self._start_gateway()
+        return sorted(parts)
 
     def _mesh_upstream(self) -> MeshUpstream:
         """The gateway's mesh identity and, per revision cluster, the identity its replicas present."""
@@ -258,7 +283,12 @@ class EmbeddedPlatform:
     # -- facts for the contract --------------------------------------------------------------
     def control(self) -> LocalControl:
         """The control plane as the embedded target uses it."""
-        return LocalControl(self.deployer, self.serving, self.mesh.ledger, self.component_status)
+        return LocalControl(self.deployer, self.serving, self.mesh.ledger, self.component_status, self._reconfigured)
+
+    def _reconfigured(self, manifests_dir: Path, knobs: Knobs) -> list[str]:
+        parts = self.reconfigure(manifests_dir, knobs)
+        self.write_state()
+        return parts
 
     def component_status(self) -> dict[str, ComponentStatus]:
         status: dict[str, ComponentStatus] = {}

@@ -220,6 +220,13 @@ class ServingControlPlane:
         if self._admin is not None:
             self._admin.close()
 
+    def replan(self, gateway_plan: GatewayPlan, knobs: Knobs) -> None:
+        """The gateway's routes change (it is restarting with a new plan); so may the knobs its
+        routes read. Revisions, replicas and the activator stay as they are."""
+        with self._lock:
+            self.gateway_plan = gateway_plan
+            self.knobs = replace(self.knobs, canary_weight_offset=knobs.canary_weight_offset)
+
     # -- what the gateway is told ----------------------------------------------------------------
     def revisions_for(self, backend: ModelBackend) -> list[tuple[ModelBackend, int]]:
         """The revisions of a model and their share of its traffic (for the gateway's routes)."""

@@ -1,8 +1,19 @@
 """Running the conformance checks against every mutant.
 
-First the baseline: every test a mutant names must pass on the unmutated platform. Then each mutant
-runs in its own pytest process on its own embedded platform, with only the tests it names; it is
-killed when every one of them fails (an error in setup or a skip does not count).
+First the baseline: every test a mutant names must pass on the unmutated platform (run here, or
+read from a conformance run's report of the same manifests and profile). Then each mutant runs its
+named tests only, in its own pytest process; it is killed when every one of them fails (an error in
+setup or a skip does not count).
+
+Where a mutant runs (the verdict is the same either way; only the time differs):
+
+- on the embedded target, a mutant whose changes only a part of the platform that restarts on its
+  own reads (see ``inferbox.embedded.reconfigure``: today the gateway's routes and policies and the
+  knobs it reads, or nothing the platform reads at all, such as a dashboard) runs on one *shared*
+  kept platform: before its tests, the platform takes the mutated manifests in place and restarts
+  that part only. These mutants run one after another;
+- every other mutant gets a private platform of its own; ``jobs`` of them run at once, longest
+  first, beside the shared ones.
 """
 
 from __future__ import annotations
@@ -12,17 +23,24 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inferbox.manifests import DEFAULT_MANIFEST_DIR
+from inferbox.errors import InferboxError
+from inferbox.manifests import DEFAULT_MANIFEST_DIR, load_manifests
 from inferbox.mutants.model import Mutant, mutate
+from inferbox.profile import DEFAULT_PROFILE
 from inferbox.report.model import REPORTS_ROOT, new_run_folder, point_latest, utc_now
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+# Mutants of these files wait on the platform's clocks (scale to zero, cold starts): started first.
+LONG_RUNNING = ("autoscaling.yaml",)
+PYTEST_LIMIT_S = 900.0  # one pytest run of a mutant is stopped past this
 
 
 @dataclass
@@ -33,10 +51,16 @@ class MutantResult:
     outcomes: dict[str, str] = field(default_factory=dict)  # test id -> outcome
     duration_s: float = 0.0
     problem: str = ""
+    platform: str = "private"  # "private", or "shared (<parts restarted>)"
 
 
 def _run_pytest(
-    test_ids: list[str], manifests: Path, report_dir: Path, knobs: dict[str, Any], platform: str
+    test_ids: list[str],
+    manifests: Path,
+    report_dir: Path,
+    knobs: dict[str, Any],
+    platform: str,
+    keep_state_dir: Path | None = None,
 ) -> dict[str, str]:
     env = {**os.environ, "INFERBOX_KNOBS": json.dumps(knobs) if knobs else ""}
     cmd = [
@@ -57,8 +81,16 @@ def _run_pytest(
         "--report-dir",
         str(report_dir),
     ]
+    if keep_state_dir is not None:
+        cmd.append("--keep-platform")
+        env["INFERBOX_STATE_DIR"] = str(keep_state_dir)
     with open(report_dir / "pytest.log", "w") as log:
-        subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        try:
+            subprocess.run(
+                cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False, timeout=PYTEST_LIMIT_S
+            )
+        except subprocess.TimeoutExpired:
+            log.write(f"\ninferbox: stopped after {PYTEST_LIMIT_S:.0f}s\n")
     report = report_dir / "report.json"
     if not report.exists():
         return {}
@@ -73,7 +105,48 @@ def run_baseline(mutants: list[Mutant], folder: Path, manifests: Path, platform:
     return {test: outcomes.get(test, "not run") for test in ids}
 
 
+def baseline_from_report(mutants: list[Mutant], report: Path, manifests: Path, platform: str) -> dict[str, str]:
+    """The baseline as a conformance run of the same manifests, profile and target recorded it
+    (``make test`` runs the conformance suite just before the mutants)."""
+    try:
+        body = json.loads(report.read_text())
+    except (OSError, ValueError) as exc:
+        raise InferboxError(f"cannot read the baseline report {report}: {exc}", "run `make conformance` first") from exc
+    mismatches = [
+        f"{what} {got!r} (not {want!r})"
+        for what, got, want in (
+            ("target", body.get("target"), platform),
+            ("manifests", str(Path(body.get("manifests", "")).resolve()), str(manifests.resolve())),
+            ("profile", str(Path(body.get("profile", "")).resolve()), str(DEFAULT_PROFILE.resolve())),
+        )
+        if got != want
+    ]
+    if mismatches:
+        raise InferboxError(
+            f"the baseline report {report} is of another run: {', '.join(mismatches)}",
+            "run the conformance suite of these manifests first, or run without --baseline-report",
+        )
+    outcomes = {t["id"]: t["outcome"] for t in body.get("tests", [])}
+    return {test: outcomes.get(test, "not run") for test in sorted({t for m in mutants for t in m.kills})}
+
+
+def _verdict(mutant: Mutant, outcomes: dict[str, str], report_dir: Path, started: float, where: str) -> MutantResult:
+    per_test = {test: outcomes.get(test, "not run") for test in mutant.kills}
+    killed = all(outcome == "failed" for outcome in per_test.values())
+    problem = ""
+    if not outcomes:
+        problem = f"pytest wrote no report; see {report_dir / 'pytest.log'}"
+    elif not killed:
+        survivors = [t for t, o in per_test.items() if o != "failed"]
+        problem = f"{len(survivors)} named test(s) did not fail: " + ", ".join(
+            f"{t} ({per_test[t]})" for t in survivors
+        )
+    duration = round(time.monotonic() - started, 1)
+    return MutantResult(mutant.name, mutant.breaks, killed, per_test, duration, problem, where)
+
+
 def run_mutant(mutant: Mutant, folder: Path, manifests: Path, platform: str) -> MutantResult:
+    """The mutant on a private platform of its own."""
     start = time.monotonic()
     target = folder / mutant.name
     target.mkdir(parents=True, exist_ok=True)
@@ -83,17 +156,69 @@ def run_mutant(mutant: Mutant, folder: Path, manifests: Path, platform: str) -> 
         except Exception as exc:  # a mutant that cannot be applied is a broken mutant, reported as such
             return MutantResult(mutant.name, mutant.breaks, False, problem=f"cannot apply: {exc}")
         outcomes = _run_pytest(list(mutant.kills), mutated, target, mutant.knobs, platform)
-    per_test = {test: outcomes.get(test, "not run") for test in mutant.kills}
-    killed = all(outcome == "failed" for outcome in per_test.values())
-    problem = ""
-    if not outcomes:
-        problem = f"pytest wrote no report; see {target / 'pytest.log'}"
-    elif not killed:
-        survivors = [t for t, o in per_test.items() if o != "failed"]
-        problem = f"{len(survivors)} named test(s) did not fail: " + ", ".join(
-            f"{t} ({per_test[t]})" for t in survivors
-        )
-    return MutantResult(mutant.name, mutant.breaks, killed, per_test, round(time.monotonic() - start, 1), problem)
+    return _verdict(mutant, outcomes, target, start, "private")
+
+
+def shares_a_platform(mutant: Mutant, manifests: Path) -> bool:
+    """Whether the mutant changes only parts a running embedded platform restarts on its own."""
+    from inferbox.embedded.knobs import Knobs, parse_knobs
+    from inferbox.embedded.reconfigure import change_between
+
+    with tempfile.TemporaryDirectory(prefix="inferbox-mutant-plan-") as tmp:
+        try:
+            mutated = load_manifests(mutate(mutant, manifests, Path(tmp) / "manifests"))
+            knobs = parse_knobs(json.dumps(mutant.knobs) if mutant.knobs else "")
+        except Exception:  # reported when it runs on its own platform
+            return False
+        return change_between(load_manifests(manifests), mutated, Knobs(), knobs).parts() is not None
+
+
+class SharedPlatform:
+    """One kept embedded platform that mutants take turns on, each reconfiguring it first."""
+
+    def __init__(self, folder: Path, manifests: Path) -> None:
+        self.manifests = manifests
+        self.state_dir = Path(tempfile.mkdtemp(prefix="inferbox-mutants-shared-"))
+        self.folder = folder
+
+    def __enter__(self) -> SharedPlatform:
+        from inferbox.embedded.lifecycle import start_daemon
+
+        start_daemon(self.manifests, self.state_dir)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import shutil
+
+        from inferbox.embedded.lifecycle import stop_daemon
+
+        stop_daemon(self.state_dir)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def run(self, mutant: Mutant) -> MutantResult | None:
+        """The mutant's tests on the shared platform; None if the platform cannot take it in place
+        (then it needs a platform of its own)."""
+        from inferbox.embedded.control import remote
+
+        start = time.monotonic()
+        target = self.folder / mutant.name
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"inferbox-mutant-{mutant.name}-") as tmp:
+            try:
+                mutated = mutate(mutant, self.manifests, Path(tmp) / "manifests")
+            except Exception as exc:
+                return MutantResult(mutant.name, mutant.breaks, False, problem=f"cannot apply: {exc}")
+            control = remote(self.state_dir)
+            if control is None:
+                return None
+            try:
+                parts = control.reconfigure(str(mutated), json.dumps(mutant.knobs) if mutant.knobs else "")
+            except InferboxError as exc:
+                (target / "reconfigured.txt").write_text(f"refused: {exc}\n")
+                return None
+            (target / "reconfigured.txt").write_text(f"parts restarted: {', '.join(parts) or 'none'}\n")
+            outcomes = _run_pytest(list(mutant.kills), mutated, target, {}, "embedded", keep_state_dir=self.state_dir)
+        return _verdict(mutant, outcomes, target, start, f"shared ({', '.join(parts) or 'no restart'})")
 
 
 @dataclass
@@ -103,6 +228,7 @@ class MutationRun:
     results: list[MutantResult]
     started: str
     finished: str
+    baseline_source: str = "run"
 
     @property
     def killed(self) -> int:
@@ -120,6 +246,7 @@ class MutationRun:
             "killed": self.killed,
             "total": len(self.results),
             "baseline_ok": self.baseline_ok,
+            "baseline_source": self.baseline_source,
             "baseline": self.baseline,
             "mutants": [asdict(r) for r in self.results],
         }
@@ -128,29 +255,86 @@ class MutationRun:
         return path
 
 
+def _longest_first(mutants: list[Mutant]) -> list[Mutant]:
+    return sorted(mutants, key=lambda m: (m.source not in LONG_RUNNING, -len(m.kills)))
+
+
+Done = Callable[[MutantResult], MutantResult]
+
+
+def _run_shared(
+    shared: list[Mutant], folder: Path, manifests: Path, platform: str, stop: threading.Event, done: Done
+) -> None:
+    left = list(shared)
+    try:
+        with SharedPlatform(folder, manifests) as host:
+            while left and not stop.is_set():
+                result = host.run(left[0])
+                if result is None:
+                    break  # the platform refused or stopped: the rest get their own
+                done(result)
+                left.pop(0)
+    except InferboxError as exc:
+        (folder / "shared-platform.txt").write_text(f"{exc}\n")
+    for mutant in left:
+        if not stop.is_set():
+            done(run_mutant(mutant, folder, manifests, platform))
+
+
+def _run_mutants(
+    mutants: list[Mutant], folder: Path, manifests: Path, platform: str, jobs: int, share: bool, done: Done
+) -> None:
+    shared = [m for m in mutants if share and platform == "embedded" and shares_a_platform(m, manifests)]
+    private = _longest_first([m for m in mutants if m not in shared])
+    stop = threading.Event()
+    sharer = threading.Thread(
+        target=_run_shared, args=(shared, folder, manifests, platform, stop, done), name="mutants-shared"
+    )
+    if shared:
+        sharer.start()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            list(pool.map(lambda m: done(run_mutant(m, folder, manifests, platform)), private))
+    except BaseException:
+        stop.set()  # the shared platform finishes the mutant it runs, then stops
+        raise
+    finally:
+        if shared:
+            sharer.join()
+
+
 def run_all(
     mutants: list[Mutant],
     manifests: Path = DEFAULT_MANIFEST_DIR,
     platform: str = "embedded",
     jobs: int = 1,
     progress: Any = None,
+    baseline_report: Path | None = None,
+    share: bool = True,
 ) -> MutationRun:
     mutants = [m for m in mutants if platform in m.targets]  # e.g. Grafana's mutants need a cluster
     folder = new_run_folder("mutants", REPORTS_ROOT)
     started = utc_now()
-    baseline = run_baseline(mutants, folder, manifests, platform)
-    results: list[MutantResult] = []
+    if baseline_report is not None:
+        baseline = baseline_from_report(mutants, baseline_report, manifests, platform)
+        source = str(baseline_report)
+    else:
+        baseline = run_baseline(mutants, folder, manifests, platform)
+        source = "run"
+    results: dict[str, MutantResult] = {}
     if all(outcome == "passed" for outcome in baseline.values()):
+        lock = threading.Lock()
 
-        def one(mutant: Mutant) -> MutantResult:
-            result = run_mutant(mutant, folder, manifests, platform)
+        def done(result: MutantResult) -> MutantResult:
+            with lock:
+                results[result.name] = result
             if progress:
                 progress(result)
             return result
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results = list(pool.map(one, mutants))
-    run = MutationRun(folder, baseline, results, started, utc_now())
+        _run_mutants(mutants, folder, manifests, platform, jobs, share, done)
+    ordered = [results[m.name] for m in mutants if m.name in results]
+    run = MutationRun(folder, baseline, ordered, started, utc_now(), source)
     run.write()
     point_latest(folder, "mutants-latest")
     return run
