@@ -22,8 +22,6 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -55,11 +53,29 @@ class Stage(IntEnum):
     BURST = 50
 
 
-@contextmanager
-def alone() -> Iterator[None]:
-    """A section that must not share the machine with another overlapped check's heavy section."""
-    with _ALONE:
-        yield
+class Alone:
+    """A section that must not share the machine with another overlapped check's heavy section;
+    ``release()`` ends it early (the rest of the check only waits)."""
+
+    def __init__(self) -> None:
+        _ALONE.acquire()
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            _ALONE.release()
+
+    def __enter__(self) -> Alone:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def alone() -> Alone:
+    """Waits for the machine to be free of other heavy sections, then holds it (use with ``with``)."""
+    return Alone()
 
 
 def stage_of(item: pytest.Item) -> int | None:

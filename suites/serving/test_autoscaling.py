@@ -135,7 +135,7 @@ def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its ph
         timeline.append((round(time.monotonic() - began, 2), counts))
         return counts
 
-    with alone():  # load that starts replicas: no other check's heavy section meanwhile
+    with alone() as section:  # load that starts replicas: no other check's heavy section meanwhile
         began = time.monotonic()  # the load's limits count from here, not from waiting for alone()
         threads = [threading.Thread(target=slow_client, daemon=True) for _ in range(workers)]
         threads.append(threading.Thread(target=light_client, daemon=True))
@@ -151,6 +151,7 @@ def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its ph
                         break
                 stop.wait(SAMPLE_S)
             heavy.set()
+            section.release()  # from here on the check waits: a light load while replicas drain
             # The light load goes on while the surplus replicas drain, down to one.
             scale_in_from = time.monotonic()
             while time.monotonic() - scale_in_from < SCALE_IN_LIMIT_S and max(replicas().values()) > 1:
