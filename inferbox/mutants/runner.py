@@ -41,6 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 # Mutants of these files wait on the platform's clocks (scale to zero, cold starts): started first.
 LONG_RUNNING = ("autoscaling.yaml",)
 PYTEST_LIMIT_S = 900.0  # one pytest run of a mutant is stopped past this
+WARM_SETTLE_S = 90.0  # a model of the shared platform starting a replica from zero
 
 
 @dataclass
@@ -217,8 +218,19 @@ class SharedPlatform:
                 (target / "reconfigured.txt").write_text(f"refused: {exc}\n")
                 return None
             (target / "reconfigured.txt").write_text(f"parts restarted: {', '.join(parts) or 'none'}\n")
+            self._hold_warm(control, mutated)
             outcomes = _run_pytest(list(mutant.kills), mutated, target, {}, "embedded", keep_state_dir=self.state_dir)
         return _verdict(mutant, outcomes, target, start, f"shared ({', '.join(parts) or 'no restart'})")
+
+    @staticmethod
+    def _hold_warm(control: Any, manifests: Path) -> None:
+        """Each model at one ready replica before the session, as the conformance suite's earlier
+        modules leave them: a session would otherwise begin with cold starts from zero. A check
+        that needs the manifests' own bounds restores them itself (every serving check does)."""
+        from inferbox.topology import read_topology
+
+        for model in read_topology(load_manifests(manifests)).models:
+            control.set_bounds(model.tenant, model.name, 1, 1, WARM_SETTLE_S)
 
 
 @dataclass
