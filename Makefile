@@ -10,7 +10,7 @@ TEST_RUN := $(shell date -u +%Y%m%dT%H%M%SZ)
 
 RUNS ?= 10
 NOISE ?= 0
-MUTANT_JOBS ?= 1
+MUTANT_JOBS ?= 2
 # `make test` keeps its conformance report here, and the mutant run takes its baseline from it.
 CONFORMANCE_REPORT ?=
 
@@ -66,8 +66,8 @@ check: lint typecheck unit
 load: setup
 	$(BIN)/pytest -m load --load-profile smoke -p no:cacheprovider $(PYTEST_ARGS)
 
-# Mutants that only change what the gateway reads share one platform (reconfigured in place); the
-# others get one each, MUTANT_JOBS at once beside it. Within `make test` the baseline is the
+# MUTANT_JOBS workers; mutants that only change what the gateway reads share a worker's platform
+# (reconfigured in place), the others get a platform each. Within `make test` the baseline is the
 # conformance run just before (its report); alone, the run makes its own baseline first.
 mutants: setup
 	$(BIN)/inferbox mutants run --jobs $(MUTANT_JOBS) \

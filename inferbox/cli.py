@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     mutants.add_argument("action", choices=["run", "list"])
     mutants.add_argument("--only", nargs="*", help="run only these mutants")
     mutants.add_argument(
-        "--jobs", type=int, default=1, help="private-platform mutants at once, beside the shared platform (default 1)"
+        "--jobs", type=int, default=1, help="mutants at once, each worker with a shared platform of its own (default 1)"
     )
     mutants.add_argument("--platform", choices=["embedded", "kind"], default="embedded")
     mutants.add_argument("--manifests", default=str(DEFAULT_MANIFEST_DIR))

@@ -5,15 +5,13 @@ read from a conformance run's report of the same manifests and profile). Then ea
 named tests only, in its own pytest process; it is killed when every one of them fails (an error in
 setup or a skip does not count).
 
-Where a mutant runs (the verdict is the same either way; only the time differs):
-
-- on the embedded target, a mutant whose changes only a part of the platform that restarts on its
-  own reads (see ``inferbox.embedded.reconfigure``: today the gateway's routes and policies and the
-  knobs it reads, or nothing the platform reads at all, such as a dashboard) runs on one *shared*
-  kept platform: before its tests, the platform takes the mutated manifests in place and restarts
-  that part only. These mutants run one after another;
-- every other mutant gets a private platform of its own; ``jobs`` of them run at once, longest
-  first, beside the shared ones.
+Where a mutant runs (the verdict is the same either way; only the time differs): ``jobs`` workers
+take mutants from one queue, the longest first (by the last run's times). On the embedded target a
+mutant whose changes only a part of the platform that restarts on its own reads (see
+``inferbox.embedded.reconfigure``: today the gateway's routes and policies and the knobs it reads, or
+nothing the platform reads at all, such as a dashboard) runs on its worker's *shared* kept platform:
+before its tests the platform takes the mutated manifests in place and restarts that part only.
+Every other mutant gets a *private* platform of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,52 +264,87 @@ class MutationRun:
         return path
 
 
-def _longest_first(mutants: list[Mutant]) -> list[Mutant]:
-    return sorted(mutants, key=lambda m: (m.source not in LONG_RUNNING, -len(m.kills)))
-
-
 Done = Callable[[MutantResult], MutantResult]
 
 
-def _run_shared(
-    shared: list[Mutant], folder: Path, manifests: Path, platform: str, stop: threading.Event, done: Done
-) -> None:
-    left = list(shared)
+def previous_durations(root: Path = REPORTS_ROOT) -> dict[str, float]:
+    """Each mutant's time in the last run (to start the longest first); empty without one."""
     try:
-        with SharedPlatform(folder, manifests) as host:
-            while left and not stop.is_set():
-                result = host.run(left[0])
-                if result is None:
-                    break  # the platform refused or stopped: the rest get their own
-                done(result)
-                left.pop(0)
-    except InferboxError as exc:
-        (folder / "shared-platform.txt").write_text(f"{exc}\n")
-    for mutant in left:
-        if not stop.is_set():
-            done(run_mutant(mutant, folder, manifests, platform))
+        body = json.loads((root / "mutants-latest" / "mutation.json").read_text())
+        return {str(m["name"]): float(m.get("duration_s") or 0.0) for m in body.get("mutants", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _longest_first(mutants: list[Mutant], previous: dict[str, float]) -> list[Mutant]:
+    """By the last run's times; without them, mutants that wait on the platform's clocks first."""
+    return sorted(mutants, key=lambda m: (-previous.get(m.name, 0.0), m.source not in LONG_RUNNING, -len(m.kills)))
+
+
+class Worker:
+    """Runs mutants one after another: those that can share on a kept platform of its own
+    (started at its first such mutant, reconfigured for each), the others on private platforms."""
+
+    def __init__(self, folder: Path, manifests: Path, platform: str, done: Done) -> None:
+        self.folder, self.manifests, self.platform, self.done = folder, manifests, platform, done
+        self.host: SharedPlatform | None = None
+        self.host_failed = False
+
+    def run(self, mutant: Mutant, shareable: bool) -> None:
+        result = self._shared(mutant) if shareable else None
+        self.done(result or run_mutant(mutant, self.folder, self.manifests, self.platform))
+
+    def _shared(self, mutant: Mutant) -> MutantResult | None:
+        if self.host_failed:
+            return None
+        if self.host is None:
+            host = SharedPlatform(self.folder, self.manifests)
+            try:
+                self.host = host.__enter__()
+            except InferboxError as exc:
+                self.host_failed = True
+                (self.folder / f"shared-platform-{threading.get_ident()}.txt").write_text(f"{exc}\n")
+                host.__exit__(None, None, None)
+                return None
+        return self.host.run(mutant)
+
+    def close(self) -> None:
+        if self.host is not None:
+            self.host.__exit__(None, None, None)
+            self.host = None
 
 
 def _run_mutants(
     mutants: list[Mutant], folder: Path, manifests: Path, platform: str, jobs: int, share: bool, done: Done
 ) -> None:
-    shared = [m for m in mutants if share and platform == "embedded" and shares_a_platform(m, manifests)]
-    private = _longest_first([m for m in mutants if m not in shared])
+    shareable = {m.name for m in mutants if share and platform == "embedded" and shares_a_platform(m, manifests)}
+    queue = _longest_first(mutants, previous_durations())
+    lock = threading.Lock()
     stop = threading.Event()
-    sharer = threading.Thread(
-        target=_run_shared, args=(shared, folder, manifests, platform, stop, done), name="mutants-shared"
-    )
-    if shared:
-        sharer.start()
+
+    def work() -> None:
+        worker = Worker(folder, manifests, platform, done)
+        try:
+            while not stop.is_set():
+                with lock:
+                    if not queue:
+                        return
+                    mutant = queue.pop(0)
+                worker.run(mutant, mutant.name in shareable)
+        finally:
+            worker.close()
+
+    threads = [threading.Thread(target=work, name=f"mutants-{i}") for i in range(max(1, jobs))]
+    for thread in threads:
+        thread.start()
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            list(pool.map(lambda m: done(run_mutant(m, folder, manifests, platform)), private))
+        for thread in threads:
+            thread.join()
     except BaseException:
-        stop.set()  # the shared platform finishes the mutant it runs, then stops
+        stop.set()  # each worker finishes the mutant it runs, then stops its platform
+        for thread in threads:
+            thread.join()
         raise
-    finally:
-        if shared:
-            sharer.join()
 
 
 def run_all(
