@@ -111,6 +111,10 @@ class Activator:
         self._servers: list[asyncio.base_events.Server] = []
         self.history: list[Held] = []  # held requests, most recent last (bounded)
 
+    def drop_held_requests(self, drop: bool) -> None:
+        """Sets the deliberately broken behaviour of the ``serving.activatorDropsHeldRequests`` knob."""
+        self._drop_held = drop
+
     # -- lifecycle (called from the control plane's thread) -----------------------------------
     def start(self, listeners: dict[str, socket.socket]) -> None:
         self._thread.start()

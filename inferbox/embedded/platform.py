@@ -199,6 +199,8 @@ class EmbeddedPlatform:
                 "start a new platform with these manifests",
             )
         plan = plan_gateway(manifests)
+        if "autoscaler" in parts:
+            self.serving.retune(manifests, knobs)
         if "gateway" in parts:
             self.gateway.stop()
             self.gateway.plan = plan

@@ -227,6 +227,29 @@ class ServingControlPlane:
             self.gateway_plan = gateway_plan
             self.knobs = replace(self.knobs, canary_weight_offset=knobs.canary_weight_offset)
 
+    def retune(self, manifests: ManifestSet, knobs: Knobs) -> None:
+        """New autoscaling settings (config-autoscaler, bounds, targets) and activator knob, in
+        place: the deciders take them at their next tick; revisions and replicas stay."""
+        plans = plan_serving(manifests)
+        for key, plan in plans.items():
+            current = self.plans.get(key)
+            if current is None or [r.name for r in current.revisions] != [r.name for r in plan.revisions]:
+                raise PlatformError(
+                    f"the revisions of {key[0]}/{key[1]} changed; settings alone can be changed in place",
+                    "start a new platform with these manifests",
+                )
+        assert self.activator is not None
+        with self._lock:
+            self.manifests, self.plans = manifests, plans
+            for state in self.revisions.values():
+                model = plans[(state.model.namespace, state.model.name)]
+                state.model, state.plan = model, model.revision(state.plan.suffix)
+                state.decider.settings = model.settings
+                state.load.horizon_s = model.settings.stable_window_s + 5
+            self.knobs = replace(self.knobs, activator_drops_held_requests=knobs.activator_drops_held_requests)
+            self.activator.drop_held_requests(knobs.activator_drops_held_requests)
+        self._wake.set()
+
     # -- what the gateway is told ----------------------------------------------------------------
     def revisions_for(self, backend: ModelBackend) -> list[tuple[ModelBackend, int]]:
         """The revisions of a model and their share of its traffic (for the gateway's routes)."""

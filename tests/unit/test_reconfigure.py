@@ -1,5 +1,6 @@
 """Which parts of a running embedded platform a mutant's change touches: the gateway alone for its
-routes, policies and knobs; a new platform for anything else."""
+routes, policies and knobs, the autoscaler alone for autoscaling settings and the activator's knob;
+a new platform for anything else."""
 
 from __future__ import annotations
 
@@ -31,25 +32,36 @@ def test_gateway_objects_restart_the_gateway_only(name: str, tmp_path: Path) -> 
     assert _changed(name, tmp_path) == {"gateway"}
 
 
+@pytest.mark.parametrize("name", ["min-replicas-one", "max-replicas-one", "grace-period-beyond-deadline"])
+def test_autoscaling_settings_change_the_autoscaler_only(name: str, tmp_path: Path) -> None:
+    assert _changed(name, tmp_path) == {"autoscaler"}
+
+
 @pytest.mark.parametrize(
-    "name", ["min-replicas-one", "permissive-mtls", "jwt-server-issues-anonymously", "gateway-metrics-port-disabled"]
+    "name",
+    [
+        "model-serves-wrong-artifact",  # the same InferenceService, another container: new replicas
+        "permissive-mtls",
+        "jwt-server-issues-anonymously",
+        "gateway-metrics-port-disabled",
+    ],
 )
 def test_anything_else_needs_a_new_platform(name: str, tmp_path: Path) -> None:
     assert _changed(name, tmp_path) is None
 
 
-def test_knobs_the_gateway_reads_restart_it_and_others_need_a_new_platform() -> None:
-    gateway_knob = change_between(BASE, BASE, Knobs(), Knobs(jwt_clock_skew_s=1))
-    assert gateway_knob.parts() == {"gateway"}
-    activator_knob = change_between(BASE, BASE, Knobs(), Knobs(activator_drops_held_requests=True))
-    assert activator_knob.parts() is None
-    assert activator_knob.unowned() == ["knob activator_drops_held_requests"]
+def test_knobs_restart_the_part_that_reads_them_and_others_need_a_new_platform() -> None:
+    assert change_between(BASE, BASE, Knobs(), Knobs(jwt_clock_skew_s=1)).parts() == {"gateway"}
+    assert change_between(BASE, BASE, Knobs(), Knobs(activator_drops_held_requests=True)).parts() == {"autoscaler"}
+    trust = change_between(BASE, BASE, Knobs(), Knobs(sidecar_trust_any_ca=True))
+    assert trust.parts() is None
+    assert trust.unowned() == ["knob sidecar_trust_any_ca"]
 
 
 def test_a_dashboard_edit_shares_a_platform_without_restarting_anything(tmp_path: Path) -> None:
     assert _changed("dashboard-panel-on-misspelled-metric", tmp_path) == frozenset()
     assert shares_a_platform(MUTANTS["dashboard-panel-on-misspelled-metric"], DEFAULT_MANIFEST_DIR)
-    assert not shares_a_platform(MUTANTS["activator-drops-held-requests"], DEFAULT_MANIFEST_DIR)
+    assert not shares_a_platform(MUTANTS["sidecar-trusts-any-ca"], DEFAULT_MANIFEST_DIR)
 
 
 def test_the_baseline_comes_from_a_conformance_report_of_the_same_run_only(tmp_path: Path) -> None:
