@@ -79,6 +79,7 @@ class RevisionStatus:
     ready: int  # replicas ready to serve
     total: int  # replicas that exist and are not terminating (starting or ready)
     latest: bool  # the newest revision of the model (the canary while one rolls out)
+    terminating: int = 0  # replicas on their way out (draining or stopping): no longer counted, not gone yet
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,20 @@ def wait_for_zero(platform: ServingPlatform, model: Model, timeout_s: float, int
         assert not left, f"{model.tenant}/{model.name} still has replicas: {left}"
 
     eventually(at_zero, timeout_s, interval_s)
+    return time.monotonic() - start
+
+
+def wait_until_gone(platform: ServingPlatform, model: Model, timeout_s: float, interval_s: float = 0.1) -> float:
+    """Waits until no replica of ``model`` is still on its way out (a replica scaled away drains
+    and stops after the count has dropped); returns the seconds waited. Before a cold start is
+    timed, so the previous cycle's replicas do not share the machine with it."""
+    start = time.monotonic()
+
+    def gone() -> None:
+        leaving = {r.name: r.terminating for r in platform.revisions(model) if r.terminating}
+        assert not leaving, f"{model.tenant}/{model.name} still has replicas on their way out: {leaving}"
+
+    eventually(gone, timeout_s, interval_s)
     return time.monotonic() - start
 
 

@@ -516,6 +516,7 @@ class ServingControlPlane:
                         len(self._ready(state)),
                         self._current(state),
                         rev.latest,
+                        len(state.leaving),
                     )
                 )
         return out

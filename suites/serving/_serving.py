@@ -16,7 +16,7 @@ from inferbox.client import GatewayClient
 from inferbox.contract import Platform
 from inferbox.profile import ServingPromise
 from inferbox.samples import Sample, samples_for
-from inferbox.serving import AutoscalingSettings, wait_for_zero
+from inferbox.serving import AutoscalingSettings, wait_for_zero, wait_until_gone
 from inferbox.topology import Model
 from inferbox.verdicts import Source, describe, source_of
 from inferbox.waiting import eventually
@@ -66,6 +66,13 @@ def starts_finished(platform: Platform, model: Model) -> None:
         assert not starting, f"{model.tenant}/{model.name} has replicas still starting: {starting}"
 
     eventually(finished, SETTLE_S, 0.1)
+
+
+def await_quiet_zero(platform: Platform, model: Model, settings: AutoscalingSettings, promise: ServingPromise) -> None:
+    """At zero (``await_zero``), and the replicas scaled away have finished stopping: what comes
+    next is timed, and should not share the machine with the previous cycle's replicas."""
+    await_zero(platform, model, settings, promise)
+    wait_until_gone(platform, model, SETTLE_S)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from suites.serving._overlap import Stage, alone
 from suites.serving._serving import (
     Answer,
     Token,
-    await_zero,
+    await_quiet_zero,
     declared,
     failures,
     predict,
@@ -55,7 +55,7 @@ def test_burst_at_zero_is_held_and_served(
     promise = platform.profile.require_serving()
     settings = declared(platform, model)
     token = token_for(model.tenant)
-    await_zero(platform, model, settings, promise)
+    await_quiet_zero(platform, model, settings, promise)
     before = platform.served_requests(model)
     start = threading.Barrier(promise.burst_requests)
     clients = [
@@ -151,7 +151,8 @@ def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its ph
                         break
                 stop.wait(SAMPLE_S)
             heavy.set()
-            section.release()  # from here on the check waits: a light load while replicas drain
+            starts_finished(platform, model)  # replicas the load asked for finish starting...
+            section.release()  # ...then the check only waits: a light load while replicas drain
             # The light load goes on while the surplus replicas drain, down to one.
             scale_in_from = time.monotonic()
             while time.monotonic() - scale_in_from < SCALE_IN_LIMIT_S and max(replicas().values()) > 1:

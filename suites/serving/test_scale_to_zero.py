@@ -21,7 +21,7 @@ from inferbox.evidence import Evidence
 from inferbox.serving import cold_start_breakdown, summary
 from inferbox.topology import Model
 from suites.serving._overlap import Stage, alone
-from suites.serving._serving import Token, await_zero, declared, predict
+from suites.serving._serving import Token, await_quiet_zero, await_zero, declared, predict
 
 pytestmark = [
     pytest.mark.conformance,
@@ -66,7 +66,7 @@ def test_cold_start_is_answered_within_budget(
     totals: list[float] = []
     breakdowns: dict[str, list[float]] = {p: [] for p in parts}
     for cycle in range(promise.cold_start_cycles):
-        await_zero(platform, model, settings, promise)
+        await_quiet_zero(platform, model, settings, promise)
         with alone():  # a cold start is timed while no other check loads the machine
             answer = predict(gateway, model, token)
         assert answer.ok, f"cycle {cycle + 1}: the first request after zero failed: {answer.detail}"

@@ -18,6 +18,7 @@ from inferbox.serving import (
     paced,
     summary,
     wait_for_zero,
+    wait_until_gone,
 )
 from inferbox.topology import Model
 
@@ -85,7 +86,8 @@ class _Revisions:
 
     def revisions(self, model: Model) -> list[RevisionStatus]:
         total = self.totals.pop(0) if len(self.totals) > 1 else self.totals[0]
-        return [RevisionStatus(model.name, model.tenant, f"{model.name}-predictor-00001", 100, total, total, True)]
+        name = f"{model.name}-predictor-00001"
+        return [RevisionStatus(model.name, model.tenant, name, 100, total, total, True, terminating=total)]
 
 
 MODEL = Model("sklearn-iris", "tenant-a", "sklearn", 0, 3)
@@ -96,3 +98,9 @@ def test_one_reading_at_zero_ends_the_wait_and_a_model_that_stays_up_fails_it() 
     assert waited < 1
     with pytest.raises(AssertionError, match="still has replicas"):
         wait_for_zero(_Revisions([1]), MODEL, timeout_s=0.1, interval_s=0.01)
+
+
+def test_replicas_on_their_way_out_are_waited_for_before_a_cold_start_is_timed() -> None:
+    assert wait_until_gone(_Revisions([1, 0]), MODEL, timeout_s=5, interval_s=0.01) < 1
+    with pytest.raises(AssertionError, match="on their way out"):
+        wait_until_gone(_Revisions([1]), MODEL, timeout_s=0.1, interval_s=0.01)
