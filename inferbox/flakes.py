@@ -112,8 +112,10 @@ def run_once(number: int, folder: Path, state_dir: Path, extra: list[str]) -> Ru
         try:
             code = process.wait(timeout=RUN_LIMIT_S)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)  # its own process group: pytest and what it started
-            code = process.wait()
+            code = _stop_run(process)
+        except BaseException:  # interrupted: the run stops too, then the platform
+            _stop_run(process)
+            raise
     seconds = time.monotonic() - began
     outcomes: dict[str, str] = {}
     messages: dict[str, str] = {}
@@ -124,6 +126,11 @@ def run_once(number: int, folder: Path, state_dir: Path, extra: list[str]) -> Ru
             if test["outcome"] in ("failed", "error"):
                 messages[test["id"]] = first_error(test.get("message", ""))
     return RunSummary(number, seconds, load_before, load_average(), outcomes, messages, code)
+
+
+def _stop_run(process: subprocess.Popen[bytes]) -> int:
+    os.killpg(process.pid, signal.SIGTERM)  # its own process group: pytest and what it started
+    return process.wait()
 
 
 def rates(runs: list[RunSummary]) -> dict[str, TestRate]:
