@@ -191,7 +191,15 @@ def print_table(table: dict[str, TestRate]) -> None:
     console.print(f"{steady} of {len(table)} tests passed in every run")
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (a CI timeout, `kill`) and SIGINT (even when a background shell ignored it) stop the
+    # current run, the platform and the hog in order, instead of leaving them running.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)
     parser = argparse.ArgumentParser(prog="python -m inferbox.flakes", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--noise", action="store_true", help=f"a CPU hog pinned to core {HOG_CORE} during the runs")
