@@ -26,7 +26,7 @@ from suites.serving._overlap import Stage, alone
 from suites.serving._serving import (
     Answer,
     Token,
-    await_quiet_zero,
+    await_zero,
     declared,
     failures,
     predict,
@@ -55,7 +55,7 @@ def test_burst_at_zero_is_held_and_served(
     promise = platform.profile.require_serving()
     settings = declared(platform, model)
     token = token_for(model.tenant)
-    await_quiet_zero(platform, model, settings, promise)
+    await_zero(platform, model, settings, promise)
     before = platform.served_requests(model)
     start = threading.Barrier(promise.burst_requests)
     clients = [
