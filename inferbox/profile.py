@@ -9,9 +9,10 @@ from typing import Any
 import yaml
 
 from inferbox import strictyaml
+from inferbox.data import data_path
 from inferbox.errors import ProfileError
 
-DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "conformance.yaml"
+DEFAULT_PROFILE = data_path("profiles", "conformance.yaml")
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
+from inferbox.data import data_path
 from inferbox.errors import InferboxError
 
-LOAD_DIR = Path(__file__).resolve().parent.parent.parent / "load"
+LOAD_DIR = data_path("load")
 DEFAULT_PROFILES = LOAD_DIR / "profiles.yaml"
 DEFAULT_SLO_DIR = LOAD_DIR / "slo"
 MODES = ("open", "closed")
