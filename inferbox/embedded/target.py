@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform as pyplatform
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,14 @@ from inferbox.tokens import TokenForge
 from inferbox.topology import Model, Topology, read_topology
 
 HOLD_SETTLE_S = 90.0  # replicas starting from zero while a model is held warm
+# `envoy --version` prints "<binary path>  version: <commit>/<version>/<status>/<build>/<ssl>".
+ENVOY_VERSION = re.compile(r"version: [0-9a-f]+/(\d+\.\d+\.\d+[^/\s]*)/")
+
+
+def envoy_version(output: str) -> str:
+    """The release from ``envoy --version`` output (the binary's path comes first and may hold "/")."""
+    found = ENVOY_VERSION.search(output)
+    return found.group(1) if found else f"unknown ({output.strip()[-80:] or 'no output'})"
 
 
 @dataclass
@@ -140,8 +149,7 @@ class EmbeddedTarget:
         from inferbox.embedded.platform import envoy_binary
 
         out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, check=False).stdout
-        envoy_version = out.split("/")[1] if out.count("/") >= 2 else out.strip()
-        versions = {"envoy": envoy_version, "python": pyplatform.python_version()}
+        versions = {"envoy": envoy_version(out), "python": pyplatform.python_version()}
         if (self.state.get("observability") or {}).get("prometheus_url"):
             from inferbox.embedded.observability import prometheus_version
 

@@ -8,14 +8,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from inferbox.report.model import suite_of
+
 
 def summary_table(report: dict[str, Any]) -> Table:
     """Outcomes per suite (security, serving, ...), then the total."""
     groups: dict[str, dict[str, int]] = {}
     for test in report["tests"]:
-        parts = test["id"].split("/")
-        group = parts[1] if len(parts) > 2 and parts[0] == "suites" else parts[0]
-        counts = groups.setdefault(group, {})
+        counts = groups.setdefault(suite_of(test["id"]), {})
         counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
     outcomes = ["passed", "failed", "error", "skipped"]
     table = Table(title=f"inferbox on {report['target']}", title_justify="left")
