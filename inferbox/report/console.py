@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import io
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from inferbox.report.model import suite_of
+
+# Long enough that a table piped to a file or another program is never cut to a terminal's width.
+PIPE_WIDTH = 100_000
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for tables: at a terminal its width; piped, wide enough to never cut a cell."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
 
 
 def summary_table(report: dict[str, Any]) -> Table:

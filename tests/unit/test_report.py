@@ -150,7 +150,9 @@ def test_a_failure_described_from_a_plain_message() -> None:
 
 
 def test_a_platform_that_cannot_start_is_the_error_of_a_named_test(tmp_path: Path) -> None:
-    (tmp_path / "test_uses_platform.py").write_text("def test_one(platform):\n    pass\n\ndef test_two(platform):\n    pass\n")
+    (tmp_path / "test_uses_platform.py").write_text(
+        "def test_one(platform):\n    pass\n\ndef test_two(platform):\n    pass\n"
+    )
     folder = tmp_path / "report"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
