@@ -87,7 +87,7 @@ def test_every_subcommand_and_option_has_help() -> None:
         (["up", "--dry-run"], "--dry-run does not apply to --platform embedded"),
         (["status", "--kube-context", "staging"], "--kube-context does not apply to --platform embedded"),
         (
-            ["down", "--platform", "existing", "--state-dir", "/tmp/x"],
+            ["down", "--platform", "existing", "--state-dir", "state"],
             "--state-dir does not apply to --platform existing",
         ),
         (["load", "smoke", "--in-cluster"], "--in-cluster does not apply to --platform embedded"),
@@ -131,7 +131,8 @@ def test_the_curl_hint_keeps_every_argument_on_one_line_at_80_columns() -> None:
     assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
     assert '       -H "Authorization: Bearer $TOKEN" \\' in lines
     for line in lines:
-        assert line.count("'") % 2 == 0 and line.count('"') % 2 == 0, f"a quote opens and closes on {line!r}"
+        assert line.count("'") % 2 == 0, f"a quote opens and closes on {line!r}"
+        assert line.count('"') % 2 == 0, f"a quote opens and closes on {line!r}"
 
 
 def test_the_state_folder_is_per_user_unless_overridden(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

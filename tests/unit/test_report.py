@@ -7,7 +7,7 @@ import json
 import socket
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
+import xml.etree.ElementTree as ET  # parses junit.xml this test's own run wrote
 from pathlib import Path
 
 from inferbox.report.failures import describe_failure
@@ -53,8 +53,18 @@ def test_fails(platformish):
 
 def _pytest(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", *args, "-p", "fixtures.plugin", "-p", "no:cacheprovider"]
-        + ["--rootdir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            "-p",
+            "fixtures.plugin",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -115,7 +125,7 @@ def test_junit_properties_are_values_not_reprs(tmp_path: Path) -> None:
     (tmp_path / "test_sample.py").write_text(SAMPLE)
     folder = tmp_path / "report"
     _pytest(tmp_path, str(tmp_path / "test_sample.py"), "--inferbox-report-dir", str(folder))
-    tree = ET.parse(folder / "junit.xml")
+    tree = ET.parse(folder / "junit.xml")  # noqa: S314
     properties = {
         case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
         for case in tree.iter("testcase")
@@ -169,7 +179,7 @@ def test_a_platform_that_cannot_start_is_the_error_of_a_named_test(tmp_path: Pat
             "loopback",
         )
     assert done.returncode == 1, done.stdout + done.stderr  # tests failed, not pytest's internal error (3)
-    suite = ET.parse(folder / "junit.xml").getroot().find("testsuite")
+    suite = ET.parse(folder / "junit.xml").getroot().find("testsuite")  # noqa: S314
     assert suite is not None
     assert (suite.get("tests"), suite.get("errors"), suite.get("failures")) == ("1", "1", "0")
     [case] = list(suite.iter("testcase"))
