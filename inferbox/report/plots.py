@@ -46,7 +46,7 @@ class Frame:
     width: int = 860
     height: int = 260
     left: int = 64
-    right: int = 16
+    right: int = 72  # room for a label at the right end (the budget, the last tick)
     top: int = 16
     bottom: int = 56
     x_range: tuple[float, float] = (0.0, 1.0)
@@ -155,8 +155,14 @@ def timeline(
     ]
     x_ticks = [(frame.x(t), label(t)) for t in nice_ticks(x_range[0], x_range[1], 8)]
     y_ticks = [(frame.y(t), label(t)) for t in ticks if y_range[0] <= t <= y_range[1]]
+    # Legend entries side by side, each as wide as its label (about 6.5 px a character at 11 px).
+    legend, x = [], float(frame.left + 8)
+    for entry in [*lines, *{s["label"]: s for s in shaded}.values()]:
+        legend.append({"x": x, "label": entry["label"], "colour": entry["colour"], "span": "w" in entry})
+        x += 30 + 6.5 * len(str(entry["label"]))
     return render(
         "plots/timeline.svg.j2",
+        legend=legend,
         frame=frame,
         title=title,
         lines=lines,

@@ -42,7 +42,24 @@ def section(provider: Provider) -> Provider:
 
 
 def extra_sections(report: dict[str, Any], folder: Path | None = None) -> list[Section]:
-    return [found for provider in PROVIDERS if (found := provider(report, folder)) is not None]
+    """Every provider's section; one that fails on unexpected figures says so in its place, so the
+    page (and the run's other outputs) is still written."""
+    sections = []
+    for provider in PROVIDERS:
+        try:
+            found = provider(report, folder)
+        except Exception as exc:  # a report must be written whatever one section makes of its data
+            name = provider.__name__.replace("_", " ")
+            found = Section(
+                provider.__name__,
+                name.capitalize(),
+                Markup("<p class='nodata'>{}</p>").format(
+                    f"this section could not be drawn: {type(exc).__name__}: {exc}"
+                ),
+            )
+        if found is not None:
+            sections.append(found)
+    return sections
 
 
 def case_of(test_id: str) -> str:
