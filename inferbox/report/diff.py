@@ -3,8 +3,8 @@
 A test regression is a test that passed in OLD and does not pass in NEW (failed, error, newly
 skipped), or that OLD passed and NEW did not run (unless NEW is declared a subset). Figures
 (latencies, cold starts, counts...) are compared per test case: a figure is flagged only when its
-change exceeds its tolerance (``tolerances.yaml``) and the spread seen between repeated runs of the
-same side, when there are some; it is a regression only when it moves the way its rule calls worse.
+change exceeds its tolerance (``tolerances.yaml``) and, when repeated runs of a side are given, the
+spread seen between them; it is a regression only when it moves the way its rule calls worse.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ NOT_RUN = "not run"
 
 
 @dataclass(frozen=True)
-class TestChange:
+class OutcomeChange:
     test: str
     old: str
     new: str
@@ -50,8 +50,8 @@ class FigureChange:
 @dataclass
 class ReportDiff:
     versions: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    regressions: list[TestChange] = field(default_factory=list)
-    fixes: list[TestChange] = field(default_factory=list)
+    regressions: list[OutcomeChange] = field(default_factory=list)
+    fixes: list[OutcomeChange] = field(default_factory=list)
     added: list[tuple[str, str]] = field(default_factory=list)
     removed: list[tuple[str, str]] = field(default_factory=list)  # in OLD only: (test, OLD's outcome)
     figures: list[FigureChange] = field(default_factory=list)
@@ -101,6 +101,9 @@ def compare_figure(test: str, name: str, old: list[float], new: list[float], rul
     """The change of one figure when it exceeds what runs of the same platform show; else None."""
     before, after = float(statistics.median(old)), float(statistics.median(new))
     allowed, basis = rule.allowed(before), f"tolerance {rule.match}"
+    # Repeated runs that spread wider than the tolerance show this machine is noisier than the rule
+    # assumes: the change must then exceed that spread too. (Two or three runs underestimate the
+    # noise, so they widen the tolerance but never narrow it.)
     spreads = [s for s in (_spread(old), _spread(new)) if s is not None]
     if spreads and max(spreads) > allowed:
         allowed, basis = max(spreads), f"spread of {len(old)}+{len(new)} runs"
@@ -149,11 +152,11 @@ def diff_reports(
         elif after is None:
             result.removed.append((test_id, before))
             if before in PASSING and not subset:
-                result.regressions.append(TestChange(test_id, before, NOT_RUN))
+                result.regressions.append(OutcomeChange(test_id, before, NOT_RUN))
         elif before in PASSING and after not in PASSING:
-            result.regressions.append(TestChange(test_id, before, after))
+            result.regressions.append(OutcomeChange(test_id, before, after))
         elif before not in PASSING and after in PASSING:
-            result.fixes.append(TestChange(test_id, before, after))
+            result.fixes.append(OutcomeChange(test_id, before, after))
     old_figures, new_figures = _figures(olds), _figures(news)
     for key in sorted(old_figures.keys() & new_figures.keys()):
         result.compared_figures += 1
