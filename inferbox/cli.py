@@ -33,7 +33,6 @@ PLATFORM_OPTIONS: dict[str, tuple[str, ...]] = {
     "admin_port": ("embedded",),
     "network": ("embedded",),
     "state_dir": ("embedded",),
-    "output": ("embedded",),
     "dry_run": CLUSTERS,
     "kube_context": ("existing",),
     "kube_cluster_name": ("kind",),
@@ -43,6 +42,8 @@ PLATFORM_OPTIONS: dict[str, tuple[str, ...]] = {
     "in_cluster": CLUSTERS,
     "master_host": CLUSTERS,
 }
+# The same, for one command only: `status -o json` describes the embedded platform's processes.
+COMMAND_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {"status": {"output": ("embedded",)}}
 console = make_console()
 err = make_console(stderr=True)
 
@@ -499,8 +500,9 @@ def refuse_inapplicable(parser: argparse.ArgumentParser, args: argparse.Namespac
     command = _subparsers(parser).get(args.command)
     if platform is None or command is None:
         return
+    applies = {**PLATFORM_OPTIONS, **COMMAND_OPTIONS.get(args.command, {})}
     for action in command._actions:
-        platforms = PLATFORM_OPTIONS.get(action.dest)
+        platforms = applies.get(action.dest)
         if platforms and platform not in platforms and getattr(args, action.dest, None) != action.default:
             command.error(
                 f"{'/'.join(action.option_strings)} does not apply to --platform {platform} "

@@ -91,6 +91,7 @@ def test_every_subcommand_and_option_has_help() -> None:
             "--state-dir does not apply to --platform existing",
         ),
         (["load", "smoke", "--in-cluster"], "--in-cluster does not apply to --platform embedded"),
+        (["status", "--platform", "kind", "-o", "json"], "-o/--output does not apply to --platform kind"),
     ],
 )
 def test_flags_that_do_not_apply_are_refused(args: list[str], message: str) -> None:
@@ -118,10 +119,11 @@ def test_tables_do_not_cut_names_when_piped() -> None:
             assert test.split("::", 1)[1] in done.stdout, f"{test} is cut or read as markup"
 
 
-def test_mutants_list_as_json() -> None:
-    done = _inferbox("mutants", "list", "-o", "json")
+@pytest.mark.parametrize("platform", ["embedded", "kind"])
+def test_mutants_list_as_json(platform: str) -> None:
+    done = _inferbox("mutants", "list", "--platform", platform, "-o", "json")
     rows = json.loads(done.stdout)
-    expected = [m for m in load_mutants() if "embedded" in m.targets]
+    expected = [m for m in load_mutants() if platform in m.targets]
     assert [r["name"] for r in rows] == [m.name for m in expected]
     assert rows[0]["kills"] == list(expected[0].kills)
 

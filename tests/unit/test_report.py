@@ -74,7 +74,7 @@ def _pytest(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> su
     )
 
 
-def test_a_run_writes_its_report(tmp_path: Path, monkeypatch: object) -> None:
+def test_a_run_writes_its_report(tmp_path: Path) -> None:
     (tmp_path / "test_sample.py").write_text(SAMPLE)
     folder = tmp_path / "report"
     step_summary = tmp_path / "step-summary.md"

@@ -157,3 +157,36 @@ def test_failures_come_first_and_every_link_resolves(tmp_path: Path) -> None:
     assert "logs/tests/b.log" in parsed.hrefs
     assert "artifacts/matrix.txt" in parsed.hrefs
     assert "<th>routed.b</th>" in page, "figures are tables of named values"
+
+
+def test_load_runs_and_replicas_under_load_are_timelines(tmp_path: Path) -> None:
+    run = tmp_path / "load" / "smoke"
+    run.mkdir(parents=True)
+    summary = {"passed": True, "requested_rate": 20, "achieved_rate": 19.8, "latency_ms": {"p50": 4, "p99": 9}}
+    summary["events"] = [{"name": "pause tenant-a replica", "from_s": 2.0, "to_s": 3.0}]
+    (run / "summary.json").write_text(json.dumps(summary))
+    timeline = {
+        "seconds": [0, 1, 2, 3],
+        "requested": [20, 20, 20, 20],
+        "achieved": [20, 19, 20, 20],
+        "errors": [0, 0, 1, 0],
+        "p50_ms": [4.0, 4.1, None, 4.0],
+        "p99_ms": [9.0, 9.5, None, 8.0],
+    }
+    (run / "timeline.json").write_text(json.dumps(timeline))
+    (tmp_path / "artifacts").mkdir()
+    scale = {"timeline": [[0.0, {"m-00001": 1}], [1.5, {"m-00001": 3}], [4.0, {"m-00001": 1}]]}
+    (tmp_path / "artifacts" / "scale-timeline-a.json").write_text(json.dumps(scale))
+    report = _report(
+        _test(
+            "suites/serving/test_autoscaling.py::test_scales_out[tenant-a/sklearn-iris]",
+            figures={"artifact:scale-timeline-a.json": "artifacts/scale-timeline-a.json"},
+        )
+    )
+    [section] = extra_sections(report, tmp_path)
+    assert section.title == "Timelines"
+    assert "Load profile smoke: passed" in section.body
+    assert 'href="load/smoke/load.html"' in section.body
+    assert "<title>achieved (sent)</title>" in section.body
+    assert "<title>pause tenant-a replica</title>" in section.body, "a chaos action is a shaded span"
+    assert "ready replicas of scale-timeline-a.json" in section.body
