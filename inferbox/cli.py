@@ -505,8 +505,8 @@ def refuse_inapplicable(parser: argparse.ArgumentParser, args: argparse.Namespac
         platforms = applies.get(action.dest)
         if platforms and platform not in platforms and getattr(args, action.dest, None) != action.default:
             command.error(
-                f"{'/'.join(action.option_strings)} does not apply to --platform {platform} "
-                f"(only to {', '.join(platforms)})"
+                f"{'/'.join(action.option_strings)} does not apply to --platform {platform}; "
+                f"use it with --platform {'/'.join(platforms)}"
             )
 
 

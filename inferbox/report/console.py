@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from inferbox.report.model import suite_of
 
@@ -35,7 +36,7 @@ def summary_table(report: dict[str, Any]) -> Table:
     for outcome in outcomes:
         table.add_column(outcome, justify="right")
     for group, counts in sorted(groups.items()):
-        table.add_row(group, *(str(counts.get(o, 0)) for o in outcomes))
+        table.add_row(Text(group), *(str(counts.get(o, 0)) for o in outcomes))
     table.add_row("total", *(str(report["summary"].get(o, 0)) for o in outcomes), style="bold")
     return table
 
@@ -49,5 +50,5 @@ def render(report: dict[str, Any], report_path: str, width: int = 100) -> str:
         console.print(
             f"mutants (last run {mutation.get('when', '?')}): {mutation['killed']} killed of {mutation['total']}"
         )
-    console.print(f"report: {report_path}")
+    console.print(f"report: {report_path}", markup=False, soft_wrap=True)  # a path is copied whole
     return buffer.getvalue()

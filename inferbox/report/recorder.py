@@ -30,7 +30,10 @@ def platform_setup_item(session: pytest.Session, target: str) -> pytest.Item:
 
 
 def add_platform_setup(session: pytest.Session, items: list[pytest.Item], target: str) -> None:
-    """Puts the platform-start test first when any selected test uses the platform."""
+    """Puts the platform-start test first when any selected test uses the platform (not in a
+    collection-only listing: it is no check of the platform)."""
+    if session.config.option.collectonly:
+        return
     if any("platform" in getattr(item, "fixturenames", ()) for item in items):
         items.insert(0, platform_setup_item(session, target))
 
