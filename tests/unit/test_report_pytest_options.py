@@ -45,6 +45,7 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.options: list[tuple[tuple[str, ...], str]] = []
+        self.helps: dict[str, str] = {}
 
     def getgroup(self, *args: Any, **kwargs: Any) -> _Recorder:
         return self
@@ -52,12 +53,13 @@ class _Recorder:
     def addoption(self, *opts: str, **attrs: Any) -> None:
         long = next(o for o in opts if o.startswith("--"))
         self.options.append((opts, attrs.get("dest") or _dest(long)))
+        self.helps[long] = str(attrs.get("help") or "")
 
     def addini(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
-def _inferbox_options() -> list[tuple[tuple[str, ...], str]]:
+def _recorded() -> _Recorder:
     import fixtures.kind
     import fixtures.load
     import fixtures.plugin
@@ -65,7 +67,16 @@ def _inferbox_options() -> list[tuple[tuple[str, ...], str]]:
     recorder = _Recorder()
     for module in (fixtures.plugin, fixtures.kind, fixtures.load):
         module.pytest_addoption(recorder)  # type: ignore[arg-type]
-    return recorder.options
+    return recorder
+
+
+def _inferbox_options() -> list[tuple[tuple[str, ...], str]]:
+    return _recorded().options
+
+
+def test_every_inferbox_option_has_help() -> None:
+    missing = [option for option, text in _recorded().helps.items() if not text.strip()]
+    assert not missing, missing
 
 
 def test_every_inferbox_option_is_prefixed() -> None:
