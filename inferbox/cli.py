@@ -316,7 +316,7 @@ def _platform(p: argparse.ArgumentParser, choices: tuple[str, ...] = PLATFORMS) 
         "--platform",
         choices=choices,
         default="embedded",
-        help="the target (default: embedded; env INFERBOX_PLATFORM is for pytest)",
+        help="the target (default: embedded)",
     )
 
 
