@@ -50,7 +50,7 @@ check: lint typecheck unit
 
 # The smoke load profile (one test per SLO) and the calibration self-test (tests/load): about 2 minutes.
 load: setup
-	$(BIN)/pytest -m load --load-profile smoke -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -m load --inferbox-load-profile smoke -p no:cacheprovider $(PYTEST_ARGS)
 
 mutants: setup
 	$(BIN)/inferbox mutants run

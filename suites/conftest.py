@@ -69,5 +69,5 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from inferbox.manifests import load_manifests
         from inferbox.topology import read_topology
 
-        topology = read_topology(load_manifests(metafunc.config.getoption("manifests")))
+        topology = read_topology(load_manifests(metafunc.config.getoption("inferbox_manifests")))
         metafunc.parametrize("model", topology.models, ids=model_ids(topology.models), scope="session")

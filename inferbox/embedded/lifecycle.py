@@ -19,7 +19,14 @@ from inferbox.errors import PlatformError
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("INFERBOX_STATE_DIR") or Path.cwd() / ".inferbox" / "embedded")
+    """Where a kept platform's state lives: ``$INFERBOX_STATE_DIR``, else a per-user folder
+    (``$XDG_STATE_HOME/inferbox/embedded``, ``~/.local/state/inferbox/embedded``), so every command
+    finds the running platform whatever the current directory."""
+    override = os.environ.get("INFERBOX_STATE_DIR")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "inferbox" / "embedded"
 
 
 def running_state(state_dir: Path) -> PlatformState | None:

@@ -50,11 +50,11 @@ def _run_pytest(
         "--no-header",
         "-p",
         "no:randomly",
-        "--platform",
+        "--inferbox-platform",
         platform,
-        "--manifests",
+        "--inferbox-manifests",
         str(manifests),
-        "--report-dir",
+        "--inferbox-report-dir",
         str(report_dir),
     ]
     with open(report_dir / "pytest.log", "w") as log:

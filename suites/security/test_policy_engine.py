@@ -64,7 +64,7 @@ def test_enforcement_matches_the_manifests_policies(
     evidence: Evidence,
     request: pytest.FixtureRequest,
 ) -> None:
-    manifests = load_manifests(request.config.getoption("manifests"))
+    manifests = load_manifests(request.config.getoption("inferbox_manifests"))
     workloads = model_workloads(platform)
     cases: list[tuple[MeshSource, Workload, int, Transport, Variant]] = [
         (source, workload, port, transport, variant)

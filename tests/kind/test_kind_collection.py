@@ -37,10 +37,10 @@ def _collected(*args: str) -> list[str]:
 
 
 def test_the_same_checks_collect_on_every_target() -> None:
-    embedded = _collected("--platform", "embedded")
+    embedded = _collected("--inferbox-platform", "embedded")
     assert len(embedded) > 20
-    assert _collected("--platform", "kind") == embedded
-    assert _collected("--platform", "existing", "--kube-context", "staging") == embedded
+    assert _collected("--inferbox-platform", "kind") == embedded
+    assert _collected("--inferbox-platform", "existing", "--inferbox-kube-context", "staging") == embedded
 
 
 def test_no_suite_imports_a_target() -> None:
