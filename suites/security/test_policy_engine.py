@@ -25,7 +25,7 @@ from inferbox.policy.evaluator import Request, expected
 from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.tokens import decode_unverified
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, sources
+from ._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, sources
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),

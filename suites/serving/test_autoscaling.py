@@ -22,7 +22,7 @@ from inferbox.client import DEFAULT_TIMEOUT, GatewayClient
 from inferbox.contract import Capability, Feature, Platform
 from inferbox.evidence import Evidence
 from inferbox.topology import Model
-from suites.serving._serving import Answer, Token, await_zero, declared, failures, predict, slow_predict
+from ._serving import Answer, Token, await_zero, declared, failures, predict, slow_predict
 
 pytestmark = [
     pytest.mark.conformance,
