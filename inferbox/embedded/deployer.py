@@ -9,6 +9,7 @@ scrape configuration when one is ready or gone.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from inferbox.embedded.mesh_runtime import MeshControlPlane
 from inferbox.embedded.network import Network, Pod
 from inferbox.embedded.processes import ManagedProcess, Supervisor
 from inferbox.embedded.quota import QuotaExceeded
+from inferbox.embedded.replica_template import ReplicaTemplate, model_server_args
 from inferbox.embedded.state import ComponentStatus, WorkloadRow
 from inferbox.embedded.workloads import WorkloadSpec, secret_dir, service_selects, service_target_port
 from inferbox.errors import PlatformError
@@ -93,6 +95,7 @@ class Deployer:
         events: EventLog,
         state_dir: Path,
         ready_timeout_s: float,
+        template: ReplicaTemplate | None = None,
     ) -> None:
         self.manifests = manifests
         self.workloads = workloads
@@ -103,6 +106,7 @@ class Deployer:
         self.events = events
         self.state_dir = state_dir
         self.ready_timeout_s = ready_timeout_s
+        self.template = template  # model-server replicas are forked from it (skipping their imports)
         # Held while the replica lists change; the serving control plane holds it too while it
         # counts replicas, so a replica being created is never counted twice.
         self.lock = threading.RLock()
@@ -169,7 +173,7 @@ class Deployer:
             meta = PodMeta(spec.namespace, f"{spec.name}-{index}", spec.service_account, dict(spec.labels))
             self.mesh.admit(meta, list(spec.resources) or [{}])
             pod = self.network.add_pod(name)
-            process = self.supervisor.start(name, self._argv_for(spec, pod), pod, self._env_for(spec, pod))
+            process = self._start_process(name, spec, pod)
             replica = Replica(spec, index, pod, process, time.monotonic(), meta)
             if self._has_sidecar(spec):
                 replica.app_port = self._app_port(spec, pod)
@@ -194,7 +198,7 @@ class Deployer:
             if replica.process.alive():
                 return None
             return (
-                f"its process exited (code {replica.process.popen.returncode}); log {replica.process.log_path}:\n"
+                f"its process exited (code {replica.process.exit_code()}); log {replica.process.log_path}:\n"
                 f"{replica.process.log_tail()}"
             )
 
@@ -313,6 +317,13 @@ class Deployer:
         return rows
 
     # -- how a replica is started ----------------------------------------------------------------
+    def _start_process(self, name: str, spec: WorkloadSpec, pod: Pod) -> ManagedProcess:
+        argv, env = self._argv_for(spec, pod), self._env_for(spec, pod)
+        args = model_server_args(argv)
+        if self.template is not None and args is not None and self.template.available():
+            return self.template.spawn(name, args, pod, {**os.environ, **env})
+        return self.supervisor.start(name, argv, pod, env)
+
     def _has_sidecar(self, spec: WorkloadSpec) -> bool:
         return self.mesh.injected(spec.namespace)
 
@@ -322,7 +333,7 @@ class Deployer:
             for mount, secret in spec.secret_mounts.items():
                 if value == mount or value.startswith(mount.rstrip("/") + "/"):
                     env[name] = str(secret_dir(self.state_dir, secret)) + value[len(mount.rstrip("/")) :]
-        env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
+        env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"  # the template's too (platform.REPLICA_WARNINGS)
         if not pod.netns or self._has_sidecar(spec):
             env["INFERBOX_BIND_HOST"] = "127.0.0.1"
         env.update(self.decorations.workload_env(spec, pod))

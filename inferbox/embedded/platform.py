@@ -29,6 +29,7 @@ from inferbox.embedded.mesh_runtime import GATEWAY_META, MeshControlPlane
 from inferbox.embedded.network import NETNS_PREFIX, Network, ensure_port_free, make_network
 from inferbox.embedded.observability import EmbeddedObservability
 from inferbox.embedded.processes import Supervisor, proc_start_time
+from inferbox.embedded.replica_template import ReplicaTemplate
 from inferbox.embedded.serving import ServingControlPlane
 from inferbox.embedded.state import ComponentStatus, PlatformState, PodAddress, write_state
 from inferbox.embedded.subset import check_all_supported
@@ -41,6 +42,8 @@ from inferbox.topology import Topology, read_topology
 
 __all__ = ["GATEWAY_POD_PORT", "EmbeddedOptions", "EmbeddedPlatform"]
 
+REPLICA_WARNINGS = "ignore::DeprecationWarning"  # as every replica runs (the deployer sets the same)
+
 
 @dataclass
 class EmbeddedOptions:
@@ -52,6 +55,8 @@ class EmbeddedOptions:
     network: str = "auto"
     ready_timeout_s: float = float(os.environ.get("INFERBOX_READY_TIMEOUT", "90"))
     knobs: Knobs = field(default_factory=read_knobs)
+    # Model-server replicas are forked from a pre-imported template (False: each starts from scratch).
+    replica_template: bool = True
 
 
 class EmbeddedPlatform:
@@ -119,6 +124,11 @@ class EmbeddedPlatform:
         events = EventLog(opts.log_dir)
         self._start_reaper()
         try:
+            template = (
+                ReplicaTemplate(supervisor, opts.state_dir, {"PYTHONWARNINGS": REPLICA_WARNINGS})
+                if opts.replica_template and any(w.kind == "InferenceService" for w in self.workloads)
+                else None
+            )
             network = self._network = make_network(opts.network, self.instance)
             mesh = self._mesh = MeshControlPlane(
                 self.manifests,
@@ -140,6 +150,7 @@ class EmbeddedPlatform:
                 events,
                 opts.state_dir,
                 opts.ready_timeout_s,
+                template,
             )
             self._write_secrets()
             gateway = self._gateway = EmbeddedGateway(
@@ -161,6 +172,8 @@ class EmbeddedPlatform:
                 opts.log_dir,
             )
             serving.create_revisions(network)
+            if template is not None:
+                template.wait_ready(opts.ready_timeout_s)
             self._start_workloads()
             gateway.start(
                 deployer.service_endpoints,
@@ -264,6 +277,8 @@ class EmbeddedPlatform:
         status: dict[str, ComponentStatus] = {}
         if self._gateway is not None and self._gateway.process is not None:
             status["gateway"] = process_status(self._gateway.process)
+        if self._deployer is not None and self._deployer.template is not None:
+            status["model-server-template"] = process_status(self._deployer.template.process)
         for name, component in self.observability.components().items():
             status[name] = process_status(component.process)
         if self._deployer is not None:

@@ -36,19 +36,32 @@ def is_same_process(pid: int, start_time: int) -> bool:
 
 @dataclass
 class ManagedProcess:
+    """A process of the platform: started by the supervisor (``popen``), or forked for it by the
+    replica template (``forked_pid``; the template reaps it, so it is gone once it exits)."""
+
     name: str
     pod: Pod
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | None
     log_path: Path
     start_time: int
     started_at: float
+    forked_pid: int | None = None
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        if self.popen is not None:
+            return self.popen.pid
+        assert self.forked_pid is not None
+        return self.forked_pid
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return is_same_process(self.pid, self.start_time) and not _is_zombie(self.pid)
+
+    def exit_code(self) -> int | None:
+        """The exit code once it exited, when known (a forked replica's is its template's to read)."""
+        return None if self.popen is None else self.popen.returncode
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -117,13 +130,23 @@ class Supervisor:
         self.processes.append(proc)
         return proc
 
+    def adopt(self, name: str, pid: int, pod: Pod, started_at: float) -> ManagedProcess:
+        """A process started on the supervisor's behalf (a replica forked from the template, which
+        registered it already): watched and stopped by PID like the others."""
+        proc = ManagedProcess(
+            name, pod, None, self.log_dir / f"{name}.log", proc_start_time(pid) or 0, started_at, forked_pid=pid
+        )
+        self.processes.append(proc)
+        return proc
+
     def stop(self, proc: ManagedProcess, grace_s: float = 5.0) -> None:
         terminate(proc.pid, proc.start_time, grace_s)
-        try:
-            proc.popen.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.popen.kill()
-            proc.popen.wait()
+        if proc.popen is not None:
+            try:
+                proc.popen.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
         if proc in self.processes:
             self.processes.remove(proc)
 
