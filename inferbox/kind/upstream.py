@@ -1,0 +1,309 @@
+"""Where the pinned releases keep their CRDs and chart values, and the copy of them inferbox ships.
+
+``scripts/upstream-schemas`` reads the sources listed here (release assets and charts, or the same
+files in git checkouts of the upstream repositories at the release tags) and writes, into
+``inferbox/kind/upstream/``: every CRD's structural schema with descriptions stripped
+(``crds/<name>.json``), each chart's default values and values schema (``charts/<chart>/``), and
+``SOURCES.yaml`` naming the tag and commit (or URL and sha256) each file came from. The installer's
+pre-flight, the unit tests and the fake API server validate against that copy (``load``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inferbox.errors import InferboxError
+from inferbox.kind.versions import Versions
+
+DATA_DIR = Path(__file__).with_name("upstream")
+
+ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
+JETSTACK_CHARTS = "https://charts.jetstack.io"
+PROMETHEUS_CHARTS = "https://prometheus-community.github.io/helm-charts"
+GRAFANA_CHARTS = "https://grafana.github.io/helm-charts"
+JAEGER_CHARTS = "https://jaegertracing.github.io/helm-charts"
+KIALI_CHARTS = "https://kiali.org/helm-charts"
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    """A Helm chart at a pinned version: where Helm gets it, and its directory in the upstream repository."""
+
+    name: str  # the chart's name (the folder under charts/ in the data)
+    component: str  # its entry in the versions file
+    version: str
+    repository: str  # owner/name on GitHub
+    tag: str  # the release tag of that repository
+    directory: str  # the chart's directory in the repository at the tag
+    oci: str | None = None  # oci://... reference, or
+    helm_repo: str | None = None  # a classic chart repository URL
+    # Files that the release process renders from templates (values.tmpl.yaml -> values.yaml).
+    values_file: str = "values.yaml"
+    parent: str | None = None  # a sub-chart: the chart that depends on it
+
+    @property
+    def ref(self) -> str:
+        return self.oci or f"{self.helm_repo}/{self.name}"
+
+
+@dataclass(frozen=True)
+class CrdSource:
+    """The CRDs one component installs, as the installer gets them (a release asset or a chart)
+    and as the same files sit in its repository at the release tag."""
+
+    component: str
+    version: str
+    repository: str
+    tag: str
+    git_paths: tuple[str, ...]  # glob patterns in the repository at the tag
+    url: str | None = None  # a release asset holding the CRDs, or
+    chart: str | None = None  # the name of a chart (see ChartSource) and
+    chart_paths: tuple[str, ...] = ()  # glob patterns inside that chart
+
+
+def chart_sources(versions: Versions) -> list[ChartSource]:
+    """Every chart the installer installs (and the sub-charts whose values it sets)."""
+    v = versions.get
+    istio, kserve, eg, aieg = v("istio"), v("kserve"), v("envoy-gateway"), v("envoy-ai-gateway")
+    kps = v("kube-prometheus-stack")
+    return [
+        ChartSource(
+            "cert-manager", "cert-manager", v("cert-manager"), "cert-manager/cert-manager", v("cert-manager"),
+            "deploy/charts/cert-manager", helm_repo=JETSTACK_CHARTS,
+        ),
+        ChartSource("base", "istio", istio, "istio/istio", istio, "manifests/charts/base", helm_repo=ISTIO_CHARTS),
+        ChartSource(
+            "istiod", "istio", istio, "istio/istio", istio, "manifests/charts/istio-control/istio-discovery",
+            helm_repo=ISTIO_CHARTS,
+        ),
+        ChartSource("gateway", "istio", istio, "istio/istio", istio, "manifests/charts/gateway", helm_repo=ISTIO_CHARTS),
+        ChartSource(
+            "kserve-crd", "kserve", kserve, "kserve/kserve", kserve, "charts/kserve-crd",
+            oci="oci://ghcr.io/kserve/charts/kserve-crd",
+        ),
+        ChartSource(
+            "kserve", "kserve", kserve, "kserve/kserve", kserve, "charts/kserve-resources",
+            oci="oci://ghcr.io/kserve/charts/kserve",
+        ),
+        ChartSource(
+            "gateway-crds-helm", "envoy-gateway", eg, "envoyproxy/gateway", eg, "charts/gateway-crds-helm",
+            oci="oci://docker.io/envoyproxy/gateway-crds-helm", values_file="values.tmpl.yaml",
+        ),
+        ChartSource(
+            "gateway-helm", "envoy-gateway", eg, "envoyproxy/gateway", eg, "charts/gateway-helm",
+            oci="oci://docker.io/envoyproxy/gateway-helm", values_file="values.tmpl.yaml",
+        ),
+        ChartSource(
+            "ai-gateway-crds-helm", "envoy-ai-gateway", aieg, "envoyproxy/ai-gateway", aieg,
+            "manifests/charts/ai-gateway-crds-helm", oci="oci://docker.io/envoyproxy/ai-gateway-crds-helm",
+        ),
+        ChartSource(
+            "ai-gateway-helm", "envoy-ai-gateway", aieg, "envoyproxy/ai-gateway", aieg,
+            "manifests/charts/ai-gateway-helm", oci="oci://docker.io/envoyproxy/ai-gateway-helm",
+        ),
+        ChartSource(
+            "kube-prometheus-stack", "kube-prometheus-stack", kps, "prometheus-community/helm-charts",
+            f"kube-prometheus-stack-{kps}", "charts/kube-prometheus-stack", helm_repo=PROMETHEUS_CHARTS,
+        ),
+        # Its version is the one kube-prometheus-stack's Chart.yaml depends on (filled in by the script).
+        ChartSource(
+            "grafana", "grafana", "", "grafana/helm-charts", "grafana-{version}", "charts/grafana",
+            helm_repo=GRAFANA_CHARTS, parent="kube-prometheus-stack",
+        ),
+        ChartSource(
+            "jaeger", "jaeger", v("jaeger", "chart"), "jaegertracing/helm-charts", f"jaeger-{v('jaeger', 'chart')}",
+            "charts/jaeger", helm_repo=JAEGER_CHARTS,
+        ),
+        ChartSource(
+            "kiali-server", "kiali", v("kiali"), "kiali/helm-charts", f"v{v('kiali')}", "kiali-server",
+            helm_repo=KIALI_CHARTS,
+        ),
+    ]  # fmt: skip
+
+
+def crd_sources(versions: Versions) -> list[CrdSource]:
+    """Every CRD bundle the installer applies, in the form the installer applies it."""
+    v = versions.get
+    gateway_api, channel = v("gateway-api"), v("gateway-api", "channel")
+    knative, cert_manager = v("knative-serving"), v("cert-manager")
+    kps = v("kube-prometheus-stack")
+    return [
+        CrdSource(
+            "gateway-api", gateway_api, "kubernetes-sigs/gateway-api", gateway_api,
+            (f"config/crd/{channel}/*.yaml",),
+            url=f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{gateway_api}/{channel}-install.yaml",
+        ),
+        CrdSource(
+            "envoy-gateway", v("envoy-gateway"), "envoyproxy/gateway", v("envoy-gateway"),
+            ("charts/gateway-crds-helm/templates/generated/*.yaml",),
+            chart="gateway-crds-helm", chart_paths=("templates/generated/*.yaml",),
+        ),
+        CrdSource(
+            "envoy-ai-gateway", v("envoy-ai-gateway"), "envoyproxy/ai-gateway", v("envoy-ai-gateway"),
+            ("manifests/charts/ai-gateway-crds-helm/templates/*.yaml",),
+            chart="ai-gateway-crds-helm", chart_paths=("templates/*.yaml",),
+        ),
+        CrdSource(
+            "cert-manager", cert_manager, "cert-manager/cert-manager", cert_manager, ("deploy/crds/crd-*.yaml",),
+            url=f"https://github.com/cert-manager/cert-manager/releases/download/{cert_manager}/cert-manager.crds.yaml",
+        ),
+        CrdSource(
+            "istio", v("istio"), "istio/istio", v("istio"), ("manifests/charts/base/files/crd-all.gen.yaml",),
+            chart="base", chart_paths=("files/crd-all.gen.yaml",),
+        ),
+        CrdSource(
+            "knative-serving", knative, "knative/serving", knative,
+            ("config/core/300-resources/*.yaml", "config/core/300-imagecache.yaml"),
+            url=f"https://github.com/knative/serving/releases/download/{knative}/serving-crds.yaml",
+        ),
+        CrdSource(
+            "kserve", v("kserve"), "kserve/kserve", v("kserve"), ("charts/kserve-crd/templates/*.yaml",),
+            chart="kserve-crd", chart_paths=("templates/*.yaml",),
+        ),
+        CrdSource(
+            "kube-prometheus-stack", kps, "prometheus-community/helm-charts", f"kube-prometheus-stack-{kps}",
+            ("charts/kube-prometheus-stack/charts/crds/crds/*.yaml",),
+            chart="kube-prometheus-stack", chart_paths=("charts/crds/crds/*.yaml",),
+        ),
+    ]  # fmt: skip
+
+
+# -- the committed copy ------------------------------------------------------------------------------
+class UpstreamDataError(InferboxError):
+    """The copy of the upstream schemas is missing, or from other versions than the ones pinned."""
+
+
+@dataclass(frozen=True)
+class Crd:
+    """One CustomResourceDefinition: its names, scope and every version with its schema."""
+
+    name: str
+    group: str
+    kind: str
+    plural: str
+    namespaced: bool
+    versions: tuple[Mapping[str, Any], ...]
+    component: str
+
+    def served(self) -> list[str]:
+        return [str(v["name"]) for v in self.versions if v.get("served")]
+
+    def version(self, name: str) -> Mapping[str, Any] | None:
+        return next((v for v in self.versions if v.get("name") == name), None)
+
+    def schema(self, version: str) -> Mapping[str, Any]:
+        found = self.version(version)
+        return ((found or {}).get("schema") or {}).get("openAPIV3Schema") or {}
+
+    def as_object(self) -> dict[str, Any]:
+        """The CRD as an object to create (on the fake API server)."""
+        return {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": self.name},
+            "spec": {
+                "group": self.group,
+                "names": {"kind": self.kind, "plural": self.plural},
+                "scope": "Namespaced" if self.namespaced else "Cluster",
+                "versions": [dict(v) for v in self.versions],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class UpstreamData:
+    root: Path
+    crds: Mapping[str, Crd]  # by CRD name (plural.group)
+    sources: Mapping[str, Any]
+
+    def crd_for(self, group: str, kind: str) -> Crd | None:
+        return next((c for c in self.crds.values() if c.group == group and c.kind == kind), None)
+
+    def chart_values(self, chart: str) -> dict[str, Any]:
+        path = self.root / "charts" / chart / "values.json"
+        if not path.exists():
+            raise UpstreamDataError(
+                f"no default values of chart {chart} in {self.root}", "run scripts/upstream-schemas (see docs/kind.md)"
+            )
+        loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return loaded
+
+    def chart_schema(self, chart: str) -> dict[str, Any] | None:
+        path = self.root / "charts" / chart / "values.schema.json"
+        if not path.exists():
+            return None
+        loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return loaded
+
+    def pins_used(self) -> dict[str, str]:
+        """versions-file entry ("component" or "component:field") -> version the copy was made from."""
+        out: dict[str, str] = {}
+        for section in ("crds", "charts"):
+            for entry in (self.sources.get(section) or {}).values():
+                pin = str(entry.get("pin", ""))
+                if pin and " " not in pin:  # a sub-chart's pin is its parent's dependency, not a versions entry
+                    out[pin] = str(entry.get("version"))
+        return out
+
+    def stale(self, versions: Versions) -> list[str]:
+        """Pins whose version differs from the one the copy was made from."""
+        out = []
+        for pin, version in sorted(self.pins_used().items()):
+            component, _, field_name = pin.partition(":")
+            pinned = versions.get(component, field_name or "version")
+            if pinned != version:
+                out.append(f"{pin}: the schemas are those of {version}, the pin is {pinned}")
+        return out
+
+
+def _crd(path: Path) -> Crd:
+    body = json.loads(path.read_text(encoding="utf-8"))
+    spec = body["spec"]
+    return Crd(
+        name=body["metadata"]["name"],
+        group=spec["group"],
+        kind=spec["names"]["kind"],
+        plural=spec["names"]["plural"],
+        namespaced=spec.get("scope") == "Namespaced",
+        versions=tuple(spec["versions"]),
+        component=str((body["metadata"].get("annotations") or {}).get("inferbox.io/component", "")),
+    )
+
+
+@functools.cache
+def _load(root: Path) -> UpstreamData:
+    sources_file = root / "SOURCES.yaml"
+    if not sources_file.exists():
+        raise UpstreamDataError(
+            f"no upstream schemas in {root} (SOURCES.yaml missing)",
+            "generate them with scripts/upstream-schemas (see docs/kind.md)",
+        )
+    crds = {c.name: c for c in (_crd(p) for p in sorted((root / "crds").glob("*.json")))}
+    return UpstreamData(root, crds, yaml.safe_load(sources_file.read_text(encoding="utf-8")) or {})
+
+
+def load(root: Path | None = None) -> UpstreamData:
+    """The committed copy (or another folder the script wrote, e.g. for a version bump)."""
+    return _load((root or DATA_DIR).resolve())
+
+
+def iter_schema_nodes(schema: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Every sub-schema of ``schema``, itself included."""
+    yield schema
+    for key in ("properties", "patternProperties"):
+        for child in (schema.get(key) or {}).values():
+            yield from iter_schema_nodes(child)
+    for key in ("items", "additionalProperties", "not"):
+        child = schema.get(key)
+        if isinstance(child, dict):
+            yield from iter_schema_nodes(child)
+    for key in ("allOf", "anyOf", "oneOf"):
+        for child in schema.get(key) or []:
+            yield from iter_schema_nodes(child)
