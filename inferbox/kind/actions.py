@@ -85,6 +85,11 @@ class Action:
         that webhook's start-up (the plan cannot order those two)."""
         return False
 
+    def objects(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """(where, body) of every object the action applies that inferbox renders or reads from the
+        manifests (not upstream release YAML), so that all of them are validated before a run."""
+        return ()
+
 
 def _retrying(ctx: RunContext, timeout_s: float, transient: Callable[[BaseException], bool]) -> Retrying:
     return Retrying(
@@ -380,7 +385,7 @@ class ApplyObjects(Action):
     """
 
     title: str
-    objects: tuple[Mapping[str, Any], ...] = field(hash=False)
+    bodies: tuple[Mapping[str, Any], ...] = field(hash=False)
     show_yaml: bool = False
     sources: tuple[str, ...] = ()
 
@@ -389,22 +394,27 @@ class ApplyObjects(Action):
             lines = [f"$ {_kubectl_apply(cluster, FIELD_MANAGER, '-')} <<'EOF'   # {self.title}"]
             lines += [
                 "    " + line
-                for line in yaml.safe_dump_all([dict(o) for o in self.objects], sort_keys=False).splitlines()
+                for line in yaml.safe_dump_all([dict(o) for o in self.bodies], sort_keys=False).splitlines()
             ]
             return [*lines, "    EOF"]
         lines = [f"$ {_kubectl_apply(cluster, FIELD_MANAGER, 'FILE')}   # {self.title}, objects in this order:"]
-        for index, obj in enumerate(self.objects):
+        for index, obj in enumerate(self.bodies):
             source = f"  <- {_shown(self.sources[index])}" if index < len(self.sources) else ""
             lines.append(f"    {ref(obj)}{source}")
         return lines
 
     def run(self, ctx: RunContext) -> None:
-        apply_objects(ctx, self.objects)
+        apply_objects(ctx, self.bodies)
 
     def applies(self) -> tuple[Created, ...]:
         return tuple(
             (_group(str(o["apiVersion"])), str(o["kind"]), (o.get("metadata") or {}).get("namespace"))
-            for o in self.objects
+            for o in self.bodies
+        )
+
+    def objects(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        return tuple(
+            (self.sources[i] if i < len(self.sources) else self.title, body) for i, body in enumerate(self.bodies)
         )
 
 

@@ -13,9 +13,11 @@ import httpx
 import yaml
 
 from inferbox.errors import InferboxError, ManifestError
-from inferbox.kind.actions import ApplyObjects, Cluster, RunContext
+from inferbox.kind import upstream
+from inferbox.kind.actions import Action, Cluster, RunContext
 from inferbox.kind.commands import CommandRunner, SubprocessRunner
 from inferbox.kind.components import component_steps, kind_steps
+from inferbox.kind.helm_values import check_plan_values
 from inferbox.kind.kindcluster import KindConfig, load_kind_config
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.plan import Plan
@@ -23,7 +25,8 @@ from inferbox.kind.platform_step import local_images, platform_step
 from inferbox.kind.runner import Runner, StepReport
 from inferbox.kind.state import ClusterState
 from inferbox.kind.timeouts import Timeouts
-from inferbox.kind.validation import check_kind_config, check_objects
+from inferbox.kind.upstream import UpstreamData
+from inferbox.kind.validation import Report, check_kind_config, validate_objects
 from inferbox.kind.versions import Versions
 from inferbox.kind.waits import WebhookAnswers
 from inferbox.manifests import ManifestSet
@@ -67,30 +70,40 @@ def build_plan(options: PlanOptions) -> Plan:
 
 
 def rendered_objects(plan: Plan) -> list[tuple[str, Mapping[str, Any]]]:
-    """Every object the plan applies that inferbox renders or reads (not upstream release YAML)."""
+    """Every object the plan applies that inferbox renders or reads from the manifests (not upstream
+    release YAML): every action's objects, both bodies of a canary rollout, and webhook probes."""
     out: list[tuple[str, Mapping[str, Any]]] = []
     for step in plan:
         for item in step.items:
-            if isinstance(item, ApplyObjects):
-                for index, body in enumerate(item.objects):
-                    where = item.sources[index] if index < len(item.sources) else f"step {step.name}"
-                    out.append((where, body))
+            if isinstance(item, Action):
+                out += [(where if where else f"step {step.name}", body) for where, body in item.objects()]
             elif isinstance(item, WebhookAnswers):
                 out.append((f"step {step.name} (webhook probe)", item.probe))
     return out
 
 
-def validate_plan(plan: Plan, kind_config: KindConfig | None = None) -> None:
+def validate_plan(plan: Plan, kind_config: KindConfig | None = None, data: UpstreamData | None = None) -> Report:
     """Checks every object the plan would apply; raises one error listing every problem."""
-    problems = check_objects(rendered_objects(plan), plan.versions.get("kubernetes"))
+    data = data or upstream.load()
+    stale = data.stale(plan.versions)
+    if stale:
+        raise ManifestError(
+            f"the upstream schemas in {data.root} are not those of the pinned versions: " + "; ".join(stale),
+            "write them for these pins: scripts/upstream-schemas --versions FILE --out DIR, then run with "
+            f'{upstream.DATA_ENV}=DIR (docs/kind.md, "Validating a version bump")',
+        )
+    report = validate_objects(rendered_objects(plan), plan.versions.get("kubernetes"), data)
+    problems = list(report.problems)
     if kind_config is not None:
-        problems += [f"{kind_config.path}: {p}" for p in check_kind_config(kind_config.body)]
+        problems += [f"{kind_config.path}: {p}" for p in check_kind_config(kind_config.body, data)]
+    problems += [f"Helm values: {p}" for p in check_plan_values(plan, data)]
     if problems:
         raise ManifestError(
             "objects the installer would apply do not validate against the pinned versions:\n  "
             + "\n  ".join(problems),
             "fix the fields named above (field names and values are those of the pinned upstream releases)",
         )
+    return report
 
 
 def fetch_url(url: str, timeout_s: float) -> str:

@@ -13,7 +13,9 @@ Interface:
   the prometheus-operator CRDs and Grafana exist: the PodMonitors/ServiceMonitors and Istio
   Telemetry from the manifests, and one ConfigMap per Grafana dashboard JSON, labelled for the
   Grafana sidecar of kube-prometheus-stack.
-- ``HELM_VALUES``: the chart values and Istio mesh config the observability checks rely on.
+
+The chart values the checks rely on (every monitor selected, 10 s scrapes, tracing to Jaeger) have
+one home: the installer's recipe, ``inferbox.kind.components``.
 """
 
 from __future__ import annotations
@@ -139,8 +141,8 @@ MESH_GRAPH = {
     "gateway_workload": "istio-ingressgateway|activator",
     "model_workload": "{model}-predictor-[0-9]+-deployment",
 }
-# The scrape interval HELM_VALUES sets (kube-prometheus-stack's default is 30 s); the Kind target
-# should pass the measured one: PrometheusClient(url).longest_scrape_interval().
+# The scrape interval the installer sets (components.monitoring_step; kube-prometheus-stack's default
+# is 30 s); the Kind target passes the measured one: PrometheusClient(url).longest_scrape_interval().
 SCRAPE_INTERVAL_S = 10.0
 # Envoy's OpenTelemetry tracer flushes every 5 s by default; Istio's sidecars use the same tracer.
 TRACE_EXPORT_INTERVAL_S = 5.0
@@ -216,54 +218,3 @@ def dashboard_configmaps(manifests_dir: Path, namespace: str = "monitoring") -> 
             }
         )
     return maps
-
-
-# Chart values and mesh config the checks rely on (release names as in kind-install-facts: prometheus,
-# jaeger, kiali, all in namespace monitoring).
-HELM_VALUES: dict[str, dict[str, Any]] = {
-    "kube-prometheus-stack": {
-        "prometheus": {
-            "prometheusSpec": {
-                # Select every PodMonitor/ServiceMonitor, not only those labelled release=<release>.
-                "podMonitorSelectorNilUsesHelmValues": False,
-                "serviceMonitorSelectorNilUsesHelmValues": False,
-                # Checks wait a few scrape intervals for every request they count.
-                "scrapeInterval": "10s",
-            }
-        },
-        "grafana": {
-            "sidecar": {
-                "dashboards": {
-                    "enabled": True,
-                    "label": "grafana_dashboard",
-                    "labelValue": "1",
-                    "searchNamespace": "ALL",
-                }
-            }
-        },
-    },
-    "istiod": {
-        "meshConfig": {
-            "enableTracing": True,
-            "extensionProviders": [
-                {
-                    "name": "jaeger",
-                    "opentelemetry": {"service": "jaeger-collector.monitoring.svc.cluster.local", "port": 4317},
-                }
-            ],
-        }
-    },
-    "kiali-server": {
-        "istio_namespace": "istio-system",
-        "auth": {"strategy": "anonymous"},
-        "external_services": {
-            "prometheus": {"url": "http://prometheus-kube-prometheus-prometheus.monitoring:9090"},
-            "tracing": {
-                "enabled": True,
-                "use_grpc": False,
-                "internal_url": "http://jaeger-query.monitoring:16686/jaeger",
-            },
-            "grafana": {"enabled": True, "internal_url": "http://prometheus-grafana.monitoring"},
-        },
-    },
-}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from inferbox.errors import InferboxError
 from inferbox.kind.versions import Versions
 
 DATA_DIR = Path(__file__).with_name("upstream")
+# A folder the script wrote for other pins (a version bump), used instead of the committed copy.
+DATA_ENV = "INFERBOX_UPSTREAM_SCHEMAS"
 
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
 JETSTACK_CHARTS = "https://charts.jetstack.io"
@@ -83,7 +86,9 @@ def chart_sources(versions: Versions) -> list[ChartSource]:
             "istiod", "istio", istio, "istio/istio", istio, "manifests/charts/istio-control/istio-discovery",
             helm_repo=ISTIO_CHARTS,
         ),
-        ChartSource("gateway", "istio", istio, "istio/istio", istio, "manifests/charts/gateway", helm_repo=ISTIO_CHARTS),
+        ChartSource(
+            "gateway", "istio", istio, "istio/istio", istio, "manifests/charts/gateway", helm_repo=ISTIO_CHARTS,
+        ),
         ChartSource(
             "kserve-crd", "kserve", kserve, "kserve/kserve", kserve, "charts/kserve-crd",
             oci="oci://ghcr.io/kserve/charts/kserve-crd",
@@ -235,6 +240,10 @@ class UpstreamData:
         loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return loaded
 
+    def kind_config_schema(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads((self.root / "kind-cluster.schema.json").read_text(encoding="utf-8"))
+        return loaded
+
     def chart_schema(self, chart: str) -> dict[str, Any] | None:
         path = self.root / "charts" / chart / "values.schema.json"
         if not path.exists():
@@ -245,11 +254,13 @@ class UpstreamData:
     def pins_used(self) -> dict[str, str]:
         """versions-file entry ("component" or "component:field") -> version the copy was made from."""
         out: dict[str, str] = {}
-        for section in ("crds", "charts"):
-            for entry in (self.sources.get(section) or {}).values():
-                pin = str(entry.get("pin", ""))
-                if pin and " " not in pin:  # a sub-chart's pin is its parent's dependency, not a versions entry
-                    out[pin] = str(entry.get("version"))
+        entries = [e for section in ("crds", "charts") for e in (self.sources.get(section) or {}).values()]
+        if self.sources.get("kind"):
+            entries.append(self.sources["kind"])
+        for entry in entries:
+            pin = str(entry.get("pin", ""))
+            if pin and " " not in pin:  # a sub-chart's pin is its parent's dependency, not a versions entry
+                out[pin] = str(entry.get("version"))
         return out
 
     def stale(self, versions: Versions) -> list[str]:
@@ -290,8 +301,9 @@ def _load(root: Path) -> UpstreamData:
 
 
 def load(root: Path | None = None) -> UpstreamData:
-    """The committed copy (or another folder the script wrote, e.g. for a version bump)."""
-    return _load((root or DATA_DIR).resolve())
+    """The committed copy, or another folder the script wrote (``INFERBOX_UPSTREAM_SCHEMAS``)."""
+    chosen = root or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else DATA_DIR)
+    return _load(chosen.resolve())
 
 
 def iter_schema_nodes(schema: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:

@@ -69,7 +69,9 @@ class Provenance:
 class Reader(Protocol):
     def release_asset(self, url: str) -> tuple[bytes, dict[str, Any]]: ...
 
-    def git_files(self, repository: str, tag: str, patterns: Iterable[str]) -> tuple[dict[str, bytes], dict[str, Any]]: ...
+    def git_files(
+        self, repository: str, tag: str, patterns: Iterable[str]
+    ) -> tuple[dict[str, bytes], dict[str, Any]]: ...
 
     def chart_archive(self, chart: ChartSource) -> tuple[bytes, dict[str, Any]]: ...
 
@@ -314,7 +316,7 @@ def yaml_documents(text: str, where: str) -> list[dict[str, Any]]:
     """Documents of a YAML file; lines that are only Helm template directives are dropped first."""
     kept = "\n".join(line for line in text.splitlines() if not TEMPLATE_LINE.match(line))
     try:
-        return [d for d in yaml.load_all(kept, Loader=_Loader) if isinstance(d, dict)]  # noqa: S506
+        return [d for d in yaml.load_all(kept, Loader=_Loader) if isinstance(d, dict)]
     except yaml.YAMLError as exc:
         raise SourceError(f"{where}: not valid YAML once template lines are dropped: {exc}", "") from exc
 
@@ -342,11 +344,58 @@ def clean_crd(body: Mapping[str, Any], component: str) -> dict[str, Any]:
     }
 
 
+# -- kind's cluster config ---------------------------------------------------------------------
+_GO_SCALARS = {"string": {"type": "string"}, "bool": {"type": "boolean"}}
+_GO_STRUCT = re.compile(r"^type (\w+) struct \{(.*?)^\}", re.S | re.M)
+_GO_FIELD = re.compile(r"^[ \t]*(\w+)(?:[ \t]+([^\s`]+))?[ \t]+`[^`]*json:\"([^\",]*)[^`]*`", re.M)
+_GO_ENUM = re.compile(r"^\s*\w+\s+(\w+)\s*=\s*\"([^\"]*)\"", re.M)
+
+
+def go_struct_schema(source: str, root: str) -> dict[str, Any]:
+    """A structural schema of ``root`` from Go types with json tags (kind's config has no published
+    schema; kind reads it strictly, so an unknown field is an error there too)."""
+    source = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
+    source = "\n".join(line.split("//")[0].rstrip() for line in source.splitlines())
+    structs = {m.group(1): m.group(2) for m in _GO_STRUCT.finditer(source)}
+    enums: dict[str, list[str]] = {}
+    for type_name, value in _GO_ENUM.findall(source):
+        enums.setdefault(type_name, []).append(value)
+    strings = set(re.findall(r"^type (\w+) string$", source, re.M))
+
+    def of(go_type: str) -> dict[str, Any]:
+        go_type = go_type.lstrip("*")
+        if go_type.startswith("[]"):
+            return {"type": "array", "items": of(go_type[2:])}
+        if go_type.startswith("map[string]"):
+            return {"type": "object", "additionalProperties": of(go_type.removeprefix("map[string]"))}
+        if go_type in _GO_SCALARS:
+            return dict(_GO_SCALARS[go_type])
+        if re.fullmatch(r"u?int\d*", go_type):
+            return {"type": "integer"}
+        if go_type in strings:
+            return {"type": "string", **({"enum": enums[go_type]} if go_type in enums else {})}
+        if go_type in structs:
+            return struct(go_type)
+        raise SourceError(f"kind's config types use {go_type}, which the script cannot map", "extend go_struct_schema")
+
+    def struct(name: str) -> dict[str, Any]:
+        properties: dict[str, Any] = {}
+        for field_name, go_type, json_name in _GO_FIELD.findall(structs[name]):
+            if not json_name:  # ",inline": the embedded struct's fields
+                properties.update(struct(go_type or field_name)["properties"])
+            elif json_name != "-":
+                properties[json_name] = of(go_type)
+        return {"type": "object", "properties": properties}
+
+    return struct(root)
+
+
 # -- the run -------------------------------------------------------------------------------------
 @dataclass
 class Output:
     crds: dict[str, dict[str, Any]] = field(default_factory=dict)
     charts: dict[str, dict[str, Any]] = field(default_factory=dict)  # chart -> file name -> content
+    kind_config: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, Any] = field(default_factory=lambda: {"crds": {}, "charts": {}})
 
 
@@ -356,9 +405,7 @@ def _chart_files(
     """Files of a chart (relative to its root), from git or from its archive."""
     wanted = list(patterns)
     if reader.prefers_git():
-        files, provenance = reader.git_files(
-            chart.repository, chart.tag, [f"{chart.directory}/{p}" for p in wanted]
-        )
+        files, provenance = reader.git_files(chart.repository, chart.tag, [f"{chart.directory}/{p}" for p in wanted])
         return {k.removeprefix(f"{chart.directory}/"): v for k, v in files.items()}, provenance
     if chart.parent is not None:
         parent_archive = archives[chart.parent]
@@ -381,6 +428,22 @@ def _dependency_version(reader: Reader, charts: list[ChartSource], parent: str, 
         if dependency.get("name") == name:
             return str(dependency["version"])
     raise SourceError(f"chart {parent} does not depend on {name}", "check the source table")
+
+
+KIND_TYPES = "pkg/apis/config/v1alpha4/types.go"
+
+
+def collect_kind_config(reader: Reader, kind_version: str, out: Output) -> None:
+    """kind's cluster config schema, from its Go types at the pinned kind release."""
+    if reader.prefers_git():
+        files, provenance = reader.git_files("kubernetes-sigs/kind", kind_version, [KIND_TYPES])
+        text = files[KIND_TYPES].decode()
+    else:
+        url = f"https://raw.githubusercontent.com/kubernetes-sigs/kind/{kind_version}/{KIND_TYPES}"
+        data, provenance = reader.release_asset(url)
+        text = data.decode()
+    out.kind_config = go_struct_schema(text, "Cluster")
+    out.sources["kind"] = {"version": kind_version, "pin": "kubernetes:kind", **provenance}
 
 
 def collect(reader: Reader, crds: list[CrdSource], charts: list[ChartSource]) -> Output:
@@ -448,6 +511,8 @@ def write(out: Output, dest: Path, mode: str) -> None:
     for sub in ("crds", "charts"):
         shutil.rmtree(dest / sub, ignore_errors=True)
     (dest / "crds").mkdir(parents=True)
+    if out.kind_config:
+        (dest / "kind-cluster.schema.json").write_text(_dump(out.kind_config), encoding="utf-8")
     for name, crd in sorted(out.crds.items()):
         (dest / "crds" / f"{name}.json").write_text(_dump(crd), encoding="utf-8")
     for chart, files in sorted(out.charts.items()):
@@ -482,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         reader, mode = Internet(args.cache), "release assets and chart archives (downloaded)"
     try:
         out = collect(reader, crd_sources(versions), chart_sources(versions))
+        collect_kind_config(reader, versions.get("kubernetes", "kind"), out)
     except InferboxError as exc:
         print(f"error: {exc.problem}\n  fix: {exc.fix}", file=sys.stderr)
         return 1

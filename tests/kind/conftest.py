@@ -30,3 +30,13 @@ def fake_api(fake_cluster: FakeCluster) -> Iterator[KubeApi]:
 def fast_timeouts() -> Timeouts:
     """Every named timeout at 1.5 s: long enough for the fakes, short enough to see one expire."""
     return Timeouts(dict.fromkeys(DEFAULTS, 1.5))
+
+
+# Lines the validation tests leave for the end of the run (how many objects were validated against
+# the pinned schemas, and any CEL rule that could not be evaluated): `make test` prints them.
+VALIDATION_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in VALIDATION_SUMMARY:
+        terminalreporter.write_line(line)

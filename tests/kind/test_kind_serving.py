@@ -171,7 +171,7 @@ def test_the_installer_rolls_canaries_out_by_their_own_step() -> None:
     step = platform_step(MANIFESTS, ("kserve",))
     rollouts = [i for i in step.items if isinstance(i, ks.RolloutInferenceService)]
     assert [r.body["metadata"]["name"] for r in rollouts] == ["sklearn-iris"]
-    applied = [o for i in step.items if isinstance(i, ApplyObjects) for o in i.objects]
+    applied = [o for i in step.items if isinstance(i, ApplyObjects) for o in i.bodies]
     names = {(o["kind"], o["metadata"]["name"]) for o in applied}
     assert ("InferenceService", "pytorch-resnet") in names
     assert ("InferenceService", "sklearn-iris") not in names
