@@ -118,11 +118,14 @@ def apply_objects(ctx: RunContext, objects: Sequence[Mapping[str, Any]], manager
                 with attempt:
                     api.apply(body, field_manager=manager)
         except KubeError as exc:
-            raise ApplyFailed(
-                f"applying {ref(body)} failed: {exc}",
-                "if a webhook is not answering, raise --kube-timeout webhook-answering=SECONDS; "
-                "otherwise fix the object (see the message)",
-            ) from exc
+            if _transient_apply_error(exc):
+                fix = (
+                    "the API server or a webhook did not answer within the timeout; if it is only slow, raise "
+                    "--kube-timeout webhook-answering=SECONDS"
+                )
+            else:
+                fix = "the API server refused the object: fix what its message names (nothing was retried)"
+            raise ApplyFailed(f"applying {ref(body)} failed: {exc}", fix) from exc
 
 
 def _kubectl_apply(cluster: Cluster, manager: str, source: str) -> str:

@@ -130,6 +130,10 @@ class FakeTools:
         for body in self.made.get(key, []):
             self.cluster.put(yaml.safe_load(yaml.safe_dump(body)))  # a copy per creation
 
+    def _namespace(self, name: str) -> None:
+        if self.cluster.get("v1", "Namespace", name) is None:
+            self.cluster.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
     def run(
         self, argv: Sequence[str], timeout_s: float, stdin: str | None = None, cwd: Path | None = None
     ) -> CommandResult:
@@ -145,6 +149,8 @@ class FakeTools:
                 return CommandResult(0, "\n".join(sorted(self.kind_clusters)), "")
             case ["kind", "create", "cluster", "--name", name, *_]:
                 self.kind_clusters.add(name)
+                for namespace in ("default", "kube-system", "kube-public"):
+                    self._namespace(namespace)
                 self._make(("kind-create", name))
                 return ok
             case ["kind", "delete", "cluster", "--name", name]:
@@ -164,7 +170,9 @@ class FakeTools:
                 return CommandResult(0, self.helm_version, "")
             case ["helm", "template", _release, chart, *_]:
                 return CommandResult(0, yaml.safe_dump_all(self.made.get(("helm-template", chart), [])), "")
-            case ["helm", "upgrade", "--install", release, *_]:
+            case ["helm", "upgrade", "--install", release, *rest]:
+                if "--create-namespace" in rest:
+                    self._namespace(rest[rest.index("--namespace") + 1])
                 self._make(("helm", release))
                 return ok
             case ["docker", "build", *_] | ["kind", "load", *_]:
@@ -172,4 +180,9 @@ class FakeTools:
         raise AssertionError(f"the installer ran a command the fakes do not know: {line}")
 
     def fetch(self, url: str, timeout_s: float) -> str:
-        return yaml.safe_dump_all(self.made.get(("url", url), []))
+        """A release YAML: what the waits after it name, with the Namespaces it creates (a real
+        release YAML carries its own)."""
+        objects = self.made.get(("url", url), [])
+        namespaces = sorted({o["metadata"]["namespace"] for o in objects if o["metadata"].get("namespace")})
+        docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces]
+        return yaml.safe_dump_all(docs + objects)

@@ -11,7 +11,7 @@ from inferbox.jwtserver.keystore import KeyStore
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.state import ClusterState, ensure_jwt_material, jwt_secrets
 from inferbox.kind.validation import check_object
-from tests.kind.fakekube import FakeCluster
+from tests.kind.fakekube import FakeCluster, namespace
 
 TENANTS = ["tenant-a", "tenant-b", "tenant-c"]
 
@@ -48,6 +48,7 @@ def test_material_is_restored_from_the_cluster_when_the_local_copy_is_gone(
 ) -> None:
     first = ClusterState(tmp_path / "first")
     ensure_jwt_material(first, None, TENANTS)
+    fake_cluster.put(namespace("inference-system"))
     for secret in jwt_secrets(first):
         fake_api.apply(secret)
     second = ClusterState(tmp_path / "second")
