@@ -19,7 +19,6 @@ from inferbox.kind.commands import CommandRunner, run_checked
 KIND_CONFIG = Path(__file__).with_name("cluster.yaml")
 DEFAULT_CLUSTER_NAME = "inference-in-a-box"
 GATEWAY_NODE_PORT = 30080
-INGRESS_NODE_PORT = 31080
 
 
 def context_for(cluster_name: str) -> str:
@@ -35,6 +34,14 @@ class KindConfig:
     @property
     def node_count(self) -> int:
         return len(self.body.get("nodes") or [{}])
+
+    def port_mappings(self) -> dict[int, int]:
+        """NodePort -> the 127.0.0.1 port published for it, over every node."""
+        return {
+            int(m["containerPort"]): int(m["hostPort"])
+            for node in self.body.get("nodes") or []
+            for m in node.get("extraPortMappings") or []
+        }
 
     def host_port(self, node_port: int) -> int:
         """The 127.0.0.1 port that reaches ``node_port`` on the control plane."""

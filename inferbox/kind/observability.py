@@ -218,3 +218,42 @@ def dashboard_configmaps(manifests_dir: Path, namespace: str = "monitoring") -> 
             }
         )
     return maps
+
+
+# -- Knative's autoscaler ---------------------------------------------------------------------------
+KNATIVE_NAMESPACE = "knative-serving"
+AUTOSCALER_LABELS = {"app": "autoscaler"}  # knative/serving@knative-v1.18.1 config/core/deployments/autoscaler.yaml
+AUTOSCALER_METRICS_PORT = ("metrics", 9090)  # the same file; config-observability: Prometheus exporter
+
+
+def knative_autoscaler_scrape() -> list[dict[str, Any]]:
+    """What makes the replica-count signal (``autoscaler_actual_pods``) reach Prometheus.
+
+    Knative's autoscaler serves its metrics on container port ``metrics`` (9090). Its namespace is
+    in the mesh (the installer enrols it, so the activator can reach STRICT tenants), and the mesh
+    is STRICT, while Prometheus has no sidecar: a plain scrape of 9090 would be refused. Knative's
+    own net-istio solves the same problem for its webhooks with a workload PeerAuthentication that
+    is PERMISSIVE on one port; this does that for port 9090 of the autoscaler alone (mTLS clients
+    are still accepted there, every other port stays STRICT), and a PodMonitor scrapes it.
+    """
+    name, port = AUTOSCALER_METRICS_PORT
+    return [
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "PeerAuthentication",
+            "metadata": {"name": "autoscaler-metrics", "namespace": KNATIVE_NAMESPACE},
+            "spec": {
+                "selector": {"matchLabels": dict(AUTOSCALER_LABELS)},
+                "portLevelMtls": {str(port): {"mode": "PERMISSIVE"}},
+            },
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": {"name": "knative-autoscaler", "namespace": KNATIVE_NAMESPACE},
+            "spec": {
+                "selector": {"matchLabels": dict(AUTOSCALER_LABELS)},
+                "podMetricsEndpoints": [{"port": name, "path": "/metrics"}],
+            },
+        },
+    ]
