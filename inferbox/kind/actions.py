@@ -20,6 +20,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from inferbox.errors import InferboxError
 from inferbox.kind.commands import CommandFailed, CommandRunner, run_checked, shell_line
+from inferbox.kind.kindcluster import KindLifecycle
 from inferbox.kind.kube import FIELD_MANAGER, UPSTREAM_FIELD_MANAGER, KubeApi, KubeError, ref, webhook_not_ready
 from inferbox.kind.state import JWT_NAMESPACE, ClusterState, ensure_jwt_material, jwt_secrets
 from inferbox.kind.timeouts import Timeouts
@@ -50,6 +51,7 @@ class RunContext:
     fetch: Callable[[str, float], str]
     repo_root: Path
     progress: Callable[[str], None] = lambda _: None
+    kind: KindLifecycle | None = None  # the Kind cluster, when the plan creates one
     cancelled: threading.Event = field(default_factory=threading.Event)
     poll_interval_s: float = 2.0
     _api: KubeApi | None = None
@@ -155,11 +157,19 @@ def _crds_first(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # -- cluster, images ----------------------------------------------------------------------------
+def _kind(ctx: RunContext) -> KindLifecycle:
+    if ctx.kind is None:
+        raise InferboxError("this plan creates a Kind cluster but the run has no Kind lifecycle", "a bug in inferbox")
+    return ctx.kind
+
+
 @dataclass(frozen=True)
 class CreateKindCluster(Action):
     name: str
     config: Path
     node_image: str
+    kind_version: str = ""
+    digests: tuple[tuple[str, str], ...] = ()  # (versions-file field, sha256) of the pinned kind binaries
 
     def argv(self) -> list[str]:
         return [
@@ -175,14 +185,24 @@ class CreateKindCluster(Action):
         ]
 
     def describe(self, cluster: Cluster, timeouts: Timeouts) -> list[str]:
-        return [f"$ {shell_line(self.argv())}", f"  (skipped when `kind get clusters` already lists {self.name})"]
+        lines = [
+            f"$ {shell_line(self.argv())}",
+            f"  (through pytest-kind's KindCluster; skipped when `kind get clusters` already lists {self.name})",
+        ]
+        if self.kind_version:
+            lines.append(
+                f"  kind: the one on PATH; without it pytest-kind fetches kind {self.kind_version} from "
+                "https://github.com/kubernetes-sigs/kind/releases, used only if its sha256 is the pinned one:"
+            )
+            lines += [f"    {name}: {digest}" for name, digest in self.digests]
+        return lines
 
     def run(self, ctx: RunContext) -> None:
-        listed = run_checked(ctx.commands, ["kind", "get", "clusters"], 60).stdout.split()
-        if self.name in listed:
+        kind = _kind(ctx)
+        if kind.exists(ctx.commands):
             ctx.progress(f"Kind cluster {self.name} exists: reusing it")
             return
-        run_checked(ctx.commands, self.argv(), ctx.timeouts["cluster-create"])
+        kind.create(self.config)
 
 
 @dataclass(frozen=True)
@@ -209,10 +229,10 @@ class LoadImage(Action):
         return ["kind", "load", "docker-image", self.image, "--name", self.cluster_name]
 
     def describe(self, cluster: Cluster, timeouts: Timeouts) -> list[str]:
-        return [f"$ {shell_line(self.argv())}"]
+        return [f"$ {shell_line(self.argv())}   (pytest-kind's KindCluster.load_docker_image)"]
 
     def run(self, ctx: RunContext) -> None:
-        run_checked(ctx.commands, self.argv(), ctx.timeouts["image-load"])
+        _kind(ctx).load_image(self.image)
 
 
 # -- Helm --------------------------------------------------------------------------------------

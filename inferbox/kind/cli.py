@@ -16,11 +16,19 @@ from inferbox.errors import InferboxError
 from inferbox.kind import readback
 from inferbox.kind.commands import SubprocessRunner
 from inferbox.kind.installer import new_evidence_root
-from inferbox.kind.kindcluster import GATEWAY_NODE_PORT, cluster_exists, delete_cluster, load_kind_config
+from inferbox.kind.kindcluster import GATEWAY_NODE_PORT, load_kind_config
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.platform import component_health
 from inferbox.kind.prereqs import check_tools
-from inferbox.kind.target import Settings, deploy_existing, plan_for, preflight_kind, provision_kind, settings_from
+from inferbox.kind.target import (
+    Settings,
+    deploy_existing,
+    kind_lifecycle,
+    plan_for,
+    preflight_kind,
+    provision_kind,
+    settings_from,
+)
 from inferbox.topology import read_topology
 
 console = Console()
@@ -105,7 +113,8 @@ def down(args: argparse.Namespace) -> int:
         )
         return 2
     runner = SubprocessRunner()
-    if not cluster_exists(runner, settings.cluster_name):
+    kind = kind_lifecycle(settings)
+    if not kind.exists(runner):
         console.print(f"no Kind cluster named {settings.cluster_name}")
     elif settings.state.read_record().get("created_by") != "inferbox":
         raise InferboxError(
@@ -114,7 +123,7 @@ def down(args: argparse.Namespace) -> int:
         )
     else:
         with console.status(f"deleting Kind cluster {settings.cluster_name}"):
-            delete_cluster(runner, settings.cluster_name)
+            kind.delete()
         console.print(f"deleted Kind cluster {settings.cluster_name}")
     shutil.rmtree(settings.state.root, ignore_errors=True)
     return 0

@@ -66,7 +66,13 @@ def kind_steps(versions: Versions, name: str, config: KindConfig, images: list[L
             f"Kind cluster {name}, kind {versions.get('kubernetes', 'kind')}, Kubernetes {versions.get('kubernetes')}",
             (),
             (
-                CreateKindCluster(name, config.path, versions.get("kubernetes", "nodeImage")),
+                CreateKindCluster(
+                    name,
+                    config.path,
+                    versions.get("kubernetes", "nodeImage"),
+                    versions.get("kubernetes", "kind"),
+                    tuple((k, v) for k, v in versions.entries["kubernetes"].items() if k.startswith("kindSha256")),
+                ),
                 NodesReady(config.node_count),
                 DeploymentAvailable("kube-system", "coredns"),
             ),

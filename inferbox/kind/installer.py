@@ -18,7 +18,7 @@ from inferbox.kind.actions import Action, Cluster, RunContext
 from inferbox.kind.commands import CommandRunner, SubprocessRunner
 from inferbox.kind.components import component_steps, kind_steps
 from inferbox.kind.helm_values import check_plan_values
-from inferbox.kind.kindcluster import KindConfig, load_kind_config
+from inferbox.kind.kindcluster import KindConfig, KindLifecycle, load_kind_config
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.plan import Plan
 from inferbox.kind.platform_step import local_images, platform_step
@@ -137,9 +137,12 @@ def run_plan(
     api_factory: Callable[[], KubeApi] | None = None,
     fetch: Callable[[str, float], str] = fetch_url,
     poll_interval_s: float = 2.0,
+    kind: KindLifecycle | None = None,
 ) -> list[StepReport]:
     state.create()
     context = plan.cluster.context
+    if kind is None and plan.cluster.kind_name is not None:
+        kind = KindLifecycle(plan.cluster.kind_name, plan.versions, state.root / "bin")
     ctx = RunContext(
         cluster=plan.cluster,
         state=state,
@@ -150,6 +153,7 @@ def run_plan(
         repo_root=REPO_ROOT,
         progress=progress,
         poll_interval_s=poll_interval_s,
+        kind=kind,
     )
     try:
         return Runner(plan, ctx, evidence_root, only=only).run()

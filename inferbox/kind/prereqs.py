@@ -70,7 +70,19 @@ def check_tools(
     find = which
     hints = _hints(versions)
     needed = ["docker", "kind", "kubectl", "helm"] if target == "kind" else ["kubectl"]
-    findings = [Finding(tool, "not found on PATH", hints[tool]) for tool in needed if find(tool) is None]
+    findings = [
+        Finding(
+            tool,
+            f"not found on PATH: pytest-kind will fetch the pinned kind {versions.get('kubernetes', 'kind')} "
+            "into the state folder, and it is used only if its sha256 is the pinned one",
+            hints[tool],
+            fatal=False,
+        )
+        if tool == "kind"
+        else Finding(tool, "not found on PATH", hints[tool])
+        for tool in needed
+        if find(tool) is None
+    ]
     present = [tool for tool in needed if find(tool) is not None]
     if "docker" in present:
         code, out = _run(runner, ["docker", "info", "--format", "{{.ServerVersion}}"])

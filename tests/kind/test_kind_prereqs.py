@@ -27,10 +27,20 @@ def test_every_missing_tool_is_reported_in_one_error_with_install_hints(tools: F
     with pytest.raises(ToolMissingError) as caught:
         require_tools("kind", VERSIONS, tools, tools.which)
     problem = caught.value.problem
-    for tool in ("docker", "kind", "kubectl", "helm"):
+    for tool in ("docker", "kubectl", "helm"):
         assert f"{tool}: not found on PATH" in problem
-    assert "https://kind.sigs.k8s.io/dl/v0.29.0/" in problem  # the pinned kind, not "latest"
     assert "https://dl.k8s.io/release/v1.32.5/" in problem
+
+
+def test_a_missing_kind_is_fetched_pinned_rather_than_refused(tools: FakeTools) -> None:
+    """Without kind on PATH, pytest-kind fetches the pinned release (checked against its sha256):
+    a warning with the manual install command, not a refusal."""
+    tools.present = {"docker", "kubectl", "helm"}
+    [finding] = require_tools("kind", VERSIONS, tools, tools.which)
+    assert finding.tool == "kind"
+    assert not finding.fatal
+    assert "fetch the pinned kind v0.29.0" in finding.problem
+    assert "https://kind.sigs.k8s.io/dl/v0.29.0/" in finding.hint  # the pinned kind, not "latest"
 
 
 def test_wrong_versions_are_reported_together(tools: FakeTools) -> None:
