@@ -15,7 +15,7 @@ from rich.table import Table
 from inferbox.errors import InferboxError
 from inferbox.kind import readback
 from inferbox.kind.commands import SubprocessRunner
-from inferbox.kind.installer import new_evidence_root
+from inferbox.kind.installer import new_evidence_root, validate_plan
 from inferbox.kind.kindcluster import GATEWAY_NODE_PORT, load_kind_config
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.platform import component_health
@@ -97,10 +97,12 @@ def _dry_run(target: str, settings: Settings) -> int:
         print("prerequisites to fix before a real run:", file=sys.stderr)
         for finding in findings:
             print(f"  {finding.line()}", file=sys.stderr)
-    plan = plan_for(target, settings, load_kind_config() if target == "kind" else None)
+    kind_config = load_kind_config() if target == "kind" else None
+    plan = plan_for(target, settings, kind_config)
     print(plan.render())
-    print(f"All objects above that inferbox renders validate against Kubernetes {settings.versions.get('kubernetes')} "
-          "and the pinned CRD versions.")  # fmt: skip
+    # Every object the plan applies that inferbox renders or reads (canary rollouts' both bodies
+    # included), against Kubernetes' schema and the pinned releases' CRDs; the charts' values too.
+    print(validate_plan(plan, kind_config).summary())
     return 0
 
 
