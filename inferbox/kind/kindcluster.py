@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
 import platform
 import shutil
@@ -79,6 +80,33 @@ KIND_RELEASES = "https://github.com/kubernetes-sigs/kind/releases/download"
 
 class KindBinaryError(InferboxError):
     """The kind binary pytest-kind fetched is not the pinned release."""
+
+
+# pytest-kind-ng is GPL-3.0-or-later and inferbox Apache-2.0: it is an optional extra, installed
+# only by those who run the Kind target (and by the dev extra, for the tests).
+KIND_EXTRA_INSTALL = "pip install 'inferbox[kind]'   (in a checkout: make setup, whose dev extra includes it)"
+
+
+def pytest_kind_installed() -> bool:
+    return importlib.util.find_spec("pytest_kind") is not None
+
+
+def kind_cluster_class() -> Callable[..., KindClusterLike]:
+    """pytest-kind's ``KindCluster``; a clear error naming the extra when it is not installed."""
+    try:
+        from pytest_kind import KindCluster
+    except ImportError as exc:
+        raise KindExtraMissing(
+            f"the Kind target runs its cluster through pytest-kind-ng, which is not installed ({exc}); it is the "
+            "optional extra 'kind' (GPL-3.0-or-later, so not a dependency of inferbox itself)",
+            f"install it: {KIND_EXTRA_INSTALL}",
+        ) from exc
+    cluster: Callable[..., KindClusterLike] = KindCluster
+    return cluster
+
+
+class KindExtraMissing(InferboxError):
+    """pytest-kind-ng, the optional extra the Kind target needs, is not installed."""
 
 
 class KindClusterLike(Protocol):
@@ -161,9 +189,7 @@ class KindLifecycle:
         self.kind_path = Path(found) if found else cache_dir / f"kind-{self.version}-{self.os}-{self.arch}"
         kubectl = which("kubectl")
         if cluster_factory is None:
-            from pytest_kind import KindCluster
-
-            cluster_factory = KindCluster
+            cluster_factory = kind_cluster_class()
         cache_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.chdir(cache_dir):
             self.cluster = cluster_factory(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from inferbox.errors import ToolMissingError
 from inferbox.kind.commands import CommandRunner, SubprocessRunner
+from inferbox.kind.kindcluster import KIND_EXTRA_INSTALL, pytest_kind_installed
 from inferbox.kind.versions import Versions
 
 
@@ -83,6 +84,15 @@ def check_tools(
         for tool in needed
         if find(tool) is None
     ]
+    if target == "kind" and not pytest_kind_installed():
+        findings.append(
+            Finding(
+                "pytest-kind-ng",
+                "the Python package the Kind cluster's lifecycle runs through is not installed "
+                "(inferbox's optional extra 'kind')",
+                KIND_EXTRA_INSTALL,
+            )
+        )
     present = [tool for tool in needed if find(tool) is not None]
     if "docker" in present:
         code, out = _run(runner, ["docker", "info", "--format", "{{.ServerVersion}}"])

@@ -17,6 +17,7 @@ from typing import Any
 
 from inferbox.contract import Platform
 from inferbox.errors import InferboxError, PlatformError
+from inferbox.kind import upstream
 from inferbox.kind.commands import CommandRunner, SubprocessRunner
 from inferbox.kind.installer import PlanOptions, build_plan, run_plan, validate_plan
 from inferbox.kind.kindcluster import (
@@ -92,7 +93,13 @@ def settings_from(target: str, manifests_dir: Path, extra: dict[str, Any]) -> Se
     )
 
 
-def plan_for(target: str, settings: Settings, kind_config: KindConfig | None = None) -> Plan:
+def plan_for(
+    target: str,
+    settings: Settings,
+    kind_config: KindConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Plan:
+    """The plan, validated (``validate_plan``); ``progress`` hears what could not be checked here."""
     plan = build_plan(
         PlanOptions(
             target=target,
@@ -104,7 +111,9 @@ def plan_for(target: str, settings: Settings, kind_config: KindConfig | None = N
             kind_config=kind_config,
         )
     )
-    validate_plan(plan, kind_config)
+    report = validate_plan(plan, upstream.find(settings.versions), kind_config)
+    if report.notice and progress is not None:
+        progress(report.notice)
     return plan
 
 
@@ -134,7 +143,7 @@ def preflight_kind(
 ) -> KindPreflight:
     """Everything checked before the first change: objects, tools, and a cluster that must not be
     reused (this run would delete it at the end)."""
-    plan = plan_for("kind", settings, load_kind_config())
+    plan = plan_for("kind", settings, load_kind_config(), progress)
     for warning in require_tools("kind", settings.versions, runner, which):
         progress(f"warning: {warning.tool}: {warning.problem}")
     kind = kind_lifecycle(settings, which, cluster_factory)
@@ -205,7 +214,7 @@ def deploy_existing(settings: Settings, report_dir: Path, progress: Callable[[st
             f"warning: {image.image} is built locally (images/); unless it was loaded into this cluster's nodes, "
             "push it to a registry the cluster pulls from and point a copy of the manifests (--manifests) at it"
         )
-    run_plan(plan_for("existing", settings), settings.state, report_dir, progress)
+    run_plan(plan_for("existing", settings, progress=progress), settings.state, report_dir, progress)
 
 
 def gateway_forward(settings: Settings, api: KubeApi) -> PortForward:

@@ -1,16 +1,20 @@
-"""Where the pinned releases keep their CRDs and chart values, and the copy of them inferbox ships.
+"""Where the pinned releases keep their CRDs and chart values, and where inferbox finds its copy.
 
 ``scripts/upstream-schemas`` reads the sources listed here (release assets and charts, or the same
-files in git checkouts of the upstream repositories at the release tags) and writes, into
-``inferbox/kind/upstream/``: every CRD's structural schema with descriptions stripped
-(``crds/<name>.json``), each chart's default values and values schema (``charts/<chart>/``), and
-``SOURCES.yaml`` naming the tag and commit (or URL and sha256) each file came from. The installer's
-pre-flight, the unit tests and the fake API server validate against that copy (``load``).
+files in git checkouts of the upstream repositories at the release tags) and writes, into a cache
+folder outside the repository keyed to the pins (``cache_dir``): every CRD's structural schema with
+descriptions stripped (``crds/<name>.json``), each chart's default values and values schema
+(``charts/<chart>/``), kind's config types, and ``SOURCES.yaml`` naming the tag and commit (or URL and
+sha256) each file came from. Upstream material is never part of the repository: it is fetched where
+it is needed. The installer's pre-flight, the tests and the fake API server read it with ``find`` or
+``load``; without it they say so and check what they can without it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -23,9 +27,10 @@ import yaml
 from inferbox.errors import InferboxError
 from inferbox.kind.versions import Versions
 
-DATA_DIR = Path(__file__).with_name("upstream")
-# A folder the script wrote for other pins (a version bump), used instead of the committed copy.
+# A folder the script wrote, used instead of the cache folder of the pins.
 DATA_ENV = "INFERBOX_UPSTREAM_SCHEMAS"
+# Bumped when the script's output changes shape, so that an older cache is not read as current.
+DATA_FORMAT = 1
 
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
 JETSTACK_CHARTS = "https://charts.jetstack.io"
@@ -180,9 +185,56 @@ def crd_sources(versions: Versions) -> list[CrdSource]:
     ]  # fmt: skip
 
 
-# -- the committed copy ------------------------------------------------------------------------------
+# -- where the copy is kept -----------------------------------------------------------------------
+def pins_fingerprint(versions: Versions) -> str:
+    """A short digest of everything the copy depends on: every source (repository, tag, URL, chart
+    version) at these pins, kind's version and the output format. Another pin, another folder."""
+    parts = [
+        DATA_FORMAT,
+        versions.get("kubernetes", "kind"),
+        [dataclasses.astuple(s) for s in crd_sources(versions)],
+        [dataclasses.astuple(c) for c in chart_sources(versions)],
+    ]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/inferbox/upstream``, or ``~/.cache/inferbox/upstream``."""
+    env = os.environ if environ is None else environ
+    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "inferbox" / "upstream"
+
+
+def data_dir(versions: Versions, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the copy for these pins is read from and written to: ``INFERBOX_UPSTREAM_SCHEMAS``
+    when set, otherwise the cache folder named by the pins' fingerprint."""
+    env = os.environ if environ is None else environ
+    if env.get(DATA_ENV):
+        return Path(env[DATA_ENV])
+    return cache_root(env) / pins_fingerprint(versions)
+
+
+def how_to_get(versions: Versions, root: Path) -> str:
+    """The fix for missing data: the commands that write it where it will be looked for."""
+    script = " ".join(["scripts/upstream-schemas", *(o for o in versions.overrides if o.startswith("--versions"))])
+    same_env = (
+        " (with the same INFERBOX_VERSION_* variables set)"
+        if any(not o.startswith("--versions") for o in versions.overrides)
+        else ""
+    )
+    return (
+        f"write them with `{script}` (downloads the release assets and charts; needs internet) or "
+        f"`{script} --from-mirrors DIR` (git repositories of the upstream projects, named owner+name){same_env}; "
+        f'they go to {root} (docs/kind.md, "How this target is tested without a cluster")'
+    )
+
+
 class UpstreamDataError(InferboxError):
     """The copy of the upstream schemas is missing, or from other versions than the ones pinned."""
+
+
+class UpstreamDataMissing(UpstreamDataError):
+    """No copy of the upstream schemas on this machine for these pins."""
 
 
 @dataclass(frozen=True)
@@ -231,25 +283,31 @@ class UpstreamData:
     def crd_for(self, group: str, kind: str) -> Crd | None:
         return next((c for c in self.crds.values() if c.group == group and c.kind == kind), None)
 
-    def chart_values(self, chart: str) -> dict[str, Any]:
-        path = self.root / "charts" / chart / "values.json"
-        if not path.exists():
-            raise UpstreamDataError(
-                f"no default values of chart {chart} in {self.root}", "run scripts/upstream-schemas (see docs/kind.md)"
-            )
-        loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return loaded
-
-    def kind_config_schema(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((self.root / "kind-cluster.schema.json").read_text(encoding="utf-8"))
-        return loaded
-
-    def chart_schema(self, chart: str) -> dict[str, Any] | None:
-        path = self.root / "charts" / chart / "values.schema.json"
+    def _json(self, relative: str) -> dict[str, Any] | None:
+        path = self.root / relative
         if not path.exists():
             return None
         loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return loaded
+
+    def chart_values(self, chart: str) -> dict[str, Any]:
+        values = self._json(f"charts/{chart}/values.json")
+        if values is None:
+            raise UpstreamDataError(
+                f"no default values of chart {chart} in {self.root}", "run scripts/upstream-schemas (see docs/kind.md)"
+            )
+        return values
+
+    def kind_config_schema(self) -> dict[str, Any]:
+        schema = self._json("kind-cluster.schema.json")
+        if schema is None:
+            raise UpstreamDataError(
+                f"no schema of kind's cluster config in {self.root}", "run scripts/upstream-schemas (see docs/kind.md)"
+            )
+        return schema
+
+    def chart_schema(self, chart: str) -> dict[str, Any] | None:
+        return self._json(f"charts/{chart}/values.schema.json")
 
     def pins_used(self) -> dict[str, str]:
         """versions-file entry ("component" or "component:field") -> version the copy was made from."""
@@ -264,18 +322,25 @@ class UpstreamData:
         return out
 
     def stale(self, versions: Versions) -> list[str]:
-        """Pins whose version differs from the one the copy was made from."""
+        """Why the copy is not the one of these pins (empty: it is)."""
         out = []
         for pin, version in sorted(self.pins_used().items()):
             component, _, field_name = pin.partition(":")
             pinned = versions.get(component, field_name or "version")
             if pinned != version:
                 out.append(f"{pin}: the schemas are those of {version}, the pin is {pinned}")
+        written_for = self.sources.get("pins")
+        if not out and written_for != pins_fingerprint(versions):
+            out.append(
+                f"the copy was written for sources {written_for}, these pins' are {pins_fingerprint(versions)} "
+                "(a source, the gateway-api channel or the script's output format changed)"
+            )
         return out
 
 
 def _crd(path: Path) -> Crd:
-    body = json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    body = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     spec = body["spec"]
     return Crd(
         name=body["metadata"]["name"],
@@ -289,21 +354,46 @@ def _crd(path: Path) -> Crd:
 
 
 @functools.cache
-def _load(root: Path) -> UpstreamData:
+def read(root: Path) -> UpstreamData:
+    """A folder in the script's layout, whatever pins it was written for (see ``load``)."""
     sources_file = root / "SOURCES.yaml"
     if not sources_file.exists():
-        raise UpstreamDataError(
-            f"no upstream schemas in {root} (SOURCES.yaml missing)",
-            "generate them with scripts/upstream-schemas (see docs/kind.md)",
-        )
-    crds = {c.name: c for c in (_crd(p) for p in sorted((root / "crds").glob("*.json")))}
+        raise UpstreamDataMissing(f"no upstream schemas in {root} (SOURCES.yaml missing)", "")
+    paths = sorted(p for p in (root / "crds").glob("*") if p.suffix in (".json", ".yaml"))
+    crds = {c.name: c for c in (_crd(p) for p in paths)}
     return UpstreamData(root, crds, yaml.safe_load(sources_file.read_text(encoding="utf-8")) or {})
 
 
-def load(root: Path | None = None) -> UpstreamData:
-    """The committed copy, or another folder the script wrote (``INFERBOX_UPSTREAM_SCHEMAS``)."""
-    chosen = root or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else DATA_DIR)
-    return _load(chosen.resolve())
+def load(versions: Versions, environ: Mapping[str, str] | None = None) -> UpstreamData:
+    """The copy for these pins; raises naming the commands that write it when it is missing, and
+    refuses a copy written for other pins (``INFERBOX_UPSTREAM_SCHEMAS`` pointing at another bump)."""
+    root = data_dir(versions, environ).resolve()
+    try:
+        data = read(root)
+    except UpstreamDataMissing:
+        raise UpstreamDataMissing(
+            f"the pinned upstream CRD schemas and chart values are not on this machine (looked in {root})",
+            how_to_get(versions, root),
+        ) from None
+    stale = data.stale(versions)
+    if stale:
+        raise UpstreamDataError(
+            f"the upstream schemas in {root} are not those of the pinned versions: " + "; ".join(stale),
+            f"unset {DATA_ENV} or point it at a folder written for these pins; " + how_to_get(versions, root),
+        )
+    return data
+
+
+def find(versions: Versions, environ: Mapping[str, str] | None = None) -> UpstreamData | None:
+    """``load``, or None when the cache holds no copy for these pins. A folder named by
+    ``INFERBOX_UPSTREAM_SCHEMAS`` that holds none, or a copy for other pins, still raises: it was asked for."""
+    env = os.environ if environ is None else environ
+    try:
+        return load(versions, env)
+    except UpstreamDataMissing:
+        if env.get(DATA_ENV):
+            raise
+        return None
 
 
 def iter_schema_nodes(schema: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:

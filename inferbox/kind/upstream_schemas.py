@@ -1,16 +1,20 @@
-"""``scripts/upstream-schemas``: copies the pinned releases' CRD schemas and chart values into the repository.
+"""``scripts/upstream-schemas``: fetches the pinned releases' CRD schemas and chart values into a cache.
 
 Three ways to read the upstream files, one output:
 
-- ``--mirrors DIR``: git repositories of the upstream projects (one per repository, named
+- neither option: downloads them from the upstream release URLs and chart repositories (needs
+  internet), keeping the downloaded files in ``--cache``;
+- ``--from-mirrors DIR``: git repositories of the upstream projects (one per repository, named
   ``owner+name``, bare or not, or ``owner+name/repo``), read at the release tags;
-- ``--downloads DIR``: the release assets and chart archives, downloaded beforehand under their
-  upstream file names (``serving-crds.yaml``, ``gateway-helm-v1.4.2.tgz``, ...);
-- neither: downloads them from the upstream release URLs and chart repositories into ``--cache``.
+- ``--from-downloads DIR``: the release assets and chart archives, downloaded beforehand under their
+  upstream file names (``serving-crds.yaml``, ``gateway-helm-v1.4.2.tgz``, ...).
 
-Writes ``crds/<name>.json`` (every CRD of the installed bundles, descriptions stripped),
+Writes, into the cache folder of the pins (``inferbox.kind.upstream.data_dir``: outside the
+repository, keyed to the pins; ``INFERBOX_UPSTREAM_SCHEMAS`` or ``--out`` to choose another),
+``crds/<name>.json`` (every CRD of the installed bundles, descriptions stripped),
 ``charts/<chart>/values.json`` and ``values.schema.json`` (comments and descriptions stripped) and
-``SOURCES.yaml`` (tag and commit, or URL and sha256, of every file read).
+``SOURCES.yaml`` (tag and commit, or URL and sha256, of every file read, and the pins' fingerprint).
+Nothing it writes belongs in the repository: it is upstream material, fetched where it is used.
 """
 
 from __future__ import annotations
@@ -35,7 +39,16 @@ import httpx
 import yaml
 
 from inferbox.errors import InferboxError
-from inferbox.kind.upstream import DATA_DIR, ChartSource, CrdSource, chart_sources, crd_sources
+from inferbox.kind.upstream import (
+    DATA_ENV,
+    ChartSource,
+    CrdSource,
+    cache_root,
+    chart_sources,
+    crd_sources,
+    data_dir,
+    pins_fingerprint,
+)
 from inferbox.kind.versions import load_versions
 
 # Schema keywords that are documentation only: the API server ignores them when validating.
@@ -107,7 +120,7 @@ class GitMirrors:
                 return candidate / ".git" if (candidate / ".git").is_dir() else candidate
         raise SourceError(
             f"no git repository of {repository} under {self.root}",
-            f"clone it there as {owner}+{name} (all tags), or use --downloads / the upstream URLs",
+            f"clone it there as {owner}+{name} (all tags), or use --from-downloads / the upstream URLs",
         )
 
     def _git(self, repository: str, *args: str) -> bytes:
@@ -117,7 +130,7 @@ class GitMirrors:
         if result.returncode != 0:
             raise SourceError(
                 f"git {' '.join(args)} in {repository}: {result.stderr.decode(errors='replace').strip()}",
-                "fetch the release tags into the mirror (git fetch --tags), or use --downloads",
+                "fetch the release tags into the mirror (git fetch --tags), or use --from-downloads",
             )
         return result.stdout
 
@@ -174,7 +187,7 @@ class Downloads:
         return self._file(f"{chart.name}-{chart.version}.tgz", f"helm pull {chart.ref} --version {chart.version}")
 
     def git_files(self, repository: str, tag: str, patterns: Iterable[str]) -> tuple[dict[str, bytes], dict[str, Any]]:
-        raise SourceError(f"downloads hold no git checkout of {repository}", "use --mirrors for git sources")
+        raise SourceError(f"downloads hold no git checkout of {repository}", "use --from-mirrors for git sources")
 
 
 class Internet(Downloads):
@@ -192,7 +205,9 @@ class Internet(Downloads):
         try:
             response = self.client.get(url, headers=dict(headers or {}))
         except httpx.HTTPError as exc:
-            raise SourceError(f"cannot download {url}: {exc}", "check the network, or use --downloads") from exc
+            raise SourceError(
+                f"cannot download {url}: {exc}", "check the network, or use --from-mirrors / --from-downloads"
+            ) from exc
         return response
 
     def release_asset(self, url: str) -> tuple[bytes, dict[str, Any]]:
@@ -506,8 +521,10 @@ def _dump(value: Any) -> str:
     return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write(out: Output, dest: Path, mode: str) -> None:
-    """Replaces ``dest``'s crds/, charts/ and SOURCES.yaml with ``out``."""
+def write(out: Output, dest: Path, mode: str, pins: str) -> None:
+    """Replaces ``dest``'s crds/, charts/ and SOURCES.yaml with ``out``. SOURCES.yaml goes first
+    and comes last: a folder left half-written by an interrupted run reads as missing."""
+    (dest / "SOURCES.yaml").unlink(missing_ok=True)
     for sub in ("crds", "charts"):
         shutil.rmtree(dest / sub, ignore_errors=True)
     (dest / "crds").mkdir(parents=True)
@@ -521,38 +538,47 @@ def write(out: Output, dest: Path, mode: str) -> None:
             (dest / "charts" / chart / file_name).write_text(_dump(content), encoding="utf-8")
     header = (
         "# Written by scripts/upstream-schemas: where every file under crds/ and charts/ came from.\n"
-        "# Do not edit by hand; re-run the script after changing manifests/versions.yaml (docs/kind.md).\n"
+        "# Upstream material: keep it out of the repository. Re-run the script after changing the pins.\n"
     )
-    body = {"read-from": mode, **out.sources}
+    body = {"read-from": mode, "pins": pins, **out.sources}
     (dest / "SOURCES.yaml").write_text(header + yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/upstream-schemas", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--mirrors", type=Path, help="a folder of git repositories named owner+name")
-    source.add_argument("--downloads", type=Path, help="a folder of release assets and chart archives")
-    parser.add_argument("--cache", type=Path, default=Path(".inferbox/upstream-downloads"),
-                        help="where downloads are kept (default .inferbox/upstream-downloads)")  # fmt: skip
+    source.add_argument(
+        "--from-mirrors", type=Path, metavar="DIR", help="a folder of git repositories named owner+name"
+    )
+    source.add_argument(
+        "--from-downloads", type=Path, metavar="DIR", help="a folder of release assets and chart archives"
+    )
+    downloads = cache_root().parent / "downloads"
+    parser.add_argument("--cache", type=Path, default=downloads, help=f"where downloads are kept (default {downloads})")
     parser.add_argument("--versions", type=Path, help="a versions file of pins to change (as inferbox up)")
-    parser.add_argument("--out", type=Path, default=DATA_DIR, help=f"output folder (default {DATA_DIR})")
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: the cache folder of the pins, or $INFERBOX_UPSTREAM_SCHEMAS)"
+    )
     args = parser.parse_args(argv)
-    versions = load_versions(args.versions)
     reader: Reader
-    if args.mirrors:
-        reader, mode = GitMirrors(args.mirrors), "git repositories at the release tags"
-    elif args.downloads:
-        reader, mode = Downloads(args.downloads), "release assets and chart archives"
+    if args.from_mirrors:
+        reader, mode = GitMirrors(args.from_mirrors), "git repositories at the release tags"
+    elif args.from_downloads:
+        reader, mode = Downloads(args.from_downloads), "release assets and chart archives"
     else:
         reader, mode = Internet(args.cache), "release assets and chart archives (downloaded)"
     try:
+        versions = load_versions(args.versions)
         out = collect(reader, crd_sources(versions), chart_sources(versions))
         collect_kind_config(reader, versions.get("kubernetes", "kind"), out)
     except InferboxError as exc:
         print(f"error: {exc.problem}\n  fix: {exc.fix}", file=sys.stderr)
         return 1
-    write(out, args.out, mode)
-    print(f"wrote {len(out.crds)} CRDs and {len(out.charts)} charts' values to {args.out}")
+    dest = args.out or data_dir(versions)
+    write(out, dest, mode, pins_fingerprint(versions))
+    print(f"wrote {len(out.crds)} CRDs and {len(out.charts)} charts' values to {dest}")
+    if args.out and args.out.resolve() != data_dir(versions).resolve():
+        print(f"inferbox reads them from there with {DATA_ENV}={dest}")
     return 0
 
 

@@ -2,11 +2,14 @@
 
 Built-in kinds are checked with ``kubernetes-validate`` in strict mode against the pinned
 Kubernetes minor version (an unknown field is an error). Custom resources are checked the way the
-API server checks them, against the CRDs of the pinned releases (``inferbox/kind/upstream``,
-written by ``scripts/upstream-schemas``): the apiVersion must be served, the scope must match, the
-metadata must be valid, and the structural schema must hold (``inferbox.kind.structural``: types,
-unknown fields, list-map keys, required after defaults, enums, patterns, ranges, CEL rules).
-A kind with no schema is an error too: "no schema" must never read as "valid".
+API server checks them, against the CRDs of the pinned releases (fetched by
+``scripts/upstream-schemas``, see ``inferbox.kind.upstream``): the apiVersion must be served, the
+scope must match, the metadata must be valid, and the structural schema must hold
+(``inferbox.kind.structural``: types, unknown fields, list-map keys, required after defaults, enums,
+patterns, ranges, CEL rules). A kind with no schema is an error too: "no schema" must never read as
+"valid". Where the CRDs are not on the machine, custom resources get only what the catalogue of
+kinds knows (served versions, scope, metadata), and the report says that their schemas were not
+checked and how to fetch them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import kubernetes_validate
 
-from inferbox.kind import structural, upstream
+from inferbox.kind import catalog, structural, upstream
 
 # API groups served by Kubernetes itself (no CRD): validated with the Kubernetes schema.
 BUILTIN_GROUPS = {
@@ -70,6 +73,7 @@ class Checked:
     unevaluated: list[str] = field(default_factory=list)  # CEL rules that could not be evaluated
     cel_evaluated: int = 0
     typed: bool = False  # the first problem is one server-side apply's conversion finds (HTTP 500)
+    schema_checked: bool = True  # False: a custom resource checked against the catalogue only
 
 
 def schema_version(kubernetes_version: str) -> str:
@@ -137,51 +141,76 @@ def check_custom(body: Mapping[str, Any], data: upstream.UpstreamData) -> Checke
     return checked
 
 
-def check(body: Mapping[str, Any], kubernetes_version: str, data: upstream.UpstreamData | None = None) -> Checked:
-    data = data or upstream.load()
+def check_catalogued(body: Mapping[str, Any]) -> Checked:
+    """A custom resource, when the pinned CRDs are not on this machine: its kind, served version,
+    scope and metadata against the catalogue of kinds; its fields are not checked."""
+    api_version, kind = str(body.get("apiVersion", "")), str(body.get("kind", ""))
+    group, _, version = api_version.rpartition("/")
+    known = catalog.crd_for(group, kind)
+    if known is None:
+        return Checked(
+            [Problem("", API_VERSION, f"no CRD of the pinned releases serves kind {kind} in group {group!r}")]
+        )
+    if version not in known.served:
+        return Checked(
+            [Problem("apiVersion", API_VERSION, f"{known.crd_name} serves {', '.join(known.served)}, not {version}")]
+        )
+    return Checked(_metadata(body, known.namespaced), schema_checked=False)
+
+
+def check(body: Mapping[str, Any], kubernetes_version: str, data: upstream.UpstreamData | None) -> Checked:
+    """One object; ``data`` None: custom resources against the catalogue only (``check_catalogued``)."""
     # The same objects are validated many times over (each mutant is the manifests with one change).
-    return _check_cached(json.dumps(body, sort_keys=True, default=str), kubernetes_version, data.root)
+    return _check_cached(json.dumps(body, sort_keys=True, default=str), kubernetes_version, data.root if data else None)
 
 
 @functools.lru_cache(maxsize=2048)
-def _check_cached(text: str, kubernetes_version: str, root: Path) -> Checked:
+def _check_cached(text: str, kubernetes_version: str, root: Path | None) -> Checked:
     body = json.loads(text)
     group = str(body.get("apiVersion", "")).rpartition("/")[0]
     if group in BUILTIN_GROUPS:
         return Checked(_builtin(body, schema_version(kubernetes_version)))
-    return check_custom(body, upstream.load(root))
+    if root is None:
+        return check_catalogued(body)
+    return check_custom(body, upstream.read(root))
 
 
-def check_object(
-    body: Mapping[str, Any], kubernetes_version: str, data: upstream.UpstreamData | None = None
-) -> list[str]:
+def check_object(body: Mapping[str, Any], kubernetes_version: str, data: upstream.UpstreamData | None) -> list[str]:
     """Every problem found in one object (empty: valid)."""
     return [str(p) for p in check(body, kubernetes_version, data).problems]
 
 
-def check_kind_config(body: Mapping[str, Any], data: upstream.UpstreamData | None = None) -> list[str]:
+def check_kind_config(body: Mapping[str, Any], data: upstream.UpstreamData) -> list[str]:
     """kind's cluster config, against the config types of the pinned kind release."""
-    schema = (data or upstream.load()).kind_config_schema()
+    schema = data.kind_config_schema()
     result = structural.validate({k: v for k, v in body.items() if k not in ("apiVersion", "kind")}, schema)
     return [f"at {v.path}: {v.message} [{v.rule}]" for v in result.violations]
 
 
 @dataclass
 class Report:
-    """Validating many objects: how many, what was wrong, which CEL rules could not be evaluated."""
+    """Validating many objects: how many, what was wrong, which CEL rules could not be evaluated,
+    and what could not be checked because the pinned CRDs are not on this machine."""
 
     objects: int = 0
-    custom: int = 0
+    custom: int = 0  # custom resources checked against the pinned CRDs' schemas
+    catalogued: int = 0  # custom resources checked against the catalogue only (no CRDs here)
     problems: list[str] = field(default_factory=list)
     unevaluated: list[str] = field(default_factory=list)
     cel_evaluated: int = 0
+    notice: str = ""  # what was not checked, and how to check it
 
     def summary(self) -> str:
         unevaluated = f", {len(self.unevaluated)} CEL rule(s) not evaluable" if self.unevaluated else ""
-        return (
-            f"{self.objects} objects validated ({self.custom} custom resources against the pinned CRDs, "
-            f"{self.cel_evaluated} CEL rule evaluations{unevaluated}): {len(self.problems)} violation(s)"
-        )
+        if self.catalogued:
+            what = (
+                f"{self.catalogued} custom resources checked only for kind, served apiVersion, scope and "
+                "metadata: their schemas were NOT checked"
+            )
+        else:
+            what = f"{self.custom} custom resources against the pinned CRDs, {self.cel_evaluated} CEL rule evaluations"
+        line = f"{self.objects} objects validated ({what}{unevaluated}): {len(self.problems)} violation(s)"
+        return f"{line}\n{self.notice}" if self.notice else line
 
 
 def _name(body: Mapping[str, Any]) -> str:
@@ -192,16 +221,18 @@ def _name(body: Mapping[str, Any]) -> str:
 def validate_objects(
     objects: Iterable[tuple[str, Mapping[str, Any]]],
     kubernetes_version: str,
-    data: upstream.UpstreamData | None = None,
+    data: upstream.UpstreamData | None,
 ) -> Report:
     """``(where, body)`` pairs; problems read ``where: Kind ns/name: at field: message [rule]``."""
-    data = data or upstream.load()
     report = Report()
     for where, body in objects:
         checked = check(body, kubernetes_version, data)
         report.objects += 1
         if str(body.get("apiVersion", "")).rpartition("/")[0] not in BUILTIN_GROUPS:
-            report.custom += 1
+            if checked.schema_checked:
+                report.custom += 1
+            else:
+                report.catalogued += 1
         label = f"{where}: {body.get('kind')} {_name(body)}"
         report.problems += [f"{label}: {p}" for p in checked.problems]
         report.unevaluated += [f"{label}: {u}" for u in checked.unevaluated]
@@ -212,6 +243,6 @@ def validate_objects(
 def check_objects(
     objects: Iterable[tuple[str, Mapping[str, Any]]],
     kubernetes_version: str,
-    data: upstream.UpstreamData | None = None,
+    data: upstream.UpstreamData | None,
 ) -> list[str]:
     return validate_objects(objects, kubernetes_version, data).problems

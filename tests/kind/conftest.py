@@ -8,7 +8,9 @@ import pytest
 
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.timeouts import DEFAULTS, Timeouts
+from inferbox.kind.upstream import UpstreamData
 from tests.kind.fakekube import FakeCluster
+from tests.kind.upstream_data import pinned_schemas
 
 
 @pytest.fixture
@@ -40,3 +42,10 @@ VALIDATION_SUMMARY: list[str] = []
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in VALIDATION_SUMMARY:
         terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def pinned() -> UpstreamData:
+    """The pinned releases' CRDs and chart values; the test is skipped, naming how to fetch them,
+    where they are not on this machine (``tests/kind/upstream_data.py``)."""
+    return pinned_schemas()

@@ -3,12 +3,15 @@ selectors), server-side apply (dry run included), pod logs, /version.
 
 It is as strict as a real API server where the installer's logic depends on it:
 
-- custom resources are served only at the versions their CRD serves; CRDs are the pinned
-  releases' real ones (``crd_object``), and an applied object is validated against the real
-  schema: a field the schema does not declare, a wrong type or a list entry without its key is
-  answered with HTTP 500 "failed to create typed patch object" (server-side apply's conversion),
-  any other violation with HTTP 422 "is invalid" and the causes; built-in kinds likewise against
-  Kubernetes' schema;
+- custom resources are served only at the versions their CRD serves (``crd_object``: the
+  catalogue's served versions and scope, which the tests compare with the real CRDs where those
+  are on the machine), and an applied object is validated as the API server would: against the
+  pinned releases' real schemas when ``scripts/upstream-schemas`` has fetched them (or against the
+  small CRDs of our own tests, ``tests/kind/schemas``, when a test sets ``data``), otherwise
+  against the catalogue only (kind, served version, scope, metadata). A field the schema does not
+  declare, a wrong type or a list entry without its key is answered with HTTP 500 "failed to
+  create typed patch object" (server-side apply's conversion), any other violation with HTTP 422
+  "is invalid" and the causes; built-in kinds likewise against Kubernetes' schema;
 - a namespaced object needs its namespace (404 otherwise);
 - server-side apply tracks which field manager owns which fields: a field the manager applied
   before and leaves out now is removed, unless another manager owns it too;
@@ -32,6 +35,7 @@ from urllib.parse import parse_qs, urlparse
 
 from inferbox.kind import catalog, upstream, validation
 from inferbox.kind.kube import APPLY_PATCH, KubeApi
+from inferbox.kind.versions import load_versions
 
 # (apiVersion, kind) -> (plural, namespaced) of the built-in kinds the installer touches.
 BUILTIN: dict[tuple[str, str], tuple[str, bool]] = {
@@ -54,20 +58,29 @@ BUILTIN: dict[tuple[str, str], tuple[str, bool]] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
 }
 KUBERNETES = "v1.32.5"
-DATA = upstream.load()
+# The pinned releases' schemas, when they are on this machine (None: the catalogue only).
+PINNED = upstream.find(load_versions(environ={}))
 
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
 Path = tuple[str, ...]  # a field of an object, as its keys from the top
 
 
 def crd_object(kind: catalog.CrdKind) -> dict[str, Any]:
-    """The real CRD of a catalog kind at the pinned version: its scope and the versions it serves.
-    The schemas stay out of the stored object (megabytes, copied on every read); objects of the
-    kind are validated against the same pinned schemas (``DATA``) all the same."""
-    crd = DATA.crds[kind.crd_name].as_object()
-    for version in crd["spec"]["versions"]:
-        version.pop("schema", None)
-    return crd
+    """The CRD of a catalogue kind as the pinned release defines it: its scope and the versions it
+    serves (the first marked as storage, which the installer never looks at). Objects of the kind
+    are validated against the real schemas all the same when they are on the machine
+    (``FakeCluster.data``)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": kind.crd_name},
+        "spec": {
+            "group": kind.group,
+            "names": {"kind": kind.kind, "plural": kind.plural},
+            "scope": "Namespaced" if kind.namespaced else "Cluster",
+            "versions": [{"name": v, "served": True, "storage": i == 0} for i, v in enumerate(kind.served)],
+        },
+    }
 
 
 def namespace(name: str) -> dict[str, Any]:
@@ -143,6 +156,8 @@ class FakeCluster:
     authorizations: list[str] = field(default_factory=list)
     owners: dict[Key, dict[str, set[Path]]] = field(default_factory=dict)  # server-side apply ownership
     require_namespaces: bool = True
+    # The schemas applied objects are validated against (None: custom resources by the catalogue).
+    data: upstream.UpstreamData | None = PINNED
     lock: threading.RLock = field(default_factory=threading.RLock)
     url: str = ""
     _server: ThreadingHTTPServer | None = None
@@ -218,7 +233,7 @@ class FakeCluster:
         meta = body.get("metadata") or {}
         name = meta.get("name", "")
         group, _, version = body["apiVersion"].rpartition("/")
-        checked = validation.check(body, KUBERNETES, DATA)
+        checked = validation.check(body, KUBERNETES, self.data)
         if not checked.problems:
             return None
         gvk = f"{body['apiVersion'] if group else '/' + version}, Kind={body['kind']}"

@@ -1,7 +1,10 @@
 """Checks across objects that a cluster would otherwise be needed for: every metric of the Kind
 catalogue reaches Prometheus (a selected monitor, the exporting pods' port, reachable under their
 mTLS mode and network policy), Services and NetworkPolicy peers match real pods, the model
-metrics have one scrape mechanism, and the host reaches the platform through Envoy Gateway only."""
+metrics have one scrape mechanism, and the host reaches the platform through Envoy Gateway only.
+
+They run on the installer's own values; where a chart's default matters, the test reads it from
+the pinned chart (``pinned``: skipped, naming how to fetch it, where it is not on this machine)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from inferbox.kind import upstream
 from inferbox.kind.crosscheck import Platform, metric_problems, selector_problems
 from inferbox.kind.helm_values import plan_values
 from inferbox.kind.installer import PlanOptions, build_plan, rendered_objects
 from inferbox.kind.kindcluster import GATEWAY_NODE_PORT, load_kind_config
+from inferbox.kind.upstream import UpstreamData
 from inferbox.kind.versions import load_versions
 from inferbox.manifests import load_manifests
 
@@ -31,16 +34,22 @@ def _merged(base: Any, over: Any) -> Any:
     return over
 
 
-def _installed(chart: str) -> dict[str, Any]:
-    """A chart's values as the installer installs it: its defaults with the installer's values over them."""
+def _values(chart: str) -> dict[str, Any]:
+    """The values the installer installs ``chart`` with."""
     [values] = [v for _, name, v in plan_values(PLAN) if name == chart]
-    defaults = upstream.load().chart_values(chart)
+    return dict(values)
+
+
+def _installed(chart: str, pinned: UpstreamData) -> dict[str, Any]:
+    """A chart's values as installed: the pinned chart's defaults with the installer's values over them."""
+    defaults = pinned.chart_values(chart)
     defaults = defaults.get("_internal_defaults_do_not_set", defaults)
-    merged: dict[str, Any] = _merged(defaults, values)
+    merged: dict[str, Any] = _merged(defaults, _values(chart))
     return merged
 
 
-PROMETHEUS_SPEC = _installed("kube-prometheus-stack")["prometheus"]["prometheusSpec"]
+# The keys of it the cross-check reads (which monitors Prometheus selects) are the installer's.
+PROMETHEUS_SPEC = _values("kube-prometheus-stack")["prometheus"]["prometheusSpec"]
 
 
 def _platform(objects: list[dict[str, Any]] | None = None, spec: dict[str, Any] | None = None) -> Platform:
@@ -142,19 +151,24 @@ def test_services_and_network_policy_peers_match_real_pods() -> None:
 
 
 def test_model_metrics_have_one_scrape_mechanism() -> None:
-    """KServe's cluster-wide Prometheus switch stays off (its default): it would point the pods'
-    prometheus.io annotations at the queue-proxy. Each model's annotations name the model server's
-    own /metrics, which Istio's sidecar merges on port 15020, where the model's PodMonitor scrapes."""
-    assert _installed("kserve")["kserve"]["metricsaggregator"]["enablePrometheusScraping"] == "false"
+    """KServe's cluster-wide Prometheus switch is left alone (it would point the pods' prometheus.io
+    annotations at the queue-proxy). Each model's annotations name the model server's own
+    /metrics, which Istio's sidecar merges on port 15020, where the model's PodMonitor scrapes."""
+    assert "enablePrometheusScraping" not in _values("kserve").get("kserve", {}).get("metricsaggregator", {})
+    assert "enablePrometheusMerge" not in _values("istiod").get("meshConfig", {})
     for isvc in MANIFESTS.of_kind("InferenceService"):
         annotations = isvc.body["metadata"]["annotations"]
         assert annotations.get("serving.kserve.io/enable-prometheus-scraping", "false") == "false", isvc.ref
         assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == ("true", "8080"), isvc.ref
-    assert _installed("istiod")["meshConfig"].get("enablePrometheusMerge", True) is True
+
+
+def test_left_at_their_defaults_kserves_scraping_is_off_and_istios_merge_on(pinned: UpstreamData) -> None:
+    assert _installed("kserve", pinned)["kserve"]["metricsaggregator"]["enablePrometheusScraping"] == "false"
+    assert _installed("istiod", pinned)["meshConfig"].get("enablePrometheusMerge", True) is True
 
 
 def test_the_host_reaches_the_platform_through_envoy_gateway_only() -> None:
     """Envoy Gateway's NodePort is the one host port; Istio's ingress gateway (which would go
     around the gateway's token check and rate limit) is a ClusterIP."""
     assert load_kind_config().port_mappings() == {GATEWAY_NODE_PORT: 8080}
-    assert _installed("gateway")["service"]["type"] == "ClusterIP"
+    assert _values("gateway")["service"]["type"] == "ClusterIP"

@@ -16,6 +16,14 @@ from typing import Any
 import pytest
 
 from inferbox.kind.commands import SubprocessRunner
+from inferbox.kind.kindcluster import KIND_EXTRA_INSTALL
+
+# The class under test is pytest-kind's own: the optional extra 'kind' (in the dev extra). Without
+# it the Kind target refuses with the install command (test_kind_prereqs.py).
+pytest.importorskip(
+    "pytest_kind", reason=f"pytest-kind-ng, the optional extra 'kind', is not installed: {KIND_EXTRA_INSTALL}"
+)
+
 from inferbox.kind.kindcluster import KIND_CONFIG, KindBinaryError, KindLifecycle, checksum_field
 from inferbox.kind.versions import load_versions
 

@@ -20,8 +20,12 @@ from inferbox.kind.versions import load_versions
 from inferbox.kind.waits import ConditionsTrue, DeploymentAvailable, WebhookAnswers
 from tests.kind.fakekube import FakeCluster, Webhook, crd_object, namespace
 from tests.kind.fakes import FakeTools, _workload
+from tests.kind.upstream_data import own_schemas
 
 VERSIONS = load_versions(environ={})
+
+
+OWN_SCHEMAS = own_schemas()
 
 
 def context(cluster: FakeCluster, timeouts: Timeouts, tmp_path: Path, tools: FakeTools | None = None) -> RunContext:
@@ -167,48 +171,71 @@ def test_a_webhook_that_rejects_the_probe_fails_at_once(fake_cluster: FakeCluste
 
 
 # What a real API server answers that waiting cannot fix: each must fail the apply at once, with the
-# server's own message, instead of being retried for the webhook timeout.
+# server's own message, instead of being retried for the webhook timeout. The fake validates against
+# a small CRD of our own (tests/kind/schemas), so this needs no upstream data.
 REFUSALS = [
     # Server-side apply's conversion: a field the CRD does not declare (HTTP 500, no reason).
     (
-        {"spec": {"selfSigned": {}, "selfSined": {}}},
+        {"hostname": "typo"},
         None,
-        "500: failed to create typed patch object (ns/i; cert-manager.io/v1, Kind=Issuer): .spec.selfSined",
+        "500: failed to create typed patch object (ns/r; test.inferbox.io/v1, Kind=Route): .spec.hostname",
     ),
     # The same for a value of the wrong type.
-    ({"spec": {"ca": {"secretName": 7}}}, None, "expected string, got integer"),
+    ({"parents": [{"name": "g", "port": "80"}]}, None, 'expected integer, got string "80"'),
     # Validation of the schema: 422 Invalid with the causes.
-    ({"spec": {"acme": {"server": "https://x"}}}, None, '422 Invalid: Issuer.cert-manager.io "i" is invalid'),
+    ({"weight": -1}, None, '422 Invalid: Route.test.inferbox.io "r" is invalid: [spec.weight: Invalid value: -1'),
+    # A CEL rule of the schema: 422 too.
+    ({"tls": {"mode": "Terminate"}}, None, "a certificate is needed to terminate TLS"),
     # A webhook that answered and denied, with 500 (controller-runtime's admission.Errored).
-    ({"spec": {"selfSigned": {}}}, Webhook("cert-manager.io", 0, rejects=True, code=500), "denied the request"),
+    ({}, Webhook("test.inferbox.io", 0, rejects=True, code=500), "denied the request"),
     # ... and with the API server's default, 403.
-    ({"spec": {"selfSigned": {}}}, Webhook("cert-manager.io", 0, rejects=True), "403 Forbidden"),
+    ({}, Webhook("test.inferbox.io", 0, rejects=True), "403 Forbidden"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("spec", "hook", "message"), REFUSALS, ids=["unknown-field", "type", "invalid", "deny-500", "deny-403"]
+    ("spec", "hook", "message"), REFUSALS, ids=["unknown-field", "type", "invalid", "cel", "deny-500", "deny-403"]
 )
 def test_a_refusal_fails_the_apply_at_once_with_the_servers_message(
     fake_cluster: FakeCluster, tmp_path: Path, spec: dict[str, Any], hook: Webhook | None, message: str
 ) -> None:
-    fake_cluster.put(crd_object(catalog.crd_for("cert-manager.io", "Issuer")))  # type: ignore[arg-type]
+    fake_cluster.data = OWN_SCHEMAS
+    fake_cluster.put(OWN_SCHEMAS.crds["routes.test.inferbox.io"].as_object())
     fake_cluster.put(namespace("ns"))
     if hook is not None:
         fake_cluster.webhooks.append(hook)
-    issuer = {
-        "apiVersion": "cert-manager.io/v1",
-        "kind": "Issuer",
-        "metadata": {"name": "i", "namespace": "ns"},
-        **spec,
+    route = {
+        "apiVersion": "test.inferbox.io/v1",
+        "kind": "Route",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"parents": [{"name": "g"}], **spec},
     }
     started = time.monotonic()
     with pytest.raises(ApplyFailed) as caught:
-        apply_objects(context(fake_cluster, Timeouts(), tmp_path), [issuer])
+        apply_objects(context(fake_cluster, Timeouts(), tmp_path), [route])
     assert time.monotonic() - started < 5, "not retried for the 300 s webhook timeout"
     assert message in caught.value.problem
     assert "nothing was retried" in caught.value.fix
     assert "webhook-answering" not in caught.value.fix
+
+
+def test_a_valid_object_is_applied_and_an_unserved_version_is_not_found(
+    fake_cluster: FakeCluster, tmp_path: Path
+) -> None:
+    fake_cluster.data = OWN_SCHEMAS
+    fake_cluster.put(OWN_SCHEMAS.crds["routes.test.inferbox.io"].as_object())
+    fake_cluster.put(namespace("ns"))
+    route = {
+        "apiVersion": "test.inferbox.io/v1",
+        "kind": "Route",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"parents": [{"name": "g"}]},
+    }
+    apply_objects(context(fake_cluster, Timeouts(), tmp_path), [route])
+    assert fake_cluster.get("test.inferbox.io/v1", "Route", "r", "ns") is not None
+    # v1alpha1 is defined by the CRD but not served: discovery does not list it there.
+    assert fake_cluster.resources("test.inferbox.io/v1") == {"Route": ("routes", True)}
+    assert fake_cluster.resources("test.inferbox.io/v1alpha1") == {}
 
 
 def test_a_missing_namespace_is_waited_for_as_a_controller_may_still_create_it(

@@ -39,7 +39,7 @@ def test_secrets_carry_the_jwt_servers_file_layout_and_validate(tmp_path: Path) 
     assert set(clients["data"]) == {"clients.json"}
     assert set(credentials["data"]) == {"credentials.json"}
     for secret in (keys, clients, credentials):
-        assert check_object(secret, "v1.32.5") == []
+        assert check_object(secret, "v1.32.5", None) == []  # built-in kinds need no upstream data
         assert secret["metadata"]["namespace"] == "inference-system"
 
 

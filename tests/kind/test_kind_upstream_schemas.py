@@ -1,6 +1,8 @@
 """scripts/upstream-schemas reads the same CRDs and chart values from git repositories at the release
 tags, from downloaded files, or from the upstream URLs (here: a local git repository and fake HTTP
-answers, no network), and the committed copy matches the pins."""
+answers, no network), into a cache outside the repository keyed to the pins; a copy for other pins
+is refused, a missing one named with the commands that fetch it. Where the copy has been fetched on
+this machine, it is checked to be the pinned versions' with a source for every file."""
 
 from __future__ import annotations
 
@@ -16,20 +18,24 @@ import httpx
 import pytest
 import yaml
 
-from inferbox.kind import upstream
-from inferbox.kind.upstream import ChartSource, iter_schema_nodes
+from inferbox.kind import upstream, upstream_schemas
+from inferbox.kind.upstream import ChartSource, UpstreamData, iter_schema_nodes
 from inferbox.kind.upstream_schemas import (
     Downloads,
     GitMirrors,
     Internet,
+    Output,
     SourceError,
     archive_files,
     clean_crd,
     go_struct_schema,
     strip_docs,
+    write,
     yaml_documents,
 )
 from inferbox.kind.versions import load_versions
+
+VERSIONS = load_versions(environ={})
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -179,16 +185,104 @@ const (
     assert schema["properties"]["kind"] == {"type": "string"}
 
 
-def test_the_committed_copy_is_of_the_pinned_versions_with_a_source_for_every_file() -> None:
-    data = upstream.load()
-    assert data.stale(load_versions(environ={})) == []
-    sources = data.sources
+# -- where the copy lives ---------------------------------------------------------------------------
+def test_the_copy_lives_in_a_cache_outside_the_repository_keyed_to_the_pins(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    here = upstream.data_dir(VERSIONS, env)
+    assert here == tmp_path / "inferbox" / "upstream" / upstream.pins_fingerprint(VERSIONS)
+    bumped = load_versions(environ={"INFERBOX_VERSION_ISTIO": "1.26.3"})
+    assert upstream.data_dir(bumped, env) != here, "another pin, another folder"
+    channel = load_versions(environ={"INFERBOX_VERSION_GATEWAY_API_CHANNEL": "standard"})
+    assert upstream.data_dir(channel, env) != here, "the channel changes which CRDs are read"
+    assert upstream.data_dir(VERSIONS, {"HOME": "/h"}).parts[-4:-1] == (".cache", "inferbox", "upstream")
+    assert upstream.data_dir(VERSIONS, {**env, upstream.DATA_ENV: "/elsewhere"}) == Path("/elsewhere")
+
+
+def _small_output() -> Output:
+    out = Output()
+    out.crds = {"widgets.example.com": clean_crd(CRD, "istio")}
+    out.charts = {"demo": {"values.json": {"a": 1}}}
+    out.kind_config = {"type": "object", "properties": {}}
+    out.sources = {
+        "crds": {"istio": {"version": VERSIONS.get("istio"), "pin": "istio", "crds": ["widgets.example.com"]}},
+        "charts": {},
+    }
+    return out
+
+
+def test_the_script_writes_where_inferbox_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(upstream.DATA_ENV, raising=False)
+    monkeypatch.setattr(upstream_schemas, "collect", lambda reader, crds, charts: _small_output())
+    monkeypatch.setattr(upstream_schemas, "collect_kind_config", lambda reader, version, out: None)
+    assert upstream_schemas.main(["--from-mirrors", str(tmp_path / "mirrors")]) == 0
+    data = upstream.load(VERSIONS)
+    assert data.root == (tmp_path / "cache" / "inferbox" / "upstream" / upstream.pins_fingerprint(VERSIONS))
+    assert list(data.crds) == ["widgets.example.com"]
+    assert data.sources["pins"] == upstream.pins_fingerprint(VERSIONS)
+    assert data.chart_values("demo") == {"a": 1}
+
+
+def test_a_missing_copy_is_named_with_the_commands_that_fetch_it(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    with pytest.raises(upstream.UpstreamDataMissing) as caught:
+        upstream.load(VERSIONS, env)
+    assert f"not on this machine (looked in {upstream.data_dir(VERSIONS, env)})" in caught.value.problem
+    assert "`scripts/upstream-schemas` (downloads the release assets and charts; needs internet)" in caught.value.fix
+    assert "`scripts/upstream-schemas --from-mirrors DIR`" in caught.value.fix
+    assert upstream.find(VERSIONS, env) is None, "the cache may simply not be filled: the callers degrade"
+    # A folder asked for by name that holds nothing is an error, not a quiet fallback.
+    with pytest.raises(upstream.UpstreamDataMissing):
+        upstream.find(VERSIONS, {**env, upstream.DATA_ENV: str(tmp_path / "nothing")})
+
+
+def test_a_bump_is_told_to_fetch_with_the_same_overrides(tmp_path: Path) -> None:
+    bump = tmp_path / "bump.yaml"
+    bump.write_text("components:\n  istio: {version: 1.26.3}\n")
+    bumped = load_versions(bump, environ={"INFERBOX_VERSION_KIALI": "2.12.0"})
+    with pytest.raises(upstream.UpstreamDataMissing) as caught:
+        upstream.load(bumped, {"XDG_CACHE_HOME": str(tmp_path)})
+    assert f"`scripts/upstream-schemas --versions {bump}`" in caught.value.fix
+    assert "with the same INFERBOX_VERSION_* variables set" in caught.value.fix
+
+
+def test_a_copy_for_other_pins_is_refused_naming_them(tmp_path: Path) -> None:
+    write(_small_output(), tmp_path, "test", upstream.pins_fingerprint(VERSIONS))
+    env = {upstream.DATA_ENV: str(tmp_path)}
+    assert upstream.load(VERSIONS, env).crds
+    bumped = load_versions(environ={"INFERBOX_VERSION_ISTIO": "1.26.3"})
+    with pytest.raises(upstream.UpstreamDataError) as caught:
+        upstream.find(bumped, env)
+    assert f"istio: the schemas are those of {VERSIONS.get('istio')}, the pin is 1.26.3" in caught.value.problem
+    assert f"unset {upstream.DATA_ENV}" in caught.value.fix
+    # A change no listed pin shows (the channel) is caught by the fingerprint.
+    channel = load_versions(environ={"INFERBOX_VERSION_GATEWAY_API_CHANNEL": "standard"})
+    with pytest.raises(upstream.UpstreamDataError, match="the copy was written for sources"):
+        upstream.load(channel, env)
+
+
+def test_an_interrupted_write_reads_as_missing(tmp_path: Path) -> None:
+    write(_small_output(), tmp_path, "test", upstream.pins_fingerprint(VERSIONS))
+    assert (tmp_path / "SOURCES.yaml").exists()
+    broken = _small_output()
+    broken.kind_config = {"not JSON": object()}  # fails half-way, as a full disk would
+    with pytest.raises(TypeError):
+        write(broken, tmp_path, "test", "x")
+    assert not (tmp_path / "SOURCES.yaml").exists()
+    with pytest.raises(upstream.UpstreamDataMissing):
+        upstream.read(tmp_path)
+
+
+# -- the copy fetched on this machine -------------------------------------------------------------
+def test_the_fetched_copy_is_of_the_pinned_versions_with_a_source_for_every_file(pinned: UpstreamData) -> None:
+    assert pinned.stale(VERSIONS) == []
+    sources = pinned.sources
     for entry in [*sources["crds"].values(), *sources["charts"].values(), sources["kind"]]:
         assert entry.get("commit") or entry.get("sha256") or entry.get("inside"), entry
     listed = {name for entry in sources["crds"].values() for name in entry["crds"]}
-    assert listed == set(data.crds)
-    for crd in data.crds.values():
+    assert listed == set(pinned.crds)
+    for crd in pinned.crds.values():
         for version in crd.versions:
             for node in iter_schema_nodes(version["schema"]["openAPIV3Schema"]):
                 assert "description" not in node, crd.name
-    assert json.loads((data.root / "charts" / "kserve" / "values.json").read_text())["kserve"]
+    assert json.loads((pinned.root / "charts" / "kserve" / "values.json").read_text())["kserve"]

@@ -1,7 +1,10 @@
 """Every object inferbox would apply validates the way the API server of the pinned releases checks
-it: built-in kinds against Kubernetes' schema, custom resources against the real CRDs (copied by
-scripts/upstream-schemas into inferbox/kind/upstream). And each rule class rejects a deliberately
-broken object, naming the object, the field and the rule."""
+it: built-in kinds against Kubernetes' schema, custom resources against the real CRDs (fetched by
+scripts/upstream-schemas into a cache outside the repository; the tests that need them take the
+``pinned`` fixture and are skipped, naming how to fetch them, where they are missing). Without them
+the same objects are still checked as far as the catalogue of kinds goes, and the pre-flight says
+what it could not check. The validator's rule classes are proven without upstream data in
+test_kind_validator_rules.py."""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ import pytest
 import yaml
 
 from inferbox.errors import ManifestError
-from inferbox.kind import structural, upstream
+from inferbox.kind import catalog
 from inferbox.kind.installer import PlanOptions, build_plan, rendered_objects, validate_plan
 from inferbox.kind.kindcluster import KIND_CONFIG, load_kind_config
+from inferbox.kind.upstream import UpstreamData
 from inferbox.kind.validation import check, check_kind_config, check_object, validate_objects
 from inferbox.kind.versions import load_versions
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, K8sObject, load_manifests
@@ -26,7 +30,6 @@ from tests.kind.conftest import VALIDATION_SUMMARY
 VERSIONS = load_versions(environ={})
 KUBERNETES = VERSIONS.get("kubernetes")
 MANIFESTS = load_manifests()
-DATA = upstream.load()
 
 
 def _kind_plan(manifests: Any = MANIFESTS) -> Any:
@@ -47,32 +50,66 @@ def _mutated_objects(tmp: Path) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def test_every_object_inferbox_would_apply_validates(tmp_path: Path) -> None:
+def _every_object(tmp: Path) -> list[tuple[str, Any]]:
     """The manifests, what the installer renders (probes, RBAC, dashboards, both bodies of a canary
-    rollout), and every mutant's patched objects, against the pinned schemas."""
+    rollout), and every mutant's patched objects."""
     objects: list[tuple[str, Any]] = [(o.source, o.body) for o in MANIFESTS]
     objects += rendered_objects(_kind_plan())
-    mutated = _mutated_objects(tmp_path)
+    mutated = _mutated_objects(tmp)
     assert mutated, "the mutants change objects"
-    objects += mutated
-    report = validate_objects(objects, KUBERNETES, DATA)
-    VALIDATION_SUMMARY.append(f"Kind path: {report.summary()}")
+    return objects + mutated
+
+
+def test_every_object_inferbox_would_apply_validates(tmp_path: Path, pinned: UpstreamData) -> None:
+    """Against the pinned schemas: every field, every rule."""
+    objects = _every_object(tmp_path)
+    report = validate_objects(objects, KUBERNETES, pinned)
+    VALIDATION_SUMMARY.append(f"Kind path, against the pinned CRDs: {report.summary()}")
     VALIDATION_SUMMARY.extend(f"  CEL rule not evaluable: {u}" for u in report.unevaluated)
     assert report.problems == []
     assert report.unevaluated == [], "a CEL rule the validator cannot evaluate is reported, never passed"
+    assert (report.custom, report.catalogued) == (len([o for o in objects if _custom(o[1])]), 0)
     assert report.custom >= 40, report.summary()
     assert report.cel_evaluated > 200, report.summary()
 
 
-def test_the_installers_preflight_validates_what_it_applies() -> None:
-    report = validate_plan(_kind_plan(), load_kind_config())
+def _custom(body: Any) -> bool:
+    return catalog.crd_for(str(body["apiVersion"]).rpartition("/")[0], body["kind"]) is not None
+
+
+def test_without_the_pinned_crds_every_object_is_checked_as_far_as_the_catalogue_goes(tmp_path: Path) -> None:
+    """Built-in kinds fully; custom resources for kind, served apiVersion, scope and metadata; and
+    the report says their schemas were not checked."""
+    report = validate_objects(_every_object(tmp_path), KUBERNETES, None)
+    VALIDATION_SUMMARY.append(f"Kind path, without the pinned CRDs: {report.summary().splitlines()[0]}")
+    assert report.problems == []
+    assert report.custom == 0
+    assert report.catalogued >= 40, report.summary()
+    assert report.objects - report.catalogued >= 40, "built-in kinds (Namespaces, Services, RBAC, ...)"
+
+
+def test_the_installers_preflight_validates_what_it_applies(pinned: UpstreamData) -> None:
+    report = validate_plan(_kind_plan(), pinned, load_kind_config())
+    assert report.problems == []
+    assert report.notice == ""
+    assert report.objects >= 50
+
+
+def test_without_the_pinned_crds_the_preflight_says_what_it_did_not_check() -> None:
+    report = validate_plan(_kind_plan(), None, load_kind_config())
     assert report.problems == []
     assert report.objects >= 50
+    notice = report.notice
+    assert notice.startswith("notice: custom resources were NOT checked against the pinned CRDs' schemas")
+    assert "nor the Helm values against the pinned charts, nor the Kind config" in notice
+    assert "scripts/upstream-schemas (downloads them; needs internet)" in notice
+    assert "scripts/upstream-schemas --from-mirrors DIR" in notice
+    assert report.summary().endswith(notice), "the dry run prints it under the count"
 
 
 def test_both_bodies_of_a_canary_rollout_are_validated() -> None:
     """The canary InferenceService is applied by its own step (its previous revision first): both
-    bodies are among what the pre-flight validates, and a broken previous revision is caught."""
+    bodies are among what the pre-flight validates."""
     isvcs = [(w, b) for w, b in rendered_objects(_kind_plan()) if b["kind"] == "InferenceService"]
     iris = sorted(
         b["spec"]["predictor"]["model"]["storageUri"] for _, b in isvcs if b["metadata"]["name"] == "sklearn-iris"
@@ -81,22 +118,25 @@ def test_both_bodies_of_a_canary_rollout_are_validated() -> None:
         "gs://kfserving-examples/models/sklearn/1.0/model",
         "gs://kfserving-examples/models/sklearn/1.0/model-2",
     ]
+
+
+def test_a_broken_previous_revision_of_a_canary_is_caught(pinned: UpstreamData) -> None:
     manifests = load_manifests()
     canary = manifests.get("InferenceService", "sklearn-iris", "tenant-a")
     assert canary is not None
     canary.body["metadata"]["annotations"]["rollout.inferbox.io/previous-predictor"] = '{"minReplicas": "0"}'
     with pytest.raises(ManifestError) as caught:
-        validate_plan(_kind_plan(manifests))
+        validate_plan(_kind_plan(manifests), pinned)
     assert "(its previous revision, applied first): InferenceService tenant-a/sklearn-iris" in caught.value.problem
     assert "spec.predictor.minReplicas: expected integer" in caught.value.problem
 
 
-def test_the_kind_cluster_config_validates_against_kinds_own_types() -> None:
-    assert check_kind_config(yaml.safe_load(KIND_CONFIG.read_text())) == []
+def test_the_kind_cluster_config_validates_against_kinds_own_types(pinned: UpstreamData) -> None:
+    assert check_kind_config(yaml.safe_load(KIND_CONFIG.read_text()), pinned) == []
     broken = yaml.safe_load(KIND_CONFIG.read_text())
     broken["nodes"][0]["extraPortMapping"] = []
     broken["nodes"][1]["role"] = "master"
-    problems = check_kind_config(broken)
+    problems = check_kind_config(broken, pinned)
     assert "nodes[0].extraPortMapping: field not declared in schema" in problems[0]
     assert 'Unsupported value: "master"' in problems[1]
 
@@ -246,46 +286,51 @@ BROKEN: list[tuple[str, Callable[[], dict[str, Any]], str, str]] = [
 
 @pytest.mark.parametrize(("rule", "broken", "field", "words"), BROKEN, ids=[f"{b[0]}-{b[2]}" for b in BROKEN])
 def test_a_broken_object_is_rejected_naming_the_field_and_the_rule(
-    rule: str, broken: Callable[[], dict[str, Any]], field: str, words: str
+    rule: str, broken: Callable[[], dict[str, Any]], field: str, words: str, pinned: UpstreamData
 ) -> None:
-    problems = check(broken(), KUBERNETES, DATA).problems
+    """Our own objects, broken the ways a manifest edit could break them, against the real schemas."""
+    problems = check(broken(), KUBERNETES, pinned).problems
     assert any(p.rule == rule and p.path == field and words in p.message for p in problems), problems
 
 
-def test_a_required_field_with_a_default_is_satisfied_by_the_default() -> None:
+def test_a_required_field_with_a_default_is_satisfied_by_the_default(pinned: UpstreamData) -> None:
     """``localJWKS.type`` is required and defaults to Inline: the API server defaults, then validates."""
     body = _policy()
     provider = body["spec"]["jwt"]["providers"][0]
     provider.pop("remoteJWKS")
     provider["localJWKS"] = {"inline": '{"keys": []}'}
-    assert check_object(body, KUBERNETES, DATA) == []
+    assert check_object(body, KUBERNETES, pinned) == []
     provider["localJWKS"] = {"type": "ValueRef"}
-    assert any("valueRef" in p for p in check_object(body, KUBERNETES, DATA))
+    assert any("valueRef" in p for p in check_object(body, KUBERNETES, pinned))
 
 
-def test_int_or_string_takes_both_and_nothing_else() -> None:
+def test_int_or_string_takes_both_and_nothing_else(pinned: UpstreamData) -> None:
     body = _isvc()
     body["spec"]["predictor"]["model"]["resources"]["requests"]["cpu"] = 1
-    assert check_object(body, KUBERNETES, DATA) == []
+    assert check_object(body, KUBERNETES, pinned) == []
 
 
-def test_typed_conversion_problems_are_marked_as_such() -> None:
+def test_typed_conversion_problems_are_marked_as_such(pinned: UpstreamData) -> None:
     """A server-side apply fails before validation on these (HTTP 500), after it on the others (422)."""
-    assert check(_set(_route(), "spec.hostname", "x"), KUBERNETES, DATA).typed
-    assert not check(_set(_route(), "spec.rules.0.backendRefs.0.weight", -1), KUBERNETES, DATA).typed
+    assert check(_set(_route(), "spec.hostname", "x"), KUBERNETES, pinned).typed
+    assert not check(_set(_route(), "spec.rules.0.backendRefs.0.weight", -1), KUBERNETES, pinned).typed
 
 
-def test_a_kind_no_pinned_crd_serves_is_an_error_not_a_pass() -> None:
+@pytest.mark.parametrize("schemas", ["catalogue", "pinned"])
+def test_a_kind_no_pinned_crd_serves_is_an_error_not_a_pass(schemas: str, request: pytest.FixtureRequest) -> None:
+    data = request.getfixturevalue("pinned") if schemas == "pinned" else None
     body = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}}
-    assert "no CRD of the pinned releases serves kind Widget" in check_object(body, KUBERNETES, DATA)[0]
+    assert "no CRD of the pinned releases serves kind Widget" in check_object(body, KUBERNETES, data)[0]
     body = {"apiVersion": "v1", "kind": "Widget", "metadata": {"name": "w"}}
-    assert "has no kind Widget" in check_object(body, KUBERNETES, DATA)[0]
+    assert "has no kind Widget" in check_object(body, KUBERNETES, data)[0]
+    route = _set(_route(), "apiVersion", "gateway.networking.k8s.io/v1alpha1")
+    assert "serves v1, v1beta1, not v1alpha1" in check_object(route, KUBERNETES, data)[0]
 
 
 def test_an_unknown_field_in_a_builtin_kind_fails_naming_it() -> None:
     body = _body("Namespace", "tenant-a", None)
     body["inferboxBogusField"] = True
-    [problem] = check_object(body, KUBERNETES, DATA)
+    [problem] = check_object(body, KUBERNETES, None)
     assert "inferboxBogusField" in problem
 
 
@@ -294,68 +339,40 @@ def test_an_unknown_field_in_a_builtin_kind_fails_naming_it() -> None:
     [o for o in MANIFESTS if o.group not in ("", "networking.k8s.io", "apps")],
     ids=lambda o: f"{o.kind}/{o.name}",
 )
-def test_an_unknown_field_in_any_custom_resource_is_named(obj: K8sObject) -> None:
+def test_an_unknown_field_in_any_custom_resource_is_named(obj: K8sObject, pinned: UpstreamData) -> None:
     body = copy.deepcopy(obj.body)
     body.setdefault("spec", {})["inferboxBogusField"] = True
     assert any(
-        "spec.inferboxBogusField: field not declared in schema" in p for p in check_object(body, KUBERNETES, DATA)
+        "spec.inferboxBogusField: field not declared in schema" in p for p in check_object(body, KUBERNETES, pinned)
     )
 
 
-def test_a_cel_rule_that_cannot_be_evaluated_is_reported_never_passed() -> None:
-    schema = {
-        "type": "object",
-        "properties": {
-            "spec": {
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": True,
-                "x-kubernetes-validations": [{"rule": "self.frobnicate()"}],
-            }
-        },
-    }
-    result = structural.validate({"spec": {"a": 1}}, schema)
-    assert result.violations == []
-    [unevaluated] = result.unevaluated
-    assert "frobnicate" in unevaluated
-
-
-def test_transition_rules_are_left_to_updates() -> None:
-    schema = {
-        "type": "object",
-        "properties": {"spec": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}},
-    }
-    result = structural.validate({"spec": "x"}, schema)
-    assert (result.violations, result.unevaluated, result.cel_evaluated) == ([], [], 0)
-
-
-def test_the_schemas_follow_the_version_pins() -> None:
-    assert DATA.stale(VERSIONS) == []
-    bumped = load_versions(environ={"INFERBOX_VERSION_ISTIO": "1.26.3"})
-    assert DATA.stale(bumped) == ["istio: the schemas are those of 1.26.2, the pin is 1.26.3"]
-    with pytest.raises(ManifestError) as caught:
-        validate_plan(_kind_plan_with(bumped))
-    assert "scripts/upstream-schemas" in caught.value.fix
-
-
-def _kind_plan_with(versions: Any) -> Any:
-    return build_plan(PlanOptions("kind", "kind-x", MANIFESTS, versions, kind_name="x"))
-
-
-def test_every_crd_the_installer_waits_for_has_its_schema() -> None:
-    from inferbox.kind import catalog
-
-    assert sorted(DATA.crds) == sorted(catalog.crd_names(catalog.ALL))
+def test_the_catalogue_is_the_pinned_crds_kinds_served_versions_and_scopes(pinned: UpstreamData) -> None:
+    """The catalogue (what the installer waits for, and what is checked without the CRDs) names
+    exactly the pinned CRDs, with the versions they serve and their scope."""
+    assert sorted(pinned.crds) == sorted(catalog.crd_names(catalog.ALL))
     for kind in catalog.ALL:
-        crd = DATA.crds[kind.crd_name]
+        crd = pinned.crds[kind.crd_name]
         assert (crd.group, crd.kind, crd.plural) == (kind.group, kind.kind, kind.plural)
+        assert (sorted(crd.served()), crd.namespaced) == (sorted(kind.served), kind.namespaced), kind.crd_name
 
 
 def test_the_preflight_lists_every_problem_at_once() -> None:
     manifests = load_manifests()  # a private copy: its bodies are changed below
     for route in manifests.of_kind("HTTPRoute"):
+        route.body["apiVersion"] = "gateway.networking.k8s.io/v1alpha2"
+    plan = build_plan(PlanOptions("existing", "ctx", manifests, VERSIONS))
+    with pytest.raises(ManifestError) as caught:
+        validate_plan(plan, None)
+    assert caught.value.problem.count("at apiVersion: httproutes.gateway.networking.k8s.io serves v1, v1beta1") == 3
+    assert "HTTPRoute tenant-a/sklearn-iris" in caught.value.problem
+
+
+def test_the_preflight_names_field_and_rule_against_the_pinned_crds(pinned: UpstreamData) -> None:
+    manifests = load_manifests()
+    for route in manifests.of_kind("HTTPRoute"):
         route.body["spec"]["hostname"] = "typo"
     plan = build_plan(PlanOptions("existing", "ctx", manifests, VERSIONS))
     with pytest.raises(ManifestError) as caught:
-        validate_plan(plan)
+        validate_plan(plan, pinned)
     assert caught.value.problem.count("spec.hostname: field not declared in schema [unknown-field]") == 3
-    assert "HTTPRoute tenant-a/sklearn-iris" in caught.value.problem
