@@ -9,7 +9,7 @@ the pinned chart (``pinned``: skipped, naming how to fetch it, where it is not o
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -53,7 +53,8 @@ PROMETHEUS_SPEC = _values("kube-prometheus-stack")["prometheus"]["prometheusSpec
 
 
 def _platform(objects: list[dict[str, Any]] | None = None, spec: dict[str, Any] | None = None) -> Platform:
-    return Platform(copy.deepcopy(objects if objects is not None else OBJECTS), spec or PROMETHEUS_SPEC)
+    chosen: list[Mapping[str, Any]] = list(copy.deepcopy(objects if objects is not None else OBJECTS))
+    return Platform(chosen, spec or PROMETHEUS_SPEC)
 
 
 def test_every_catalogue_metric_is_scraped_where_it_is_exported() -> None:

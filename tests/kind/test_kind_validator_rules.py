@@ -210,7 +210,7 @@ def test_a_kind_no_crd_serves_is_an_error_not_a_pass() -> None:
 
 
 def test_scope_and_metadata_are_checked() -> None:
-    klass = {
+    klass: dict[str, Any] = {
         "apiVersion": "test.inferbox.io/v1",
         "kind": "Class",
         "metadata": {"name": "default"},
@@ -375,7 +375,7 @@ def test_transition_rules_are_left_to_updates() -> None:
 
 # -- kind's cluster config ------------------------------------------------------------------------
 def test_the_kind_config_is_checked_against_kinds_types() -> None:
-    config = {
+    config: dict[str, Any] = {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "nodes": [{"role": "control-plane", "extraPortMappings": [{"containerPort": 30080, "hostPort": 8080}]}],
