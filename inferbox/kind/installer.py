@@ -89,8 +89,7 @@ def not_checked_notice(versions: Versions) -> str:
         "notice: custom resources were NOT checked against the pinned CRDs' schemas (only their kind, served "
         "apiVersion, scope and metadata), nor the Helm values against the pinned charts, nor the Kind config "
         f"against kind's types: the pinned upstream schemas are not on this machine (looked in {root}). To check "
-        "them: scripts/upstream-schemas (downloads them; needs internet) or scripts/upstream-schemas --from-mirrors "
-        "DIR (git repositories of the upstream projects); see docs/kind.md"
+        f"them, {upstream.how_to_get(versions, root)}"
     )
 
 

@@ -102,8 +102,8 @@ def test_without_the_pinned_crds_the_preflight_says_what_it_did_not_check() -> N
     notice = report.notice
     assert notice.startswith("notice: custom resources were NOT checked against the pinned CRDs' schemas")
     assert "nor the Helm values against the pinned charts, nor the Kind config" in notice
-    assert "scripts/upstream-schemas (downloads them; needs internet)" in notice
-    assert "scripts/upstream-schemas --from-mirrors DIR" in notice
+    assert "`scripts/upstream-schemas` (downloads the release assets and charts; needs internet)" in notice
+    assert "`scripts/upstream-schemas --from-mirrors DIR`" in notice
     assert report.summary().endswith(notice), "the dry run prints it under the count"
 
 
