@@ -223,7 +223,9 @@ class KubeApi:
         """Server-side apply (creates or converges; ``force`` takes over fields from other managers)."""
         meta = body.get("metadata") or {}
         path = self.path(str(body["apiVersion"]), str(body["kind"]), meta.get("namespace"), meta["name"])
-        params = {"fieldManager": field_manager, "force": "true"}
+        # Strict: the API server refuses a field the schema does not declare instead of dropping it
+        # with a warning (its default), so a misspelt field can never be silently ignored.
+        params = {"fieldManager": field_manager, "force": "true", "fieldValidation": "Strict"}
         if dry_run:
             params["dryRun"] = "All"
         response = self._request("PATCH", path, params=params, body=dict(body), content_type=APPLY_PATCH)
@@ -256,15 +258,28 @@ def is_true(obj: Mapping[str, Any] | None, kind: str) -> bool:
     return cond is not None and str(cond.get("status")) == "True"
 
 
+# What the API server says when it could not reach an admission webhook (as opposed to a webhook
+# that answered and denied: "admission webhook ... denied the request", which waiting cannot fix).
+WEBHOOK_UNREACHABLE = (
+    "failed calling webhook",
+    "no endpoints available for service",
+    "connection refused",
+    "context deadline exceeded",
+    "i/o timeout",
+)
+
+
 def webhook_not_ready(error: KubeError) -> bool:
-    """An admission webhook that is not serving yet: retry, do not fail."""
+    """An admission webhook that is not serving yet, or the API server itself busy: retry.
+
+    Only these answers are transient: no answer at all (0), 429 (throttled), 502/503/504, and a 500
+    whose message says a webhook could not be called. Any other 500 is a refusal: server-side
+    apply's "failed to create typed patch object" (an unknown field, a wrong type, a list entry
+    without its key) and a webhook's own denial come back as 500 too, and must fail at once.
+    """
     text = error.message.lower()
-    markers = (
-        "failed calling webhook",
-        "connection refused",
-        "no endpoints available",
-        "context deadline exceeded",
-        "service unavailable",
-        "i/o timeout",
-    )
-    return error.status in (0, 500, 502, 503, 504) or any(m in text for m in markers)
+    if "denied the request" in text:
+        return False
+    if error.status in (0, 429, 502, 503, 504):
+        return True
+    return error.status == 500 and any(marker in text for marker in WEBHOOK_UNREACHABLE)

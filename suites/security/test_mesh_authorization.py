@@ -17,6 +17,7 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.mesh import MeshClient, MeshSource, Outcome
 from inferbox.topology import Model
 from inferbox.waiting import eventually
+
 from ._mesh import CONVERGENCE_S, mesh_clients, workloads_of
 
 pytestmark = [
