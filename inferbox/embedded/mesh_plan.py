@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferbox.embedded.gateway_plan import TokenLocations
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
 
@@ -50,6 +51,8 @@ class JwtRule:
     jwks_uri: str
     forward: bool
     claim_to_headers: tuple[tuple[str, str], ...]  # (header, claim)
+    # fromHeaders / fromParams / fromCookies (None: none set, so Envoy's default locations apply).
+    locations: TokenLocations | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,17 @@ def _applies(policy: K8sObject, pod: PodMeta) -> bool:
     return policy.namespace == pod.namespace and _selects(policy, pod)
 
 
+def _locations(raw: dict[str, Any]) -> TokenLocations | None:
+    """Istio copies only the token locations a rule sets into the provider."""
+    if not {"fromHeaders", "fromParams", "fromCookies"} & set(raw):
+        return None
+    return TokenLocations(
+        headers=tuple((h["name"], h.get("prefix", "")) for h in raw.get("fromHeaders") or ()),
+        cookies=tuple(raw.get("fromCookies") or ()),
+        params=tuple(raw.get("fromParams") or ()),
+    )
+
+
 def jwt_rules(manifests: ManifestSet, pod: PodMeta) -> tuple[JwtRule, ...]:
     rules = []
     for policy in manifests.of_kind("RequestAuthentication"):
@@ -224,6 +238,7 @@ def jwt_rules(manifests: ManifestSet, pod: PodMeta) -> tuple[JwtRule, ...]:
                     jwks_uri=str(raw["jwksUri"]),
                     forward=bool(raw.get("forwardOriginalToken", False)),
                     claim_to_headers=tuple((c["header"], c["claim"]) for c in raw.get("outputClaimToHeaders") or ()),
+                    locations=_locations(raw),
                 )
             )
     return tuple(rules)
