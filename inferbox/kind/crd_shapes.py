@@ -317,6 +317,52 @@ SECURITY_POLICY: Shape = _object(
         "oidc": UNUSED,
     }
 )
+# EnvoyPatchPolicy and EnvoyExtensionPolicy (api/v1alpha1/envoypatchpolicy_types.go, lua_types.go).
+ENVOY_PATCH_POLICY: Shape = _object(
+    {
+        "type": OneOf(("JSONPatch",)),
+        "targetRef": EG_TARGET_REF,
+        "priority": int,
+        "jsonPatches": [
+            {
+                "type": OneOf(
+                    tuple(
+                        f"type.googleapis.com/envoy.{t}"
+                        for t in (
+                            "config.listener.v3.Listener",
+                            "config.route.v3.RouteConfiguration",
+                            "config.cluster.v3.Cluster",
+                            "config.endpoint.v3.ClusterLoadAssignment",
+                            "extensions.transport_sockets.tls.v3.Secret",
+                        )
+                    )
+                ),
+                "name": str,
+                "operation": {
+                    "op": OneOf(("add", "remove", "replace", "move", "copy", "test")),
+                    "path": str,
+                    "jsonPath": str,
+                    "from": str,
+                    "value": Noted("the JSON a patch operation writes"),
+                },
+            }
+        ],
+    }
+)
+ENVOY_EXTENSION_POLICY: Shape = _object(
+    {
+        **EG_POLICY_TARGETS,
+        "lua": [
+            {
+                "type": OneOf(("Inline", "ValueRef")),
+                "inline": str,
+                "valueRef": {"group": str, "kind": str, "name": str},
+            }
+        ],
+        "extProc": UNUSED,
+        "wasm": UNUSED,
+    }
+)
 EG_RATE_LIMIT_RULE: Shape = {
     "clientSelectors": [
         {
@@ -583,6 +629,8 @@ SHAPES: dict[tuple[str, str], Shape] = {
     ("gateway.envoyproxy.io/v1alpha1", "ClientTrafficPolicy"): CLIENT_TRAFFIC_POLICY,
     ("gateway.envoyproxy.io/v1alpha1", "SecurityPolicy"): SECURITY_POLICY,
     ("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy"): BACKEND_TRAFFIC_POLICY,
+    ("gateway.envoyproxy.io/v1alpha1", "EnvoyPatchPolicy"): ENVOY_PATCH_POLICY,
+    ("gateway.envoyproxy.io/v1alpha1", "EnvoyExtensionPolicy"): ENVOY_EXTENSION_POLICY,
     ("serving.kserve.io/v1beta1", "InferenceService"): INFERENCE_SERVICE,
     ("telemetry.istio.io/v1", "Telemetry"): TELEMETRY,
     ("security.istio.io/v1", "PeerAuthentication"): PEER_AUTHENTICATION,
