@@ -22,6 +22,7 @@ class Feature(StrEnum):
     TOKEN_ENDPOINT = "token-endpoint"  # noqa: S105 - a feature name, not a secret
     JWT_AUTHENTICATION = "jwt-authentication"
     TENANT_AUTHORIZATION = "tenant-authorization"
+    REQUEST_LIMITS = "request-limits"  # the gateway's own refusals: body size, paths leaving a route
     IDENTITY_HEADERS = "identity-headers"
     RATE_LIMIT = "rate-limit"
     SERVING_V1 = "serving-v1"
