@@ -30,7 +30,6 @@ ESCAPES = (
     "/v1/models/..%2F..%2Fmetrics",
     "/v1/models/..%2f..%2fv2%2frepository%2findex",
     "/v1/models/..%5C..%5Cmetrics",
-    "/v2/models//..//..//docs",
 )
 MARGIN_BYTES = 4096
 
