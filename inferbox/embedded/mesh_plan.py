@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inferbox.embedded.gateway_plan import TokenLocations
+from inferbox.embedded.knative_defaults import RevisionTimeouts, revision_timeouts
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
 
 ROOT_NAMESPACE = "istio-system"
+ISVC_LABEL = "serving.kserve.io/inferenceservice"  # KServe labels a model's pods with it
 INJECTION_LABEL = "istio-injection"
 DEFAULT_MTLS = "PERMISSIVE"
 CLAIM_KEY = re.compile(r"^request\.auth\.claims\[([^\]]+)\](?:\[([^\]]+)\])*$")
@@ -104,6 +106,8 @@ class SidecarPlan:
     jwt_rules: tuple[JwtRule, ...]
     deny: tuple[Policy, ...]
     allow: tuple[Policy, ...] | None  # None: no ALLOW policy applies, so nothing is denied by default
+    # A model pod's request limits as Knative's queue-proxy applies them (None: not a model pod).
+    revision_timeouts: RevisionTimeouts | None = None
 
 
 def _selects(policy: K8sObject, pod: PodMeta) -> bool:
@@ -253,6 +257,7 @@ def plan_sidecar(manifests: ManifestSet, pod: PodMeta) -> SidecarPlan:
         jwt_rules=jwt_rules(manifests, pod),
         deny=deny,
         allow=tuple(allows) if allows else None,
+        revision_timeouts=revision_timeouts(manifests) if ISVC_LABEL in pod.labels else None,
     )
 
 

@@ -238,6 +238,18 @@ def _jwt_filter(
     return jwt, list(clusters.values())
 
 
+def _app_timeouts(plan: SidecarPlan) -> dict[str, str]:
+    """Istio disables the route timeout unless a VirtualService sets one; in a model pod, Knative's
+    queue-proxy then cuts a request off after the revision timeout (and idle timeout) with a 504."""
+    limits = plan.revision_timeouts
+    if limits is None:
+        return {"timeout": "0s"}
+    found = {"timeout": f"{limits.timeout_s}s"}
+    if limits.idle_timeout_s:
+        found["idle_timeout"] = f"{limits.idle_timeout_s}s"
+    return found
+
+
 def render_sidecar(
     name: str,
     plan: SidecarPlan,
@@ -267,8 +279,7 @@ def render_sidecar(
                 {
                     "name": "inbound",
                     "domains": ["*"],
-                    # Istio disables the route timeout unless a VirtualService sets one.
-                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app", "timeout": "0s"}}],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app", **_app_timeouts(plan)}}],
                 }
             ],
         },

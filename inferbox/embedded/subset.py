@@ -7,6 +7,7 @@ real cluster (images, probes, resource requests) and are listed by ``inferbox up
 
 from __future__ import annotations
 
+from inferbox.embedded.knative_defaults import check_configmap, revision_timeouts
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
 from inferbox.serving_plan import PREVIOUS_PREDICTOR, previous_predictor
@@ -528,6 +529,9 @@ def check_all_supported(manifests: ManifestSet) -> None:
         check_supported(obj)
         if obj.kind == "InferenceService":
             _check_previous_predictor(obj)
+        if obj.kind == "ConfigMap":
+            check_configmap(obj)
+    revision_timeouts(manifests)  # Knative's validation of config-defaults
 
 
 def _check_previous_predictor(obj: K8sObject) -> None:

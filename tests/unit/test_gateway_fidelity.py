@@ -24,7 +24,7 @@ from inferbox.embedded.gateway_config import GatewayInputs, GatewayPorts, render
 from inferbox.embedded.gateway_plan import plan_gateway
 from inferbox.embedded.mesh_plan import PodMeta, plan_sidecar
 from inferbox.embedded.sidecar import SidecarFiles, SidecarPorts, render_sidecar
-from inferbox.manifests import DEFAULT_MANIFEST_DIR, ManifestSet, load_manifests
+from inferbox.manifests import DEFAULT_MANIFEST_DIR, K8sObject, ManifestSet, load_manifests
 from tests.manifest_edits import edited
 
 MANIFESTS = load_manifests(DEFAULT_MANIFEST_DIR)
@@ -65,7 +65,9 @@ class Rendered:
         return providers[key] if key in providers else {}
 
     def route(self, name: str = IRIS_ROUTE) -> Config:
-        found: Config = next(r for v in self.hcm["route_config"]["virtual_hosts"] for r in v["routes"] if r["name"] == name)
+        found: Config = next(
+            r for v in self.hcm["route_config"]["virtual_hosts"] for r in v["routes"] if r["name"] == name
+        )
         return found
 
     def cluster(self, name: str) -> Config:
@@ -131,6 +133,18 @@ def _tenant_a_rule(change: Callable[[Config], Any]) -> Edit:
     return on("RequestAuthentication", "platform-tokens", lambda b: change(b["spec"]["jwtRules"][0]))
 
 
+def _config_defaults(data: dict[str, str]) -> Edit:
+    """Knative's config-defaults with ``data`` (replacing any the manifests have)."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "config-defaults", "namespace": "knative-serving"},
+        "data": data,
+    }
+    added = K8sObject("v1", "ConfigMap", "config-defaults", "knative-serving", body, "test")
+    return lambda m: ManifestSet(m.root, (*(o for o in _delete("ConfigMap", "config-defaults")(m)), added))
+
+
 def _delete(kind: str, name: str) -> Edit:
     return lambda m: ManifestSet(m.root, tuple(o for o in m if not (o.kind == kind and o.name == name)))
 
@@ -171,8 +185,20 @@ ROWS = [
         "J1-provider-per-route",
         "one provider per IR route and SecurityPolicy provider, named <route>/<provider> (jwt.go)",
         lambda r: sorted(r.provider()),
-        sorted(["forward", "payload_in_metadata", "claim_to_headers", "issuer", "audiences", "remote_jwks",
-                "normalize_payload_in_metadata", "from_headers", "require_expiration", "max_lifetime"]),
+        sorted(
+            [
+                "forward",
+                "payload_in_metadata",
+                "claim_to_headers",
+                "issuer",
+                "audiences",
+                "remote_jwks",
+                "normalize_payload_in_metadata",
+                "from_headers",
+                "require_expiration",
+                "max_lifetime",
+            ]
+        ),
         Mutant(_rename_iris_provider("renamed")),
     ),  # fmt: skip
     Row(
@@ -281,11 +307,21 @@ ROWS = [
     Row(
         "J13-patch-on-every-provider",
         "the wildcard reaches the providers of every route, the token route's none",
-        lambda r: all(p.get("require_expiration") for p in r.http_filter(JWT_FILTER)["typed_config"]["providers"].values()),
+        lambda r: all(
+            p.get("require_expiration") for p in r.http_filter(JWT_FILTER)["typed_config"]["providers"].values()
+        ),
         True,
-        Mutant(on("EnvoyPatchPolicy", "jwt-token-lifetime",
-                  lambda b: b["spec"]["jsonPatches"][0]["operation"].update(jsonPath=b["spec"]["jsonPatches"][0]
-                  ["operation"]["jsonPath"].replace("providers.*", f"providers['{IRIS_PROVIDER}']")))),
+        Mutant(
+            on(
+                "EnvoyPatchPolicy",
+                "jwt-token-lifetime",
+                lambda b: b["spec"]["jsonPatches"][0]["operation"].update(
+                    jsonPath=b["spec"]["jsonPatches"][0]["operation"]["jsonPath"].replace(
+                        "providers.*", f"providers['{IRIS_PROVIDER}']"
+                    )
+                ),
+            )
+        ),
     ),  # fmt: skip
     # -- authorization (internal/xds/translator/authorization.go) -------------------------------------------
     Row(
@@ -295,9 +331,16 @@ ROWS = [
             "principals"
         ][0]["metadata"]["path"],
         [{"key": "inference-in-a-box"}, {"key": "tenant"}],
-        Mutant(on("SecurityPolicy", "sklearn-iris-jwt", lambda b: (
-            b["spec"]["jwt"]["providers"][0].update(name="p2"),
-            b["spec"]["authorization"]["rules"][0]["principal"]["jwt"].update(provider="p2")))),
+        Mutant(
+            on(
+                "SecurityPolicy",
+                "sklearn-iris-jwt",
+                lambda b: (
+                    b["spec"]["jwt"]["providers"][0].update(name="p2"),
+                    b["spec"]["authorization"]["rules"][0]["principal"]["jwt"].update(provider="p2"),
+                ),
+            )
+        ),
     ),  # fmt: skip
     Row(
         "A1-default-deny",
@@ -311,8 +354,12 @@ ROWS = [
         "L1-names",
         "listener <ns>/<gateway>/<listener>, HCM in default_filter_chain, stat_prefix http-<port+10000>, route "
         "configuration named after the listener, ignoring ports in host matching (listener.go, translator.go)",
-        lambda r: (r.listener["default_filter_chain"]["name"], r.hcm["stat_prefix"], r.routes["name"],
-                   r.routes["ignore_port_in_host_matching"]),
+        lambda r: (
+            r.listener["default_filter_chain"]["name"],
+            r.hcm["stat_prefix"],
+            r.routes["name"],
+            r.routes["ignore_port_in_host_matching"],
+        ),
         (LISTENER, "http-10080", LISTENER, True),
         Mutant(on("Gateway", "inference-gateway", lambda b: b["spec"]["listeners"][0].update(name="web"))),
     ),  # fmt: skip
@@ -402,9 +449,13 @@ ROWS = [
     Row(
         "R1-virtual-host",
         "a virtual host <listener>/<host with . as _> per host, domains [host] (translator.go)",
-        lambda r: sorted(v["name"] for v in r.routes["virtual_hosts"] if v["domains"] == ["sklearn-iris.tenant-a.inference.example"]),
+        lambda r: sorted(
+            v["name"] for v in r.routes["virtual_hosts"] if v["domains"] == ["sklearn-iris.tenant-a.inference.example"]
+        ),
         [f"{LISTENER}/{IRIS_HOST}"],
-        Mutant(on("HTTPRoute", "sklearn-iris", lambda b: b["spec"].update(hostnames=["iris.tenant-a.inference.example"]))),
+        Mutant(
+            on("HTTPRoute", "sklearn-iris", lambda b: b["spec"].update(hostnames=["iris.tenant-a.inference.example"]))
+        ),
     ),  # fmt: skip
     Row(
         "R2-path-separated-prefix",
@@ -448,10 +499,16 @@ ROWS = [
     Row(
         "B3-B7-B10-cluster-defaults",
         "every backend cluster: 10 s connect timeout, LEAST_REQUEST, 32 KiB buffer, max_retries 1024 (cluster.go)",
-        lambda r: {k: r.cluster(MODEL_CLUSTER).get(k) for k in
-                   ("connect_timeout", "lb_policy", "per_connection_buffer_limit_bytes", "circuit_breakers")},
-        {"connect_timeout": "10s", "lb_policy": "LEAST_REQUEST", "per_connection_buffer_limit_bytes": 32768,
-         "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_retries": 1024}]}},
+        lambda r: {
+            k: r.cluster(MODEL_CLUSTER).get(k)
+            for k in ("connect_timeout", "lb_policy", "per_connection_buffer_limit_bytes", "circuit_breakers")
+        },
+        {
+            "connect_timeout": "10s",
+            "lb_policy": "LEAST_REQUEST",
+            "per_connection_buffer_limit_bytes": 32768,
+            "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_retries": 1024}]},
+        },
         Mutant(),
     ),  # fmt: skip
     Row(
@@ -465,9 +522,11 @@ ROWS = [
         "B12-rate-limit-descriptors",
         "a header-selected rule: descriptor key and value rule-<r>-match-<m>, no x-ratelimit headers "
         "(local_ratelimit.go)",
-        lambda r: (r.route()["typed_per_filter_config"][RATELIMIT_FILTER]["descriptors"][0]["entries"],
-                   "enable_x_ratelimit_headers" in r.route()["typed_per_filter_config"][RATELIMIT_FILTER],
-                   r.route()["typed_per_filter_config"][RATELIMIT_FILTER]["stat_prefix"]),
+        lambda r: (
+            r.route()["typed_per_filter_config"][RATELIMIT_FILTER]["descriptors"][0]["entries"],
+            "enable_x_ratelimit_headers" in r.route()["typed_per_filter_config"][RATELIMIT_FILTER],
+            r.route()["typed_per_filter_config"][RATELIMIT_FILTER]["stat_prefix"],
+        ),
         ([{"key": "rule-0-match-0", "value": "rule-0-match-0"}], False, "http_local_rate_limiter"),
         Mutant(_iris_btp(lambda s: s["rateLimit"]["local"]["rules"][0].pop("clientSelectors"))),
     ),  # fmt: skip
@@ -484,36 +543,56 @@ ROWS = [
         "S1-sidecar-provider",
         "a RequestAuthentication rule becomes provider origins-<i>: payload under 'payload', scope and "
         "permission split, token not forwarded unless forwardOriginalToken, CORS preflights bypassed",
-        lambda r: (sorted(r.sidecar_jwt["providers"]), r.sidecar_jwt["providers"]["origins-0"]["payload_in_metadata"],
-                   r.sidecar_jwt["providers"]["origins-0"]["normalize_payload_in_metadata"],
-                   r.sidecar_jwt["providers"]["origins-0"]["forward"], r.sidecar_jwt["bypass_cors_preflight"]),
+        lambda r: (
+            sorted(r.sidecar_jwt["providers"]),
+            r.sidecar_jwt["providers"]["origins-0"]["payload_in_metadata"],
+            r.sidecar_jwt["providers"]["origins-0"]["normalize_payload_in_metadata"],
+            r.sidecar_jwt["providers"]["origins-0"]["forward"],
+            r.sidecar_jwt["bypass_cors_preflight"],
+        ),
         (["origins-0"], "payload", {"space_delimited_claims": ["scope", "permission"]}, False, True),
         Mutant(_tenant_a_rule(lambda rule: rule.update(forwardOriginalToken=True))),
     ),  # fmt: skip
     Row(
         "S2-sidecar-extraction",
         "fromHeaders becomes from_headers; nothing else is read (policy_applier.go)",
-        lambda r: (r.sidecar_jwt["providers"]["origins-0"].get("from_headers"),
-                   r.sidecar_jwt["providers"]["origins-0"].get("from_params")),
+        lambda r: (
+            r.sidecar_jwt["providers"]["origins-0"].get("from_headers"),
+            r.sidecar_jwt["providers"]["origins-0"].get("from_params"),
+        ),
         ([{"name": "Authorization", "value_prefix": "Bearer "}], None),
         Mutant(_tenant_a_rule(lambda rule: rule.pop("fromHeaders"))),
     ),  # fmt: skip
     Row(
         "S4-sidecar-no-lifetime-checks",
         "istiod sets no clock skew, require_expiration or max_lifetime (policy_applier.go)",
-        lambda r: {k for k in r.sidecar_jwt["providers"]["origins-0"]
-                   if k in ("clock_skew_seconds", "require_expiration", "max_lifetime")},
+        lambda r: {
+            k
+            for k in r.sidecar_jwt["providers"]["origins-0"]
+            if k in ("clock_skew_seconds", "require_expiration", "max_lifetime")
+        },
         set(),
         Mutant(),
     ),  # fmt: skip
     Row(
         "S6-sidecar-route",
-        "the sidecar's route has its timeout disabled (route.go setTimeout) and Istio names its proxy istio-envoy",
-        lambda r: (r.sidecar_hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["timeout"],
-                   r.sidecar_hcm["server_name"]),
-        ("0s", "istio-envoy"),
-        Mutant(),
+        "Istio names its proxy istio-envoy; in a model pod Knative's queue-proxy cuts a request off after "
+        "config-defaults' revision-timeout-seconds, 300 s by default (Knative pkg/apis/config/defaults.go)",
+        lambda r: (
+            r.sidecar_hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["timeout"],
+            r.sidecar_hcm["server_name"],
+        ),
+        ("300s", "istio-envoy"),
+        Mutant(_config_defaults({"revision-timeout-seconds": "1"})),
     ),  # fmt: skip
+    Row(
+        "K1-revision-timeouts",
+        "config-defaults' revision timeout and idle timeout bound a model request (queue-proxy's timeout handler)",
+        lambda r: r.sidecar_hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"],
+        {"cluster": "app", "timeout": "20s", "idle_timeout": "5s"},
+        Mutant(_config_defaults({"revision-timeout-seconds": "20"})),
+        edit=_config_defaults({"revision-timeout-seconds": "20", "revision-idle-timeout-seconds": "5"}),
+    ),
 ]
 
 
@@ -545,7 +624,6 @@ UNCONDITIONAL = {
     "L11-envoy-headers-suppressed": "headers.enableEnvoyHeaders is outside the declared subset",
     "B3-B7-B10-cluster-defaults": "BackendTrafficPolicy connection/loadBalancer are outside the declared subset",
     "S4-sidecar-no-lifetime-checks": "Istio has no field for them",
-    "S6-sidecar-route": "no VirtualService is interpreted",
     "J12-nothing-else-without-a-patch": "the mutant is the platform itself: its patch adds both fields",
 }
 
