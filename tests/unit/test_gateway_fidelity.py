@@ -62,7 +62,8 @@ class Rendered:
 
     def provider(self, key: str = IRIS_PROVIDER) -> Config:
         providers: Config = self.http_filter(JWT_FILTER)["typed_config"]["providers"]
-        return providers[key] if key in providers else {}
+        found: Config = providers.get(key, {})
+        return found
 
     def route(self, name: str = IRIS_ROUTE) -> Config:
         found: Config = next(
@@ -200,7 +201,7 @@ ROWS = [
             ]
         ),
         Mutant(_rename_iris_provider("renamed")),
-    ),  # fmt: skip
+    ),
     Row(
         "J1-requirement",
         "each route's PerRouteConfig names its IR route as requirement (jwt.go)",
@@ -322,7 +323,7 @@ ROWS = [
                 ),
             )
         ),
-    ),  # fmt: skip
+    ),
     # -- authorization (internal/xds/translator/authorization.go) -------------------------------------------
     Row(
         "A1-claims-read-under-provider-name",
@@ -341,7 +342,7 @@ ROWS = [
                 ),
             )
         ),
-    ),  # fmt: skip
+    ),
     Row(
         "A1-default-deny",
         "defaultAction Deny: only a matching Allow rule lets a request through (authorization.go)",
@@ -362,7 +363,7 @@ ROWS = [
         ),
         (LISTENER, "http-10080", LISTENER, True),
         Mutant(on("Gateway", "inference-gateway", lambda b: b["spec"]["listeners"][0].update(name="web"))),
-    ),  # fmt: skip
+    ),
     Row(
         "L2-normalize-path",
         "normalize_path is always true; no field turns it off (listener.go)",
@@ -456,7 +457,7 @@ ROWS = [
         Mutant(
             on("HTTPRoute", "sklearn-iris", lambda b: b["spec"].update(hostnames=["iris.tenant-a.inference.example"]))
         ),
-    ),  # fmt: skip
+    ),
     Row(
         "R2-path-separated-prefix",
         "PathPrefix matches whole segments: path_separated_prefix without the trailing / (route.go)",
@@ -510,7 +511,7 @@ ROWS = [
             "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_retries": 1024}]},
         },
         Mutant(),
-    ),  # fmt: skip
+    ),
     Row(
         "B11-request-buffer",
         "requestBuffer.limit: the buffer filter enabled per route with max_request_bytes (request_buffer.go)",
@@ -529,7 +530,7 @@ ROWS = [
         ),
         ([{"key": "rule-0-match-0", "value": "rule-0-match-0"}], False, "http_local_rate_limiter"),
         Mutant(_iris_btp(lambda s: s["rateLimit"]["local"]["rules"][0].pop("clientSelectors"))),
-    ),  # fmt: skip
+    ),
     Row(
         "E1-lua-per-route",
         "an EnvoyExtensionPolicy's Lua runs as envoy.filters.http.lua/<policy>/lua/<i>, disabled on the listener "
@@ -552,7 +553,7 @@ ROWS = [
         ),
         (["origins-0"], "payload", {"space_delimited_claims": ["scope", "permission"]}, False, True),
         Mutant(_tenant_a_rule(lambda rule: rule.update(forwardOriginalToken=True))),
-    ),  # fmt: skip
+    ),
     Row(
         "S2-sidecar-extraction",
         "fromHeaders becomes from_headers; nothing else is read (policy_applier.go)",
@@ -562,7 +563,7 @@ ROWS = [
         ),
         ([{"name": "Authorization", "value_prefix": "Bearer "}], None),
         Mutant(_tenant_a_rule(lambda rule: rule.pop("fromHeaders"))),
-    ),  # fmt: skip
+    ),
     Row(
         "S4-sidecar-no-lifetime-checks",
         "istiod sets no clock skew, require_expiration or max_lifetime (policy_applier.go)",
@@ -573,7 +574,7 @@ ROWS = [
         },
         set(),
         Mutant(),
-    ),  # fmt: skip
+    ),
     Row(
         "S6-sidecar-route",
         "Istio names its proxy istio-envoy; in a model pod Knative's queue-proxy cuts a request off after "
@@ -584,7 +585,7 @@ ROWS = [
         ),
         ("300s", "istio-envoy"),
         Mutant(_config_defaults({"revision-timeout-seconds": "1"})),
-    ),  # fmt: skip
+    ),
     Row(
         "K1-revision-timeouts",
         "config-defaults' revision timeout and idle timeout bound a model request (queue-proxy's timeout handler)",
