@@ -51,6 +51,9 @@ class Capability(StrEnum):
     # Mesh clients with a tenant's identity, the gateway's, or none, calling workloads directly;
     # workloads behind sidecars that enforce mTLS and Istio policies.
     MESH_PROBES = "mesh-probes"
+    # A mesh client in one place presenting another workload's identity, issued by the platform's
+    # CA (what a stolen or mis-issued certificate gives an intruder), to prove mesh authorization alone.
+    BORROWED_MESH_IDENTITY = "borrowed-mesh-identity"
     # NetworkPolicies are enforced between the network places of workloads.
     NETWORK_POLICY = "network-policy"
     # The deployer and autoscaler honour ResourceQuotas, and replica counts can be requested.

@@ -327,7 +327,8 @@ ROWS = [
     # -- authorization (internal/xds/translator/authorization.go) -------------------------------------------
     Row(
         "A1-claims-read-under-provider-name",
-        "RBAC reads claims from the jwt_authn metadata under the provider's name (authorization.go)",
+        "RBAC reads claims from the jwt_authn metadata under the provider's name (authorization.go; Envoy "
+        "Gateway writes the rule as a matcher tree, the embedded target as the equivalent RBAC policy)",
         lambda r: r.route()["typed_per_filter_config"][RBAC_FILTER]["rbac"]["rules"]["policies"]["own-tenant-only"][
             "principals"
         ][0]["metadata"]["path"],
