@@ -36,6 +36,9 @@ from inferbox.envoy_gateway_settings import envoy_patch_policy_enabled
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
 
+# Re-exported from eg_policies for the modules that read them with the plan.
+__all__ = ["ListenerSettings", "LuaPlan", "parse_go_duration"]
+
 GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 ISTIO_INGRESS = ("istio-system", "istio-ingressgateway")
 SVC_SUFFIX = ".svc.cluster.local"
