@@ -113,6 +113,10 @@ class Platform(Protocol):
     def mesh_trust_anchors(self) -> list[bytes]:
         """PEM root certificates of the platform CA that issues workload identities."""
 
+    def mesh_client_with_identity(self, source: MeshSource, namespace: str, service_account: str) -> MeshClient:
+        """A client in ``source``'s network place presenting the mesh identity of ``namespace``/
+        ``service_account``, issued by the platform CA (needs Capability.BORROWED_MESH_IDENTITY)."""
+
     # -- quotas (needs Capability.RESOURCE_QUOTA) -------------------------------------------------
     def resource_quota(self, tenant: str) -> QuotaStatus | None:
         """The quota enforced in a tenant's namespace, or None when it has none."""
@@ -194,6 +198,9 @@ class PlatformBase:
 
     def mesh_trust_anchors(self) -> list[bytes]:
         raise self._missing(Capability.MESH_PROBES)
+
+    def mesh_client_with_identity(self, source: MeshSource, namespace: str, service_account: str) -> MeshClient:
+        raise self._missing(Capability.BORROWED_MESH_IDENTITY)
 
     def resource_quota(self, tenant: str) -> QuotaStatus | None:
         raise self._missing(Capability.RESOURCE_QUOTA)

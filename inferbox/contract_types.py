@@ -22,6 +22,7 @@ class Feature(StrEnum):
     TOKEN_ENDPOINT = "token-endpoint"  # noqa: S105 - a feature name, not a secret
     JWT_AUTHENTICATION = "jwt-authentication"
     TENANT_AUTHORIZATION = "tenant-authorization"
+    REQUEST_LIMITS = "request-limits"  # the gateway's own refusals: body size, paths leaving a route
     IDENTITY_HEADERS = "identity-headers"
     RATE_LIMIT = "rate-limit"
     SERVING_V1 = "serving-v1"
@@ -50,6 +51,9 @@ class Capability(StrEnum):
     # Mesh clients with a tenant's identity, the gateway's, or none, calling workloads directly;
     # workloads behind sidecars that enforce mTLS and Istio policies.
     MESH_PROBES = "mesh-probes"
+    # A mesh client in one place presenting another workload's identity, issued by the platform's
+    # CA (what a stolen or mis-issued certificate gives an intruder), to prove mesh authorization alone.
+    BORROWED_MESH_IDENTITY = "borrowed-mesh-identity"
     # NetworkPolicies are enforced between the network places of workloads.
     NETWORK_POLICY = "network-policy"
     # The deployer and autoscaler honour ResourceQuotas, and replica counts can be requested.

@@ -77,6 +77,23 @@ class TokenEndpointPromise:
     max_failed_authentications_before_backoff: int
 
 
+@dataclass(frozen=True)
+class TokenChecksPromise:
+    """What the gateway checks about a token beyond its signature, issuer and audience."""
+
+    authorization_header_only: bool  # a token in a query parameter or a cookie is not read
+    expiry_required: bool  # no exp, or exp further ahead than the maximum lifetime: refused
+    future_issued_at_refused: bool  # iat further ahead than the allowed clock skew: refused
+
+
+@dataclass(frozen=True)
+class RequestChecksPromise:
+    """What the gateway refuses about a request itself, before any model sees it."""
+
+    max_body_bytes: int  # a larger request body is refused (413)
+    paths_normalized: bool  # a path is routed as normalised: dot-segments cannot leave a route's match
+
+
 CALLER_KINDS = ("gateway", "ownTenant", "otherTenant", "outsideMesh")
 
 
@@ -96,6 +113,22 @@ class ConformanceProfile:
     quota: QuotaPromise | None = None
     serving: ServingPromise | None = None
     token_endpoint: TokenEndpointPromise | None = None
+    token_checks: TokenChecksPromise | None = None
+    request_checks: RequestChecksPromise | None = None
+
+    def require_token_checks(self) -> TokenChecksPromise:
+        if self.token_checks is None:
+            raise ProfileError(
+                f"{self.source}: the profile has no spec.tokenChecks", "add it; see profiles/conformance.yaml"
+            )
+        return self.token_checks
+
+    def require_request_checks(self) -> RequestChecksPromise:
+        if self.request_checks is None:
+            raise ProfileError(
+                f"{self.source}: the profile has no spec.requestChecks", "add it; see profiles/conformance.yaml"
+            )
+        return self.request_checks
 
     def require_token_endpoint(self) -> TokenEndpointPromise:
         if self.token_endpoint is None:
@@ -157,6 +190,8 @@ SCHEMA: Schema = {
     },
     "rateLimit": {"perTenantRequestsPerSecond": int},
     "tokenEndpoint": {"maxTokensPerClientPerMinute": int, "maxFailedAuthenticationsBeforeBackoff": int},
+    "tokenChecks": {"authorizationHeaderOnly": bool, "expiryRequired": bool, "futureIssuedAtRefused": bool},
+    "requestChecks": {"maxBodyBytes": int, "pathsNormalized": bool},
     "observability": {"maxScrapeIntervalSeconds": float, "everyRequestTraced": bool},
 }
 TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
@@ -272,6 +307,25 @@ def load_profile(path: Path | str = DEFAULT_PROFILE) -> ConformanceProfile:
                 ),
             )
             if "tokenEndpoint" in spec
+            else None
+        ),
+        token_checks=(
+            TokenChecksPromise(
+                authorization_header_only=_need(spec, "tokenChecks.authorizationHeaderOnly", path),
+                expiry_required=_need(spec, "tokenChecks.expiryRequired", path),
+                future_issued_at_refused=_need(spec, "tokenChecks.futureIssuedAtRefused", path),
+            )
+            if "tokenChecks" in spec
+            else None
+        ),
+        request_checks=(
+            RequestChecksPromise(
+                max_body_bytes=_at_least_one(
+                    _need(spec, "requestChecks.maxBodyBytes", path), "spec.requestChecks.maxBodyBytes", path
+                ),
+                paths_normalized=_need(spec, "requestChecks.pathsNormalized", path),
+            )
+            if "requestChecks" in spec
             else None
         ),
     )

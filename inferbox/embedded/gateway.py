@@ -21,10 +21,12 @@ from inferbox.embedded.gateway_config import (
     MeshUpstream,
     Revisions,
     render_gateway,
+    route_config_name,
     service_backends,
 )
 from inferbox.embedded.gateway_plan import GatewayPlan
 from inferbox.embedded.health import wait_until
+from inferbox.embedded.knobs import Knobs
 from inferbox.embedded.network import Network, Pod, free_port
 from inferbox.embedded.processes import ManagedProcess, Supervisor
 from inferbox.embedded.xds_files import EdsFiles, RoutesFile
@@ -55,7 +57,7 @@ class EmbeddedGateway:
         self.admin_port = admin_port or free_port()
         self.xds_dir = state_dir / "xds"
         self.eds = EdsFiles(self.xds_dir)
-        self.routes = RoutesFile(self.xds_dir)
+        self.routes = RoutesFile(self.xds_dir, route_config_name(plan))
         self.pod: Pod = network.add_pod(GATEWAY_POD_NAME)
         self.process: ManagedProcess | None = None
 
@@ -72,7 +74,7 @@ class EmbeddedGateway:
         service_endpoints: ServiceEndpoints,
         mesh: MeshUpstream | None,
         revisions: Revisions,
-        jwt_clock_skew_s: int | None,
+        knobs: Knobs,
         decorate: Callable[[dict[str, Any]], None],
         timeout_s: float,
     ) -> None:
@@ -99,7 +101,8 @@ class EmbeddedGateway:
                 mesh=mesh,
                 revisions=revisions,
                 rds=True,
-                jwt_clock_skew_s=jwt_clock_skew_s,
+                jwt_clock_skew_s=knobs.jwt_clock_skew_s,
+                skip_path_normalization=knobs.gateway_skips_path_normalization,
             )
         )
         for cluster in config.eds_clusters:

@@ -19,12 +19,25 @@ The plan follows Envoy Gateway's semantics for the declared subset:
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from inferbox.embedded.eg_policies import (
+    ListenerSettings,
+    LuaPlan,
+    listener_settings,
+    luas_for,
+    parse_go_duration,
+    request_buffer_for,
+    route_timeout,
+)
+from inferbox.embedded.envoy_patch import PatchPolicy, PolicyStatus, plan_patch_policies
+from inferbox.envoy_gateway_settings import envoy_patch_policy_enabled
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
+
+# Re-exported from eg_policies for the modules that read them with the plan.
+__all__ = ["ListenerSettings", "LuaPlan", "parse_go_duration"]
 
 GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 ISTIO_INGRESS = ("istio-system", "istio-ingressgateway")
@@ -68,19 +81,31 @@ class WeightedBackend:
 
 
 @dataclass(frozen=True)
+class TokenLocations:
+    """A SecurityPolicy provider's ``extractFrom``: where Envoy looks for the token (None: Envoy's
+    defaults, the Authorization header's Bearer token and the ``access_token`` query parameter)."""
+
+    headers: tuple[tuple[str, str], ...] = ()  # (header name, value prefix)
+    cookies: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class JwtProvider:
     key: str  # unique across policies: <namespace>/<policy>/<provider>
     issuer: str
     audiences: tuple[str, ...]
     jwks_uri: str
     claim_to_headers: tuple[tuple[str, str], ...]  # (header, claim)
+    name: str = ""  # the provider's own name (Envoy Gateway keys payloads and providers by it)
+    extract_from: TokenLocations | None = None
 
 
 @dataclass(frozen=True)
 class Principal:
     """All parts must match: JWT claims (claim -> allowed values) and request headers (header -> allowed values)."""
 
-    provider_key: str | None
+    provider_key: str | None  # the JWT provider's name, under which its verified payload is kept
     claims: tuple[tuple[str, tuple[str, ...]], ...]
     headers: tuple[tuple[str, tuple[str, ...]], ...]
 
@@ -118,7 +143,9 @@ class FaultPlan:
 
 @dataclass(frozen=True)
 class RoutePlan:
-    key: str  # unique: <namespace>/<route>/<rule>/<match>
+    # Envoy Gateway's IR route name, also the Envoy route and JWT requirement name:
+    # httproute/<namespace>/<route>/rule/<r>/match/<m>/<host with . as _>
+    key: str
     route: str  # namespace/name
     hostnames: tuple[str, ...]
     path_type: str
@@ -127,6 +154,13 @@ class RoutePlan:
     security: SecurityPlan | None
     rate_limits: tuple[RateLimitRule, ...]
     fault: FaultPlan | None = None
+    # The route's effective timeout (HTTPRoute timeouts), in seconds; None: Envoy's default (15 s).
+    timeout_s: float | None = None
+    # A BackendTrafficPolicy's requestBuffer.limit: bodies above it are refused (413).
+    request_buffer_bytes: int | None = None
+    luas: tuple[LuaPlan, ...] = ()
+    rule: int = 0
+    match: int = 0
 
 
 @dataclass
@@ -136,6 +170,11 @@ class GatewayPlan:
     remove_request_headers: tuple[str, ...]
     routes: list[RoutePlan] = field(default_factory=list)
     detached_routes: dict[str, str] = field(default_factory=dict)  # route -> why not attached
+    listener_name: str = ""  # Envoy Gateway's: <namespace>/<gateway>/<listener>
+    listener: ListenerSettings = field(default_factory=ListenerSettings)
+    # EnvoyPatchPolicies applied to the generated listener, and the status of those that are not.
+    patch_policies: list[PatchPolicy] = field(default_factory=list)
+    patch_statuses: list[PolicyStatus] = field(default_factory=list)
 
 
 def knative_domain(manifests: ManifestSet) -> str:
@@ -205,6 +244,16 @@ def _resolve_backend(
     return [ServiceBackend(namespace, name, int(ref["port"]))]
 
 
+def _token_locations(raw: dict[str, Any] | None) -> TokenLocations | None:
+    if raw is None:
+        return None
+    return TokenLocations(
+        headers=tuple((h["name"], h.get("valuePrefix", "")) for h in raw.get("headers") or ()),
+        cookies=tuple(raw.get("cookies") or ()),
+        params=tuple(raw.get("params") or ()),
+    )
+
+
 def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) -> SecurityPlan | None:
     def targets(policy: K8sObject, kind: str, name: str) -> bool:
         return any(t.get("kind") == kind and t.get("name") == name for t in policy.spec.get("targetRefs") or [])
@@ -229,6 +278,8 @@ def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) 
             audiences=tuple(p.get("audiences") or ()),
             jwks_uri=p["remoteJWKS"]["uri"],
             claim_to_headers=tuple((c["header"], c["claim"]) for c in p.get("claimToHeaders") or ()),
+            name=p["name"],
+            extract_from=_token_locations(p.get("extractFrom")),
         )
         for p in jwt.get("providers") or ()
     )
@@ -249,7 +300,7 @@ def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) 
                         f"{jwt_principal['provider']}, which this policy does not define",
                         "a JWT principal needs JWT authentication configured in the same SecurityPolicy",
                     )
-                provider_key = matching[0].key
+                provider_key = matching[0].name  # Envoy Gateway's RBAC reads the payload under the provider's name
                 claims = tuple((c["name"], tuple(c["values"])) for c in jwt_principal.get("claims") or ())
             headers = tuple((h["name"].lower(), tuple(h["values"])) for h in principal.get("headers") or ())
             rules.append(
@@ -290,18 +341,6 @@ def _rate_limits_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSe
             limit = rule["limit"]
             rules.append(RateLimitRule(tuple(headers), int(limit["requests"]), UNIT_SECONDS[limit["unit"]]))
     return tuple(rules)
-
-
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_go_duration(text: str) -> float:
-    """Seconds in a Kubernetes (Go ``time.ParseDuration``) duration such as ``50ms`` or ``1m30s``."""
-    parts = _GO_DURATION.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration like 50ms, 1.5s or 1m30s")
-    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
 
 
 def _percent(policy: K8sObject, field_path: str, value: Any) -> float:
@@ -370,8 +409,11 @@ def _fault_for(route: K8sObject, manifests: ManifestSet) -> FaultPlan | None:
 
 
 # Complex on purpose: one pass over the gateway kinds in the order Envoy Gateway resolves them.
-def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
-    """The gateway's routes, security and rate limits for the one Gateway in the manifests."""
+def plan_gateway(manifests: ManifestSet, envoy_patch_policy: bool | None = None) -> GatewayPlan:
+    """The gateway's routes, security and rate limits for the one Gateway in the manifests.
+
+    ``envoy_patch_policy`` overrides whether the controller's configuration enables EnvoyPatchPolicy
+    (default: as the installer configures Envoy Gateway)."""
     classes = {c.name for c in manifests.of_kind("GatewayClass") if c.spec.get("controllerName") == GATEWAY_CONTROLLER}
     gateways = [g for g in manifests.of_kind("Gateway") if g.spec.get("gatewayClassName") in classes]
     if len(gateways) != 1:
@@ -400,7 +442,11 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
         gateway=f"{gateway.namespace}/{gateway.name}",
         listener_port=int(listener["port"]),
         remove_request_headers=tuple(removed),
+        listener_name=f"{gateway.namespace}/{gateway.name}/{listener['name']}",
+        listener=listener_settings(gateway, manifests),
     )
+    enabled = envoy_patch_policy_enabled() if envoy_patch_policy is None else envoy_patch_policy
+    plan.patch_policies, plan.patch_statuses = plan_patch_policies(manifests, gateway, enabled)
     domain = knative_domain(manifests)
     for route in manifests.of_kind("HTTPRoute"):
         ref = f"{route.namespace}/{route.name}"
@@ -421,33 +467,56 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
         if not hostnames:
             plan.detached_routes[ref] = "no hostname falls under the listener's hostname"
             continue
-        security = _security_for(route, gateway, manifests)
-        rate_limits = _rate_limits_for(route, gateway, manifests)
-        fault = _fault_for(route, manifests)
-        for rule_index, rule in enumerate(route.spec.get("rules") or []):
-            matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]
-            for host in hostnames:
-                backends: list[WeightedBackend] = []
-                for backend_ref in rule.get("backendRefs") or []:
-                    weight = int(backend_ref.get("weight", 1))
-                    for backend in _resolve_backend(backend_ref, route, (host,), manifests, domain):
-                        backends.append(WeightedBackend(backend, weight))
-                for match_index, match in enumerate(matches):
-                    path = match.get("path") or {"type": "PathPrefix", "value": "/"}
-                    plan.routes.append(
-                        RoutePlan(
-                            key=f"{ref}/{rule_index}/{match_index}/{host}",
-                            route=ref,
-                            hostnames=(host,),
-                            path_type=path.get("type", "PathPrefix"),
-                            path=path.get("value", "/"),
-                            backends=tuple(backends),
-                            security=security,
-                            rate_limits=rate_limits,
-                            fault=fault,
-                        )
-                    )
+        template = RoutePlan(
+            key="",
+            route=ref,
+            hostnames=hostnames,  # the listener's share; each RoutePlan gets one of them
+            path_type="",
+            path="",
+            backends=(),
+            security=_security_for(route, gateway, manifests),
+            rate_limits=_rate_limits_for(route, gateway, manifests),
+            fault=_fault_for(route, manifests),
+            request_buffer_bytes=request_buffer_for(route, gateway, manifests),
+            luas=luas_for(route, gateway, manifests),
+        )
+        plan.routes.extend(_route_rules(route, template, manifests, domain))
     return plan
+
+
+def ir_route_name(route: K8sObject, rule: int, match: int, host: str) -> str:
+    """Envoy Gateway's name for one match of one rule on one host (IR route, Envoy route and JWT
+    requirement): httproute/<namespace>/<route>/rule/<r>/match/<m>/<host with . as _>."""
+    return f"httproute/{route.namespace}/{route.name}/rule/{rule}/match/{match}/{host.replace('.', '_')}"
+
+
+def _route_rules(route: K8sObject, template: RoutePlan, manifests: ManifestSet, domain: str) -> list[RoutePlan]:
+    """One RoutePlan per rule x host x match, as Envoy Gateway expands an HTTPRoute."""
+    found = []
+    for rule_index, rule in enumerate(route.spec.get("rules") or []):
+        matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]
+        for host in template.hostnames:
+            backends: list[WeightedBackend] = []
+            for backend_ref in rule.get("backendRefs") or []:
+                weight = int(backend_ref.get("weight", 1))
+                for backend in _resolve_backend(backend_ref, route, (host,), manifests, domain):
+                    backends.append(WeightedBackend(backend, weight))
+            for match_index, match in enumerate(matches):
+                path = match.get("path") or {"type": "PathPrefix", "value": "/"}
+                found.append(
+                    replace(
+                        template,
+                        key=ir_route_name(route, rule_index, match_index, host),
+                        hostnames=(host,),
+                        path_type=path.get("type", "PathPrefix"),
+                        path=path.get("value", "/"),
+                        backends=tuple(backends),
+                        timeout_s=route_timeout(rule),
+                        rule=rule_index,
+                        match=match_index,
+                    )
+                )
+    return found
 
 
 def jwks_service(uri: str) -> tuple[str, str, int] | None:

@@ -22,6 +22,12 @@ class Knobs:
 
     # Clock skew the gateway's JWT validation tolerates (None: Envoy's default, 60 s).
     jwt_clock_skew_s: int | None = None
+    # The gateway leaves request paths as sent: no dot-segment removal (Envoy Gateway always
+    # normalises them; no field turns it off).
+    gateway_skips_path_normalization: bool = False
+    # The controller's configuration leaves EnvoyPatchPolicy disabled (extensionApis), so every
+    # EnvoyPatchPolicy is Accepted=False, reason Disabled, and nothing is patched.
+    envoy_patch_policy_disabled: bool = False
     # Sidecars accept client certificates from any CA (Istio has no field for this).
     sidecar_trust_any_ca: bool = False
     # Workload certificates come from a second CA the mesh also trusts, not the platform CA.
@@ -36,6 +42,8 @@ class Knobs:
 # The knobs' names as mutants write them, and the field each sets.
 KNOB_NAMES: dict[str, str] = {
     "gateway.jwtClockSkewSeconds": "jwt_clock_skew_s",
+    "gateway.skipPathNormalization": "gateway_skips_path_normalization",
+    "envoyGateway.envoyPatchPolicyDisabled": "envoy_patch_policy_disabled",
     "mesh.sidecarTrustAnyCA": "sidecar_trust_any_ca",
     "mesh.rogueIssuer": "rogue_issuer",
     "serving.canaryWeightOffset": "canary_weight_offset",

@@ -64,7 +64,9 @@ class EmbeddedPlatform:
         self.options = options
         self.manifests: ManifestSet = load_manifests(options.manifests_dir)
         check_all_supported(self.manifests)
-        self.plan: GatewayPlan = plan_gateway(self.manifests)
+        self.plan: GatewayPlan = plan_gateway(
+            self.manifests, envoy_patch_policy=False if options.knobs.envoy_patch_policy_disabled else None
+        )
         self.topology: Topology = read_topology(self.manifests)
         self.workloads = read_workloads(self.manifests)
         check_mesh_policies(self.manifests)
@@ -184,7 +186,7 @@ class EmbeddedPlatform:
                     serving.identities(),
                 ),
                 serving.revisions_for,
-                opts.knobs.jwt_clock_skew_s,
+                opts.knobs,
                 lambda bootstrap: self.observability.decorate_gateway(bootstrap, gateway.pod),
                 opts.ready_timeout_s,
             )

@@ -64,6 +64,7 @@ class EmbeddedTarget(PlatformBase):
             caps.add(Capability.WORKLOAD_NETWORK)
         if self.state.mesh is not None:
             caps.add(Capability.MESH_PROBES)
+            caps.add(Capability.BORROWED_MESH_IDENTITY)
             if self.state.mesh.network_policy:
                 caps.add(Capability.NETWORK_POLICY)
         if self.control is not None:
@@ -164,6 +165,11 @@ class EmbeddedTarget(PlatformBase):
         if self.state.mesh is None:
             raise self._missing(Capability.MESH_PROBES)
         return EmbeddedMeshClient(self.state.mesh, source)
+
+    def mesh_client_with_identity(self, source: MeshSource, namespace: str, service_account: str) -> MeshClient:
+        if self.state.mesh is None:
+            raise self._missing(Capability.BORROWED_MESH_IDENTITY)
+        return EmbeddedMeshClient(self.state.mesh, source, borrowed=(namespace, service_account))
 
     def mesh_trust_anchors(self) -> list[bytes]:
         if self.state.mesh is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from inferbox.envoy_gateway_settings import EXTENSION_APIS
 from inferbox.kind import catalog
 from inferbox.kind.actions import (
     ApplyObjects,
@@ -391,7 +392,7 @@ def envoy_gateway_step(versions: Versions) -> Step:
     # global rate-limit backend (Redis) of the AI Gateway docs is not installed.
     config = {
         "envoyGateway": {
-            "extensionApis": {"enableEnvoyPatchPolicy": True, "enableBackend": True},
+            "extensionApis": dict(EXTENSION_APIS),
             "extensionManager": {
                 "hooks": {"xdsTranslator": {"post": ["VirtualHost", "Translation"]}},
                 "service": {
