@@ -345,6 +345,8 @@ class GatewayInputs:
     revisions: Revisions | None = None
     rds: bool = False  # routes from filesystem RDS (a changed split applies without a restart)
     jwt_clock_skew_s: int | None = None  # a target knob; None: Envoy's default
+    jwks_cache_s: int | None = None  # a target knob (see Knobs.jwks_cache_s)
+    jwks_fail_open: bool = False  # a target knob (see Knobs.jwks_fail_open)
 
 
 @dataclass(frozen=True)
@@ -368,7 +370,7 @@ def service_backends(plan: GatewayPlan) -> dict[str, ServiceBackend]:
     return services
 
 
-def _jwt_filter(plan: GatewayPlan, clock_skew_s: int | None) -> dict[str, Any] | None:
+def _jwt_filter(plan: GatewayPlan, inputs: GatewayInputs) -> dict[str, Any] | None:
     providers: dict[str, Any] = {}
     requirements: dict[str, Any] = {}
     for route in plan.routes:
@@ -387,10 +389,13 @@ def _jwt_filter(plan: GatewayPlan, clock_skew_s: int | None) -> dict[str, Any] |
                     audiences=tuple(provider.audiences),
                     forward=True,
                     claim_to_headers=tuple(provider.claim_to_headers),
-                    clock_skew_s=clock_skew_s,
+                    clock_skew_s=inputs.jwt_clock_skew_s,
+                    jwks_cache_s=inputs.jwks_cache_s,
                 )
             )
         requirements[route.key] = _requirement(route.security)
+        if inputs.jwks_fail_open:
+            requirements[route.key] = _fail_open(requirements[route.key])
     if not providers:
         return None
     return {
@@ -399,13 +404,19 @@ def _jwt_filter(plan: GatewayPlan, clock_skew_s: int | None) -> dict[str, Any] |
     }
 
 
-def _http_filters(plan: GatewayPlan, clock_skew_s: int | None) -> list[dict[str, Any]]:
+def _fail_open(requirement: dict[str, Any]) -> dict[str, Any]:
+    """A deliberately broken requirement (a target knob): a token that cannot be verified, also for
+    want of keys, lets the request through unverified."""
+    return {"requires_any": {"requirements": [requirement, {"allow_missing_or_failed": {}}]}}
+
+
+def _http_filters(plan: GatewayPlan, inputs: GatewayInputs) -> list[dict[str, Any]]:
     filters: list[dict[str, Any]] = []
     if any(r.fault for r in plan.routes):
         # Envoy Gateway orders the fault filter first, before authentication: an empty default, the
         # faults themselves are per route.
         filters.append({"name": FAULT_FILTER, "typed_config": {"@type": TYPES["fault"]}})
-    jwt = _jwt_filter(plan, clock_skew_s)
+    jwt = _jwt_filter(plan, inputs)
     if jwt is not None:
         filters.append(jwt)
     filters += [
@@ -441,7 +452,7 @@ def render_gateway(inputs: GatewayInputs) -> GatewayConfig:
         "@type": TYPES["hcm"],
         "stat_prefix": "gateway",
         "generate_request_id": True,
-        "http_filters": _http_filters(plan, inputs.jwt_clock_skew_s),
+        "http_filters": _http_filters(plan, inputs),
         "access_log": stdout_access_log(),
     }
     if inputs.rds:

@@ -52,9 +52,21 @@ class Provider:
     forward: bool = True
     claim_to_headers: tuple[tuple[str, str], ...] = ()  # (header, claim)
     clock_skew_s: int | None = None  # None: Envoy's default (60 s)
+    # None: keys fetched in the background and kept while refetches fail (async_fetch); a number:
+    # keys expire after that many seconds and are fetched again on demand (a target knob).
+    jwks_cache_s: int | None = None
 
 
 def provider_config(provider: Provider) -> dict[str, Any]:
+    entry = _provider_entry(provider)
+    if provider.jwks_cache_s is not None:
+        remote = entry["remote_jwks"]
+        remote.pop("async_fetch")
+        remote["cache_duration"] = f"{provider.jwks_cache_s}s"
+    return entry
+
+
+def _provider_entry(provider: Provider) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "remote_jwks": {
             "http_uri": {"uri": provider.jwks.uri, "cluster": provider.jwks_cluster, "timeout": JWKS_FETCH_TIMEOUT},

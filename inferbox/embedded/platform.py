@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inferbox.embedded.chaos import ChaosControl
 from inferbox.embedded.control import LocalControl
 from inferbox.embedded.deployer import Deployer, process_status
 from inferbox.embedded.events import EventLog
@@ -28,7 +29,7 @@ from inferbox.embedded.mesh_plan import check_mesh_policies
 from inferbox.embedded.mesh_runtime import GATEWAY_META, MeshControlPlane
 from inferbox.embedded.network import NETNS_PREFIX, Network, ensure_port_free, make_network
 from inferbox.embedded.observability import EmbeddedObservability
-from inferbox.embedded.processes import Supervisor, proc_start_time
+from inferbox.embedded.processes import RestartPolicy, Supervisor, proc_start_time
 from inferbox.embedded.serving import ServingControlPlane
 from inferbox.embedded.state import ComponentStatus, PlatformState, PodAddress, write_state
 from inferbox.embedded.subset import check_all_supported
@@ -74,6 +75,7 @@ class EmbeddedPlatform:
         self._deployer: Deployer | None = None
         self._gateway: EmbeddedGateway | None = None
         self._serving: ServingControlPlane | None = None
+        self._chaos: ChaosControl | None = None
 
     # -- the running parts (each exists once start() has created it) --------------------------
     @property
@@ -174,8 +176,22 @@ class EmbeddedPlatform:
                 opts.knobs.jwt_clock_skew_s,
                 lambda bootstrap: self.observability.decorate_gateway(bootstrap, gateway.pod),
                 opts.ready_timeout_s,
+                RestartPolicy(never=opts.knobs.gateway_restart_never),
+                opts.knobs.jwks_cache_s,
+                opts.knobs.jwks_fail_open,
             )
             serving.start_autoscaler(gateway.admin_url)
+            deployer.watch_liveness()
+            self._chaos = ChaosControl(
+                self.manifests,
+                network,
+                supervisor,
+                deployer,
+                gateway,
+                self.observability,
+                lambda: serving.activator_pod,
+                opts.knobs.partition_all_tenants,
+            )
             self.observability.start_prometheus(
                 network, supervisor, mesh.register, opts.state_dir, deployer, gateway.pod, events, opts.ready_timeout_s
             )
@@ -202,6 +218,8 @@ class EmbeddedPlatform:
         self.serving.initial_ready(models)
 
     def stop(self) -> None:
+        if self._chaos is not None:
+            self._chaos.heal_all()  # resumed processes stop cleanly; partition rules go with their pods anyway
         if self._serving is not None:
             self._serving.stop()
         self.observability.stop()
@@ -258,7 +276,7 @@ class EmbeddedPlatform:
     # -- facts for the contract --------------------------------------------------------------
     def control(self) -> LocalControl:
         """The control plane as the embedded target uses it."""
-        return LocalControl(self.deployer, self.serving, self.mesh.ledger, self.component_status)
+        return LocalControl(self.deployer, self.serving, self.mesh.ledger, self.component_status, self._chaos)
 
     def component_status(self) -> dict[str, ComponentStatus]:
         status: dict[str, ComponentStatus] = {}
