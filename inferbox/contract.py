@@ -163,8 +163,9 @@ class Platform(Protocol):
         """Stops the replica's processes for ``seconds`` (bounded), then resumes them; returns when resumed."""
 
     # -- chaos: bounded faults, each rolled back by the platform at its bound at the latest ------------
-    def kill_replica(self, model: Model, replica: int = 0) -> Fault:
-        """Kills one ready replica at once (needs Capability.KILL_REPLICA); the platform replaces it."""
+    def kill_replica(self, model: Model, replica: int = 0, starting: bool = False) -> Fault:
+        """Kills one ready replica at once (needs Capability.KILL_REPLICA); the platform replaces it.
+        With ``starting``, the replica being started (waiting, bounded, for one to start)."""
 
     def stall_replica(self, model: Model, seconds: float, replica: int = 0) -> Fault:
         """Freezes one ready replica for ``seconds`` and returns at once (needs Capability.PAUSE_REPLICA);
@@ -269,7 +270,7 @@ class PlatformBase:
     def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
         raise self._missing(Capability.PAUSE_REPLICA)
 
-    def kill_replica(self, model: Model, replica: int = 0) -> Fault:
+    def kill_replica(self, model: Model, replica: int = 0, starting: bool = False) -> Fault:
         raise self._missing(Capability.KILL_REPLICA)
 
     def stall_replica(self, model: Model, seconds: float, replica: int = 0) -> Fault:

@@ -40,10 +40,11 @@ from inferbox.embedded.processes import ManagedProcess, Supervisor, is_same_proc
 from inferbox.embedded.workloads import service_selects
 from inferbox.errors import PlatformError
 from inferbox.manifests import ManifestSet
+from inferbox.waiting import eventually
 
 CHAOS_TABLE = "inferbox_chaos"
 MAX_FAULT_S = 120.0  # no fault may last longer, whatever the caller asks for
-ISSUER_SETTLE_S = 60.0
+STARTING_WAIT_S = 30.0  # how long a kill of a starting replica waits for one to start
 
 
 def partition_script(sources: list[str]) -> str:
@@ -188,6 +189,8 @@ class ChaosControl:
     # -- replicas --------------------------------------------------------------------------------
     def _replica(self, target: dict[str, Any]) -> Replica:
         component = f"{target['tenant']}.{target['model']}"
+        if target.get("starting"):
+            return self._starting(component)
         ready = sorted((r for r in self.deployer.replicas(component) if r.serving), key=lambda r: r.index)
         index = int(target.get("replica", 0))
         if not 0 <= index < len(ready):
@@ -197,13 +200,27 @@ class ChaosControl:
             )
         return ready[index]
 
+    def _starting(self, component: str) -> Replica:
+        """A replica of the model being started (not ready yet), waiting for the autoscaler's."""
+
+        def found() -> Replica:
+            starting = [r for r in self.deployer.replicas(component) if r.ready_at is None and not r.draining]
+            assert starting, f"no replica of {component} is starting"
+            return starting[0]
+
+        try:
+            return eventually(found, STARTING_WAIT_S, 0.02)
+        except AssertionError as exc:
+            raise PlatformError(str(exc), "send a request to the model at zero first (the activator wakes it)") from exc
+
     def _kill_replica(self, target: dict[str, Any], _seconds: float) -> Fault:
         replica = self._replica(target)
         self.deployer.kill(replica)
         return self._done(
             FaultKind.REPLICA_KILL,
             f"{target['tenant']}/{target['model']} replica {replica.name}",
-            "SIGKILL to the model server and its sidecar (a pod deleted with grace 0)",
+            "SIGKILL to the model server and its sidecar (a pod deleted with grace 0)"
+            + (" while it was starting" if target.get("starting") else ""),
         )
 
     def _pause_replica(self, target: dict[str, Any], seconds: float) -> Fault:
@@ -233,13 +250,21 @@ class ChaosControl:
             raise PlatformError(f"no stoppable component {name!r}", f"use one of {', '.join(STOPPABLE_COMPONENTS)}")
         if name == "token-issuer":
             namespace, workload = self._issuer()
-            self.deployer.scale_deployment(namespace, workload, 0)
+            replicas = self.deployer.replicas(self.deployer.spec(namespace, workload).component)
+            for replica in replicas:
+                replica.draining = True  # held down: the liveness watch does not restart it
+                signal_group(replica.process, signal.SIGKILL)
 
             def undo() -> None:
-                self.deployer.scale_deployment(namespace, workload, 1)
+                for replica in replicas:
+                    self.deployer.restart_in_place(replica)
 
             return self._record(
-                FaultKind.COMPONENT_STOP, name, seconds, undo, f"Deployment {namespace}/{workload} scaled to 0"
+                FaultKind.COMPONENT_STOP,
+                name,
+                seconds,
+                undo,
+                f"the containers of Deployment {namespace}/{workload} killed and held down",
             )
         stopped = [(key, c.process) for key, c in self.observability.components().items()]
         if not stopped:

@@ -299,13 +299,26 @@ class Deployer:
             for replica in dead:
                 replica.draining = True
         for replica in dead:
+            if replica.workload.kind == "Deployment":
+                # A crashed container is restarted in its pod (restartPolicy: Always): same address.
+                self.events.record(replica.workload.namespace, "ContainerRestarted", f"{replica.name} exited")
+                self.restart_in_place(replica)
+                continue
+            # A model replica's pod was deleted (chaos kills it that way): it goes, its revision's
+            # autoscaler sees one replica fewer and starts a replacement.
             self.events.record(replica.workload.namespace, "ReplicaDied", f"{replica.name} exited; removing it")
             self.stop_replica(replica)
-            spec = replica.workload
-            if spec.kind == "Deployment" and self._watching.is_set():
-                wanted = self._desired.get(spec.component, spec.min_replicas)
-                if len(self.replicas(spec.component)) < wanted:
-                    self.wait_ready(self.start_replica(spec))
+
+    def restart_in_place(self, replica: Replica) -> None:
+        """Starts the replica's process again in its own pod and waits until it is ready (the kubelet
+        restarting a container); it then serves again."""
+        spec, pod = replica.workload, replica.pod
+        with contextlib.suppress(ValueError):
+            self.supervisor.processes.remove(replica.process)
+        replica.ready_at = None
+        replica.process = self.supervisor.start(replica.name, self._argv_for(spec, pod), pod, self._env_for(spec, pod))
+        self.wait_ready(replica)
+        replica.draining = False
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> ScaleOutcome:
         """Runs a Deployment at ``replicas`` replicas, as far as its namespace's quota allows (the

@@ -216,8 +216,8 @@ class EmbeddedTarget(PlatformBase):
 
         return pause_replica(self._components(), model, seconds, replica)
 
-    def kill_replica(self, model: Model, replica: int = 0) -> Fault:
-        target = {"tenant": model.tenant, "model": model.name, "replica": replica}
+    def kill_replica(self, model: Model, replica: int = 0, starting: bool = False) -> Fault:
+        target = {"tenant": model.tenant, "model": model.name, "replica": replica, "starting": starting}
         return self._control().chaos_inject(FaultKind.REPLICA_KILL, target, 0.0)
 
     def stall_replica(self, model: Model, seconds: float, replica: int = 0) -> Fault:
