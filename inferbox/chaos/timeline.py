@@ -127,6 +127,14 @@ class Timeline:
             counts[str(int(status))] = counts.get(str(int(status)), 0) + 1
         return dict(sorted(counts.items()))
 
+    def window_statuses(self, start: float, end: float) -> dict[str, int]:
+        """Statuses of the valid requests intended in [start, end) (0: no answer)."""
+        mask = self._mask(start, end)
+        counts: dict[str, int] = {}
+        for status in self.records.status[mask]:
+            counts[str(int(status))] = counts.get(str(int(status)), 0) + 1
+        return dict(sorted(counts.items()))
+
     def longest_wait_s(self) -> float | None:
         """The longest any request (valid or refused) waited for its answer or refusal."""
         waits = self.records.latency

@@ -41,8 +41,9 @@ class Knobs:
     jwks_cache_s: int | None = None
     # A partition cuts the gateway off from every tenant's pods, not only the one asked for.
     partition_all_tenants: bool = False
-    # Activating a staged signing key withdraws the previous one at once (no grace period).
-    rotation_without_grace: bool = False
+    # A key rotation publishes the new key only when it starts signing (staging does nothing), so
+    # gateways that cache the keys refuse the new tokens until they fetch again.
+    rotation_without_staging: bool = False
 
 
 # The knobs' names as mutants write them, and the field each sets.
@@ -56,7 +57,7 @@ KNOB_NAMES: dict[str, str] = {
     "gateway.jwksFailOpen": "jwks_fail_open",
     "gateway.jwksCacheSeconds": "jwks_cache_s",
     "chaos.partitionAllTenants": "partition_all_tenants",
-    "jwtServer.rotationWithoutGrace": "rotation_without_grace",
+    "jwtServer.rotationWithoutStaging": "rotation_without_staging",
 }
 _TYPES = {f.name: f.type for f in fields(Knobs)}
 

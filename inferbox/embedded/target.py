@@ -244,14 +244,12 @@ class EmbeddedTarget(PlatformBase):
         return self.control.chaos_faults() if self.control is not None else []
 
     def stage_signing_key(self) -> str:
+        if read_knobs().rotation_without_staging:
+            return "(not staged)"  # the broken rotation a mutant asks for: nothing published ahead
         return self._keys.stage()
 
     def activate_signing_key(self) -> str:
-        previous = self._keys.active().kid
-        kid = self._keys.rotate()
-        if read_knobs().rotation_without_grace:
-            self._keys.withdraw(previous)  # the broken rotation a mutant asks for: no grace at all
-        return kid
+        return self._keys.rotate()
 
     def retire_signing_key(self, kid: str) -> None:
         self._keys.withdraw(kid)
