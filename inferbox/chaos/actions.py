@@ -8,6 +8,7 @@ session, so the experiment's rollbacks (``heal_faults``, ``restore_models``) und
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from inferbox.chaos.prober import Prober
@@ -48,7 +49,7 @@ def hold_replicas(model: str, replicas: int, configuration: dict[str, Any] | Non
     if replicas == 0:
 
         def at_zero() -> None:
-            running = sum(r.replicas for r in session.platform.revisions(target))
+            running = sum(r.total for r in session.platform.revisions(target))
             assert running == 0, f"{model} still has {running} replica(s)"
 
         eventually(at_zero, SETTLE_S, 0.25)
@@ -147,6 +148,14 @@ def stage_signing_key(configuration: dict[str, Any] | None = None) -> str:
     session.measured["staged_kid"] = kid
     session.mark("key-staged")
     return kid
+
+
+def wait_for_key_propagation(configuration: dict[str, Any] | None = None) -> float:
+    """The staging period: a published key takes the profile's propagation time to reach every
+    cache of the platform (the wait is the rotation procedure itself, not a synchronisation)."""
+    seconds = current(configuration).platform.profile.require_chaos().key_propagation_s
+    time.sleep(seconds)
+    return seconds
 
 
 def activate_signing_key(configuration: dict[str, Any] | None = None) -> str:

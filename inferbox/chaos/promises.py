@@ -46,9 +46,7 @@ def _common(timeline: Timeline, chaos: ChaosPromise) -> list[Verdict]:
     )
     return [
         unauth,
-        _verdict(
-            "longest-wait-s", timeline.longest_wait_s(), "<=", chaos.max_request_s, "longest any request waited"
-        ),
+        _verdict("longest-wait-s", timeline.longest_wait_s(), "<=", chaos.max_request_s, "longest any request waited"),
     ]
 
 
@@ -70,12 +68,13 @@ def _at(session: Session, timeline: Timeline, mark: str) -> float:
 Judged = tuple[list["Verdict"], dict[str, Any]]
 
 
-def replica_loss(session: Session, timeline: Timeline, _params: dict[str, Any]) -> Judged:
+def replica_loss(session: Session, timeline: Timeline, params: dict[str, Any]) -> Judged:
     chaos = session.platform.profile.require_chaos()
+    tenant = session.model(str(params["model"])).tenant
     fault = _at(session, timeline, "fault")
     ready = _at(session, timeline, "replacement-ready") if "replacement-ready" in session.marks else None
     end = max(ready if ready is not None else fault, fault + MIN_FAULT_WINDOW_S)
-    during = timeline.window("during", fault, end)
+    during = timeline.window("during", fault, end, tenant=tenant)
     replaced = session.measured.get("replacement_ready_s")
     verdicts = [
         _ratio("success-ratio-during-fault", during, chaos.min_success_ratio, "valid requests answered"),
@@ -89,11 +88,12 @@ def replica_loss(session: Session, timeline: Timeline, _params: dict[str, Any]) 
     return verdicts, _figures(before, during, after, recovery_s=replaced)
 
 
-def hung_replica(session: Session, timeline: Timeline, _params: dict[str, Any]) -> Judged:
+def hung_replica(session: Session, timeline: Timeline, params: dict[str, Any]) -> Judged:
     chaos = session.platform.profile.require_chaos()
+    tenant = session.model(str(params["model"])).tenant
     fault = _at(session, timeline, "fault")
     healed = _at(session, timeline, "healed")
-    during = timeline.window("during", fault, max(healed, fault + MIN_FAULT_WINDOW_S))
+    during = timeline.window("during", fault, max(healed, fault + MIN_FAULT_WINDOW_S), tenant=tenant)
     verdicts = [
         _ratio("success-ratio-during-fault", during, chaos.min_success_ratio, "valid requests answered"),
         *_common(timeline, chaos),
@@ -114,7 +114,9 @@ def gateway_restart(session: Session, timeline: Timeline, _params: dict[str, Any
     end = killed + (recovery or 0.0)
     during = timeline.window("during", killed, max(end, killed + 0.001))
     return verdicts, _figures(
-        timeline.window("before", 1.0, killed), during, timeline.window("after", end, timeline.run.seconds),
+        timeline.window("before", 1.0, killed),
+        during,
+        timeline.window("after", end, timeline.run.seconds),
         recovery_s=recovery,
     )
 
@@ -150,9 +152,7 @@ def token_issuer_outage(session: Session, timeline: Timeline, _params: dict[str,
             200,
             "a token request after the restart",
         ),
-        _verdict(
-            "recovery-s", timeline.recovery_s(healed), "<=", chaos.recovery("tokenIssuer"), "served again after"
-        ),
+        _verdict("recovery-s", timeline.recovery_s(healed), "<=", chaos.recovery("tokenIssuer"), "served again after"),
         *_common(timeline, chaos),
     ]
     return verdicts, _figures(timeline.window("before", 1.0, stopped), during, token_statuses=statuses)
@@ -215,9 +215,7 @@ def telemetry_outage(session: Session, timeline: Timeline, _params: dict[str, An
     healed = _at(session, timeline, "healed")
     before = timeline.window("before", 1.0, fault)
     during = timeline.window("during", fault, healed)
-    increase = (
-        round((during.p99_ms - before.p99_ms) / 1000, 3) if during.p99_ms is not None and before.p99_ms else None
-    )
+    increase = round((during.p99_ms - before.p99_ms) / 1000, 3) if during.p99_ms is not None and before.p99_ms else None
     metrics = session.measured.get("metrics_resumed_s")
     traces = session.measured.get("traces_resumed_s")
     verdicts = [

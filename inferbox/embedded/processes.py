@@ -102,7 +102,7 @@ class RestartPolicy:
     def delay(self, restarts_in_a_row: int) -> float:
         if restarts_in_a_row == 0:
             return 0.0
-        return min(self.initial_backoff_s * 2 ** (restarts_in_a_row - 1), self.max_backoff_s)
+        return float(min(self.initial_backoff_s * 2 ** (restarts_in_a_row - 1), self.max_backoff_s))
 
 
 @dataclass

@@ -85,7 +85,13 @@ def cold_starts(report: dict[str, Any]) -> str:
     )
 
 
-PROVIDERS: list[Provider] = [cold_starts]
+def chaos(report: dict[str, Any]) -> str:
+    from inferbox.chaos.report import chaos_section
+
+    return chaos_section(report, report.get("folder"))
+
+
+PROVIDERS: list[Provider] = [cold_starts, chaos]
 
 
 def extra_sections(report: dict[str, Any]) -> list[str]:

@@ -1,0 +1,102 @@
+"""Fixtures of the chaos suite: each check runs one experiment file with Chaos Toolkit's engine
+against the ``platform`` fixture, asserts on its journal and saves the journal in the report.
+
+After every experiment the steady state must hold again; if it does not, the later chaos checks
+are failed with that cause instead of running on a broken platform.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inferbox.chaos.experiments import EXPERIMENT_DIR, run
+from inferbox.chaos.session import Session, use_platform
+from inferbox.contract import Platform
+from inferbox.evidence import Evidence
+from inferbox.pytest_plugin.core import FOLDER_KEY
+from inferbox.report.model import REPORTS_ROOT, new_run_folder
+
+BROKEN = pytest.StashKey[str]()
+
+
+@pytest.fixture(scope="session")
+def chaos_folder(request: pytest.FixtureRequest) -> Path:
+    folder = request.config.stash.get(FOLDER_KEY, None) or new_run_folder("chaos", REPORTS_ROOT)
+    return Path(folder) / "artifacts" / "chaos"
+
+
+@pytest.fixture
+def experiment(
+    platform: Platform, chaos_folder: Path, evidence: Evidence, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], tuple[dict[str, Any], Session]]]:
+    """Runs ``suites/chaos/experiments/<name>.json``; returns its journal and the run's session."""
+    broken = request.config.stash.get(BROKEN, None)
+    if broken:
+        pytest.fail(f"not run: an earlier chaos experiment left the platform broken ({broken})")
+    sessions: list[tuple[str, dict[str, Any], Session]] = []
+
+    def run_one(name: str) -> tuple[dict[str, Any], Session]:
+        folder = chaos_folder / name
+        with use_platform(platform, folder) as session:
+            journal = run(EXPERIMENT_DIR / f"{name}.json", session)
+        sessions.append((name, journal, session))
+        return journal, session
+
+    yield run_one
+    for name, journal, session in sessions:
+        after = (journal.get("steady_states") or {}).get("after") or {}
+        if journal.get("status") in ("aborted", "interrupted") or after.get("steady_state_met") is False:
+            probes = [p["activity"]["name"] for p in after.get("probes", []) if not p.get("tolerance_met")]
+            request.config.stash[BROKEN] = (
+                f"{name}: steady state after it not met ({', '.join(probes) or journal.get('status')})"
+            )
+        judged = session.folder / "judgement.json"
+        summary = json.loads(judged.read_text()) if judged.exists() else {}
+        evidence.figure(
+            "chaos",
+            {
+                "experiment": name,
+                "title": journal.get("experiment", {}).get("title", name),
+                "status": journal.get("status"),
+                "deviated": journal.get("deviated"),
+                "before": (journal.get("steady_states") or {}).get("before", {}).get("steady_state_met"),
+                "after": after.get("steady_state_met"),
+                "judgement": summary,
+                "faults": [
+                    {"kind": f.kind, "target": f.target, "started": f.started, "healed": f.healed, "bound_s": f.bound_s}
+                    for f in session.faults
+                ],
+                "journal": str(session.folder / "journal.json"),
+            },
+        )
+        if summary.get("per_second"):
+            from inferbox.chaos.plot import timeline_png
+
+            png = timeline_png(summary, session.folder / "timeline.png")
+            evidence.figure("chaos_timeline_png", str(png))
+
+
+def assert_kept(journal: dict[str, Any], session: Session) -> None:
+    """The journal shows the steady state before and after, every activity succeeded, and every
+    promise judged was kept (the broken ones are named)."""
+    assert journal.get("status") == "completed", f"experiment {journal.get('status')}: see {session.folder}"
+    before = (journal.get("steady_states") or {}).get("before") or {}
+    assert before.get("steady_state_met"), f"the steady state did not hold before the fault: {before}"
+    failed = [
+        r["activity"]["name"] + ": " + str(r.get("exception", "")[-1:])
+        for r in journal.get("run", [])
+        if r.get("status") != "succeeded"
+    ]
+    broken = [f"{v.name}: {v.detail}" for v in session.verdicts if not v.passed]
+    assert session.verdicts, "no promise was judged: the experiment measured nothing"
+    assert not broken, "promises broken: " + "; ".join(broken)
+    assert not failed, f"activities failed: {failed}"
+    after = (journal.get("steady_states") or {}).get("after") or {}
+    assert after.get("steady_state_met"), f"the steady state did not come back after the fault: {after}"
+    rollbacks = [r for r in journal.get("rollbacks", []) if r.get("status") != "succeeded"]
+    assert not rollbacks, f"rollbacks failed: {rollbacks}"
