@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferbox.embedded.mesh_plan import OutlierPlan, destination_rule_outliers
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
 
@@ -117,6 +118,33 @@ class FaultPlan:
 
 
 @dataclass(frozen=True)
+class RetryPlan:
+    """A BackendTrafficPolicy's ``retry``, with Envoy Gateway 1.4's defaults."""
+
+    num_retries: int = 2
+    triggers: tuple[str, ...] = (
+        "connect-failure",
+        "refused-stream",
+        "unavailable",
+        "cancelled",
+        "retriable-status-codes",
+    )
+    status_codes: tuple[int, ...] = (503,)
+    per_try_timeout_s: float | None = None
+    backoff_base_s: float | None = None
+    backoff_max_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Resilience:
+    """What a route's BackendTrafficPolicy asks of the gateway when a backend fails."""
+
+    retry: RetryPlan | None = None
+    outlier: OutlierPlan | None = None
+    connect_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
 class RoutePlan:
     key: str  # unique: <namespace>/<route>/<rule>/<match>
     route: str  # namespace/name
@@ -127,6 +155,7 @@ class RoutePlan:
     security: SecurityPlan | None
     rate_limits: tuple[RateLimitRule, ...]
     fault: FaultPlan | None = None
+    resilience: Resilience | None = None
 
 
 @dataclass
@@ -136,6 +165,9 @@ class GatewayPlan:
     remove_request_headers: tuple[str, ...]
     routes: list[RoutePlan] = field(default_factory=list)
     detached_routes: dict[str, str] = field(default_factory=dict)  # route -> why not attached
+    # Istio DestinationRule outlier detection of each model's replicas, by "<namespace>/<model>": on
+    # the embedded target the gateway reaches replicas itself, where Istio's ingress would.
+    replica_outliers: dict[str, OutlierPlan] = field(default_factory=dict)
 
 
 def knative_domain(manifests: ManifestSet) -> str:
@@ -402,6 +434,7 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
         remove_request_headers=tuple(removed),
     )
     domain = knative_domain(manifests)
+    plan.replica_outliers = destination_rule_outliers(manifests)
     for route in manifests.of_kind("HTTPRoute"):
         ref = f"{route.namespace}/{route.name}"
         parents = [
@@ -424,6 +457,7 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
         security = _security_for(route, gateway, manifests)
         rate_limits = _rate_limits_for(route, gateway, manifests)
         fault = _fault_for(route, manifests)
+        resilience = resilience_for(route, gateway, manifests)
         for rule_index, rule in enumerate(route.spec.get("rules") or []):
             matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]
             for host in hostnames:
@@ -445,6 +479,7 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
                             security=security,
                             rate_limits=rate_limits,
                             fault=fault,
+                            resilience=resilience,
                         )
                     )
     return plan
@@ -461,3 +496,113 @@ def jwks_service(uri: str) -> tuple[str, str, int] | None:
     if len(parts) != 2:
         return None
     return parts[1], parts[0], int(port or (443 if uri.startswith("https") else 80))
+
+
+# -- resilience: BackendTrafficPolicy retry, healthCheck.passive and timeout.tcp -------------------
+# Envoy Gateway's retry triggers, as the API names them, and Envoy's names for them.
+RETRY_TRIGGERS = {
+    "5xx": "5xx",
+    "gateway-error": "gateway-error",
+    "reset": "reset",
+    "connect-failure": "connect-failure",
+    "retriable-4xx": "retriable-4xx",
+    "refused-stream": "refused-stream",
+    "retriable-status-codes": "retriable-status-codes",
+    "cancelled": "cancelled",
+    "deadline-exceeded": "deadline-exceeded",
+    "internal": "internal",
+    "resource-exhausted": "resource-exhausted",
+    "unavailable": "unavailable",
+}
+
+
+def _duration(policy: K8sObject, field_path: str, value: Any) -> float:
+    try:
+        return parse_go_duration(str(value))
+    except ValueError as exc:
+        raise ManifestError(f"{policy.source}: {policy.ref}: {field_path}: {exc}", "write a duration like 2s") from exc
+
+
+def _retry(policy: K8sObject, spec: dict[str, Any]) -> RetryPlan:
+    retry_on = spec.get("retryOn")
+    triggers: tuple[str, ...] = RetryPlan().triggers
+    codes: tuple[int, ...] = RetryPlan().status_codes
+    if retry_on is not None:
+        # With retryOn present, Envoy Gateway emits exactly its triggers and its status codes.
+        unknown = [t for t in retry_on.get("triggers") or [] if t not in RETRY_TRIGGERS]
+        if unknown:
+            raise ManifestError(
+                f"{policy.source}: {policy.ref}: retry.retryOn.triggers has unknown trigger(s) {unknown}",
+                f"use some of {', '.join(RETRY_TRIGGERS)}",
+            )
+        triggers = tuple(RETRY_TRIGGERS[t] for t in retry_on.get("triggers") or [])
+        codes = tuple(int(c) for c in retry_on.get("httpStatusCodes") or [])
+    per_retry = spec.get("perRetry") or {}
+    backoff = per_retry.get("backOff") or {}
+    base = _duration(policy, "retry.perRetry.backOff.baseInterval", backoff["baseInterval"]) if backoff else None
+    if backoff and not base:
+        raise ManifestError(f"{policy.source}: {policy.ref}: retry.perRetry.backOff.baseInterval must not be 0", "")
+    return RetryPlan(
+        num_retries=int(spec.get("numRetries", 2)),
+        triggers=triggers,
+        status_codes=codes,
+        per_try_timeout_s=(
+            _duration(policy, "retry.perRetry.timeout", per_retry["timeout"]) if "timeout" in per_retry else None
+        ),
+        backoff_base_s=base,
+        backoff_max_s=(
+            _duration(policy, "retry.perRetry.backOff.maxInterval", backoff["maxInterval"])
+            if "maxInterval" in backoff
+            else None
+        ),
+    )
+
+
+def _passive(policy: K8sObject, spec: dict[str, Any], panic: int | None) -> OutlierPlan:
+    """healthCheck.passive with the CRD's defaults (the API server applies them on a cluster)."""
+
+    def seconds(name: str, default: str) -> float:
+        return _duration(policy, f"healthCheck.passive.{name}", spec.get(name, default))
+
+    return OutlierPlan(
+        source="BackendTrafficPolicy",
+        interval_s=seconds("interval", "3s"),
+        base_ejection_s=seconds("baseEjectionTime", "30s"),
+        consecutive_5xx=int(spec.get("consecutive5XxErrors", 5)),
+        consecutive_gateway_errors=int(spec.get("consecutiveGatewayErrors", 0)),
+        consecutive_local_origin=int(spec.get("consecutiveLocalOriginFailures", 5)),
+        split_local_origin=bool(spec.get("splitExternalLocalOriginErrors", False)),
+        max_ejection_percent=int(spec.get("maxEjectionPercent", 10)),
+        panic_threshold=panic,
+    )
+
+
+def resilience_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) -> Resilience | None:
+    """The retry, passive health check and connect timeout of the BackendTrafficPolicy on the route,
+    else of the one on its Gateway (the more specific target wins, as in Envoy Gateway)."""
+
+    def targets(policy: K8sObject, kind: str, name: str) -> bool:
+        return any(t.get("kind") == kind and t.get("name") == name for t in policy.spec.get("targetRefs") or [])
+
+    keys = ("retry", "healthCheck", "timeout")
+    relevant = [p for p in manifests.of_kind("BackendTrafficPolicy") if any(k in p.spec for k in keys)]
+    on_route = [p for p in relevant if p.namespace == route.namespace and targets(p, "HTTPRoute", route.name)]
+    on_gateway = [p for p in relevant if p.namespace == gateway.namespace and targets(p, "Gateway", gateway.name)]
+    chosen = on_route or on_gateway
+    if not chosen:
+        return None
+    if len(chosen) > 1:
+        raise ManifestError(
+            f"{route.ref} gets retry/healthCheck/timeout from {len(chosen)} BackendTrafficPolicies "
+            f"({', '.join(p.name for p in chosen)})",
+            "Envoy Gateway accepts one BackendTrafficPolicy per route (a second is Conflicted); merge them",
+        )
+    policy = chosen[0]
+    health = policy.spec.get("healthCheck") or {}
+    panic = health.get("panicThreshold")
+    connect = ((policy.spec.get("timeout") or {}).get("tcp") or {}).get("connectTimeout")
+    return Resilience(
+        retry=_retry(policy, policy.spec["retry"] or {}) if "retry" in policy.spec else None,
+        outlier=_passive(policy, health["passive"] or {}, panic) if "passive" in health else None,
+        connect_timeout_s=_duration(policy, "timeout.tcp.connectTimeout", connect) if connect else None,
+    )
