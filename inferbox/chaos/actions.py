@@ -31,7 +31,7 @@ def _fault(fault: Fault) -> dict[str, Any]:
     }
 
 
-def start_prober(seconds: float, rate: float = 30.0, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+def start_prober(seconds: float, rate: float = 12.0, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
     """Starts the open-loop prober for ``seconds`` at ``rate`` requests/s (all streams together)."""
     session = current(configuration)
     timeout = session.platform.profile.require_chaos().max_request_s * 2

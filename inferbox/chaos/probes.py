@@ -86,7 +86,11 @@ def await_replacement(model: str, replicas: int, configuration: dict[str, Any] |
     target = session.model(model)
     budget = session.platform.profile.require_chaos().recovery("replacementReady")
 
+    since = session.marks["fault"]
+
     def back() -> None:
+        started = [t for t in session.platform.replica_timings(target, since) if t.ready_at is not None]
+        assert started, f"{model}: no replica requested since the fault is ready"
         ready = sum(r.ready for r in session.platform.revisions(target))
         assert ready >= replicas, f"{model}: {ready} of {replicas} replicas ready"
 
