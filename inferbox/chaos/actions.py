@@ -13,7 +13,7 @@ from typing import Any
 
 from inferbox.chaos.prober import Prober
 from inferbox.chaos.session import current
-from inferbox.contract import Fault
+from inferbox.contract import Capability, Fault
 from inferbox.waiting import eventually
 
 SETTLE_S = 120.0  # replicas starting, or going, when a model's bounds change
@@ -35,6 +35,14 @@ def start_prober(seconds: float, rate: float = 12.0, configuration: dict[str, An
     """Starts the open-loop prober for ``seconds`` at ``rate`` requests/s (all streams together)."""
     session = current(configuration)
     timeout = session.platform.profile.require_chaos().max_request_s * 2
+    # The steady state the fault is measured against: every model the experiment does not pin
+    # itself keeps at least one replica (an idle canary revision scaling from zero mid-run would be
+    # measured as the fault's doing). Restored by the rollback ``restore_models``.
+    if Capability.AUTOSCALING in session.platform.capabilities:
+        for model in session.platform.topology.models:
+            if model not in session.held:
+                session.held.append(model)
+                session.platform.set_scale_bounds(model, 1, None, SETTLE_S)
     session.prober = Prober(session.platform, session.folder / "prober", seconds, rate, timeout).start()
     started = session.mark("prober-start")
     return {"seconds": seconds, "rate": rate, "client_timeout_s": timeout, "started": started}
