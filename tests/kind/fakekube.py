@@ -99,6 +99,7 @@ class FakeCluster:
     requests: list[tuple[str, str]] = field(default_factory=list)
     applied: list[dict[str, Any]] = field(default_factory=list)  # bodies applied (not dry runs), in order
     authorizations: list[str] = field(default_factory=list)
+    deleted: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, namespace, name, grace
     lock: threading.RLock = field(default_factory=threading.RLock)
     url: str = ""
     _server: ThreadingHTTPServer | None = None
@@ -260,6 +261,10 @@ class FakeCluster:
             def do_GET(self) -> None:
                 cluster._serve(self, "GET", None)
 
+            def do_DELETE(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                cluster._serve(self, "DELETE", json.loads(self.rfile.read(length) or b"{}"))
+
             def do_PATCH(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 cluster._serve(self, "PATCH", json.loads(self.rfile.read(length) or b"{}"))
@@ -327,6 +332,15 @@ class FakeCluster:
                     handler._send(404, _status(404, "NotFound", f'{rest[0]} "{name}" not found'))
                     return
             handler._send(200, self.observe(key))
+            return
+        if method == "DELETE":
+            with self.lock:
+                gone = self.objects.pop(key, None)
+                self.deleted.append((kind, namespace, name or "", query.get("gracePeriodSeconds", "")))
+            if gone is None:
+                handler._send(404, _status(404, "NotFound", f'{rest[0]} "{name}" not found'))
+            else:
+                handler._send(200, gone)
             return
         status, result = self.apply(body, dry_run=query.get("dryRun") == "All")
         handler._send(status, result)
