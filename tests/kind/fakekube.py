@@ -282,7 +282,7 @@ class FakeCluster:
     def api(self) -> KubeApi:
         return KubeApi(self.url, context="fake")
 
-    def _serve(self, handler: Any, method: str, body: Any) -> None:
+    def _serve(self, handler: Any, method: str, body: Any) -> None:  # noqa: C901 - one branch per kind of request served
         parsed = urlparse(handler.path)
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
         parts = [p for p in parsed.path.split("/") if p]
@@ -334,17 +334,20 @@ class FakeCluster:
             handler._send(200, self.observe(key))
             return
         if method == "DELETE":
-            with self.lock:
-                gone = self.objects.pop(key, None)
-                self.deleted.append((kind, namespace, name or "", query.get("gracePeriodSeconds", "")))
-            if gone is None:
-                handler._send(404, _status(404, "NotFound", f'{rest[0]} "{name}" not found'))
-            else:
-                handler._send(200, gone)
+            self._delete(handler, key, query.get("gracePeriodSeconds", ""))
             return
         status, result = self.apply(body, dry_run=query.get("dryRun") == "All")
         handler._send(status, result)
         return
+
+    def _delete(self, handler: Any, key: Key, grace: str) -> None:
+        with self.lock:
+            gone = self.objects.pop(key, None)
+            self.deleted.append((key[1], key[2], key[3], grace))
+        if gone is None:
+            handler._send(404, _status(404, "NotFound", f'{key[1]} "{key[3]}" not found'))
+        else:
+            handler._send(200, gone)
 
     def _list(self, api_version: str, kind: str, namespace: str, query: dict[str, str]) -> list[dict[str, Any]]:
         wanted = dict(p.split("=", 1) for p in query.get("labelSelector", "").split(",") if "=" in p)

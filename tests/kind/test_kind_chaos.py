@@ -43,7 +43,8 @@ def test_a_replica_is_killed_by_deleting_its_pod_with_grace_zero(cluster: FakeCl
     chaos = KubeChaos(fake_api, MANIFESTS, None)
     fault = chaos.kill_replica(MODEL, 1, starting=False)
     assert cluster.deleted == [("Pod", "tenant-c", "pytorch-resnet-b", "0")]
-    assert fault.bound_s == 0 and "pytorch-resnet-b" in fault.target
+    assert fault.bound_s == 0
+    assert "pytorch-resnet-b" in fault.target
     chaos.kill_replica(MODEL, 0, starting=True)
     assert cluster.deleted[-1][2] == "pytorch-resnet-c", "the starting replica"
 
@@ -71,12 +72,14 @@ def test_the_token_issuer_comes_back_at_the_bound(cluster: FakeCluster, fake_api
     chaos = KubeChaos(fake_api, MANIFESTS, None)
     chaos.stop_component("token-issuer", 0.3)
     deployment = cluster.find("Deployment", "jwt-server", "inference-system")
-    assert deployment is not None and deployment["spec"]["replicas"] == 0
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 0
     assert len(chaos.active()) == 1
 
     def back() -> None:
         found = cluster.find("Deployment", "jwt-server", "inference-system")
-        assert found is not None and found["spec"]["replicas"] == 1, "still scaled to zero"
+        assert found is not None
+        assert found["spec"]["replicas"] == 1, "still scaled to zero"
 
     eventually(back, timeout_s=5, interval_s=0.05)  # nobody healed it: the bound did
     assert chaos.active() == []
@@ -97,7 +100,8 @@ def test_a_partition_narrows_the_tenants_policies_and_heal_restores_them(
     ), "the gateway's hops are no longer admitted"
     before = len(cluster.applied)
     healed = chaos.heal(fault.id)
-    assert healed is not None and healed.healed is not None
+    assert healed is not None
+    assert healed.healed is not None
     restored = [b for b in cluster.applied[before:] if b["metadata"]["name"] == "allow-platform-ingress"]
     original = next(
         p.body
@@ -117,7 +121,8 @@ def test_a_stall_leaves_its_own_resume_inside_the_container(cluster: FakeCluster
     chaos = KubeChaos(fake_api, MANIFESTS, exec_in)
     fault = chaos.stall_replica(MODEL, 5, 0)
     assert calls[0][:3] == ("tenant-c", "pytorch-resnet-a", "kserve-container")
-    assert "kill -STOP 1" in calls[0][3][2] and "sleep 6; kill -CONT 1" in calls[0][3][2]
+    assert "kill -STOP 1" in calls[0][3][2]
+    assert "sleep 6; kill -CONT 1" in calls[0][3][2]
     chaos.heal(fault.id)
     assert calls[-1][3] == ["sh", "-c", "kill -CONT 1"]
 

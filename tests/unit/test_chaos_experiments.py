@@ -60,7 +60,7 @@ def test_a_tolerance_outside_zero_one_is_refused(topology: Topology) -> None:
         check_experiment(Path("x.json"), experiment, topology)
     ratio = _experiment()
     ratio["method"][1]["provider"]["arguments"]["success_ratio"] = -0.1
-    with pytest.raises(ExperimentError, match="success_ratio is -0.1, outside 0-1"):
+    with pytest.raises(ExperimentError, match=r"success_ratio is -0\.1, outside 0-1"):
         check_experiment(Path("x.json"), ratio, topology)
 
 
@@ -83,5 +83,5 @@ def test_an_unknown_tenant_is_refused(topology: Topology) -> None:
 def test_a_file_that_is_not_json_is_named(tmp_path: Path, topology: Topology) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("{nope")
-    with pytest.raises(ExperimentError, match="broken.json: not valid JSON"):
+    with pytest.raises(ExperimentError, match=r"broken\.json: not valid JSON"):
         load(broken, topology)

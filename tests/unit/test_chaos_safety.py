@@ -86,14 +86,17 @@ def test_the_supervisor_restarts_a_process_that_exits(supervisor: Supervisor) ->
     watch = supervisor.keep_running(process, lambda: supervisor.start("gw", SLEEPER, pod), seen.append, RestartPolicy())
     process.popen.kill()
     eventually(lambda: _assert(len(seen) == 1 and seen[0].alive()), timeout_s=5, interval_s=0.05)
-    assert watch.current is seen[0] and len(watch.restarts) == 1
+    assert watch.current is seen[0]
+    assert len(watch.restarts) == 1
 
 
 def test_restart_policy_never_leaves_it_down(supervisor: Supervisor) -> None:
     pod = Pod("gw", "127.0.0.1")
     process = supervisor.start("gw", SLEEPER, pod)
     seen: list[ManagedProcess] = []
-    supervisor.keep_running(process, lambda: supervisor.start("gw", SLEEPER, pod), seen.append, RestartPolicy(never=True))
+    supervisor.keep_running(
+        process, lambda: supervisor.start("gw", SLEEPER, pod), seen.append, RestartPolicy(never=True)
+    )
     process.popen.kill()
     time.sleep(0.5)  # long enough for a restart to have happened: here nothing may happen
     assert seen == []
@@ -106,6 +109,7 @@ def test_kubelet_back_off() -> None:
 
 def test_partition_rules_live_in_their_own_table() -> None:
     script = partition_script(["198.18.0.2", "198.18.0.3"])
-    assert "table inet inferbox_chaos" in script and "ip saddr { 198.18.0.2, 198.18.0.3 } drop" in script
+    assert "table inet inferbox_chaos" in script
+    assert "ip saddr { 198.18.0.2, 198.18.0.3 } drop" in script
     assert "priority -10" in script, "before the NetworkPolicy table, so policies cannot let traffic through"
     assert heal_script().strip().endswith("delete table inet inferbox_chaos")

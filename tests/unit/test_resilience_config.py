@@ -28,7 +28,8 @@ def test_the_shipped_policies_are_interpreted() -> None:
     check_all_supported(manifests)
     plan = plan_gateway(manifests)
     route = next(r for r in plan.routes if r.route == "tenant-c/pytorch-resnet")
-    assert route.resilience is not None and route.resilience.retry is not None
+    assert route.resilience is not None
+    assert route.resilience.retry is not None
     assert route.resilience.retry.per_try_timeout_s == 12.0
     assert route.resilience.connect_timeout_s == 2.0
     settings = cluster_resilience(plan, CLUSTER)
@@ -36,7 +37,8 @@ def test_the_shipped_policies_are_interpreted() -> None:
     assert settings["connect_timeout"] == "2s"
     assert settings["circuit_breakers"]["thresholds"][0]["max_retries"] == 1024
     detection = settings["outlier_detection"]
-    assert detection["consecutive_5xx"] == 3 and detection["enforcing_consecutive_5xx"] == 100
+    assert detection["consecutive_5xx"] == 3
+    assert detection["enforcing_consecutive_5xx"] == 100
     assert detection["enforcing_success_rate"] == 0, "Istio turns success-rate ejection off"
     assert settings["common_lb_config"]["healthy_panic_threshold"]["value"] == 0.0, "Istio: minHealthPercent 0"
 
@@ -78,7 +80,12 @@ def _edited(kind: str, name: str, namespace: str, op: str, path: str, value: obj
 
 def test_an_unknown_retry_trigger_is_refused() -> None:
     manifests = _edited(
-        "BackendTrafficPolicy", "pytorch-resnet-rate-limit", "tenant-c", "replace", "/spec/retry/retryOn/triggers", ["x"]
+        "BackendTrafficPolicy",
+        "pytorch-resnet-rate-limit",
+        "tenant-c",
+        "replace",
+        "/spec/retry/retryOn/triggers",
+        ["x"],
     )
     with pytest.raises(ManifestError, match="unknown trigger"):
         plan_gateway(manifests)
@@ -104,4 +111,5 @@ def test_without_a_destination_rule_the_policy_passive_check_applies(tmp_path: P
     plan = plan_gateway(manifests)
     plan.replica_outliers.pop("tenant-c/pytorch-resnet")
     detection = cluster_resilience(plan, CLUSTER)["outlier_detection"]
-    assert detection["consecutive_5xx"] == 7 and detection["interval"] == "3s"
+    assert detection["consecutive_5xx"] == 7
+    assert detection["interval"] == "3s"
