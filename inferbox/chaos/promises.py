@@ -246,7 +246,13 @@ def activation(session: Session, timeline: Timeline, params: dict[str, Any]) -> 
             True,
             f"requests not answered failed as {failures or 'none'}",
         ),
-        _verdict("answered-after-kill", timeline.served_after(fault, model.tenant), ">=", 1, "answered after the kill"),
+        _verdict(
+            "held-requests-answered",
+            timeline.window("held", start, fault, tenant=model.tenant).ok,
+            ">=",
+            1,
+            "requests sent before the kill (held while the model woke up) answered by another replica",
+        ),
         *_common(timeline, chaos),
     ]
     return verdicts, _figures(held)

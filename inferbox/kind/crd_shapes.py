@@ -346,7 +346,6 @@ BACKEND_TRAFFIC_POLICY: Shape = _object(
                 "connection",
                 "dns",
                 "faultInjection",
-                "healthCheck",
                 "http2",
                 "httpUpgrade",
                 "loadBalancer",
@@ -354,12 +353,54 @@ BACKEND_TRAFFIC_POLICY: Shape = _object(
                 "proxyProtocol",
                 "requestBuffer",
                 "responseOverride",
-                "retry",
                 "tcpKeepalive",
                 "telemetry",
-                "timeout",
                 "useClientProtocol",
             )
+        },
+        # Envoy Gateway 1.4.2 api/v1alpha1 retry_types.go, healthcheck_types.go, timeout_types.go.
+        "retry": {
+            "numRetries": int,
+            "numAttemptsPerPriority": int,
+            "retryOn": {
+                "triggers": [
+                    OneOf(
+                        (
+                            "5xx",
+                            "gateway-error",
+                            "reset",
+                            "connect-failure",
+                            "retriable-4xx",
+                            "refused-stream",
+                            "retriable-status-codes",
+                            "cancelled",
+                            "deadline-exceeded",
+                            "internal",
+                            "resource-exhausted",
+                            "unavailable",
+                        )
+                    )
+                ],
+                "httpStatusCodes": [int],
+            },
+            "perRetry": {"timeout": str, "backOff": {"baseInterval": str, "maxInterval": str}},
+        },
+        "healthCheck": {
+            "active": UNUSED,
+            "panicThreshold": int,
+            "passive": {
+                "splitExternalLocalOriginErrors": bool,
+                "interval": str,
+                "consecutiveLocalOriginFailures": int,
+                "consecutiveGatewayErrors": int,
+                "consecutive5XxErrors": int,
+                "baseEjectionTime": str,
+                "maxEjectionPercent": int,
+            },
+        },
+        "timeout": {
+            "tcp": {"connectTimeout": str},
+            "http": {"connectionIdleTimeout": str, "maxConnectionDuration": str, "requestTimeout": str},
         },
     }
 )
@@ -443,6 +484,34 @@ _ISTIO_SOURCE = (
     "serviceAccounts", "notServiceAccounts", "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks",
 )  # fmt: skip
 _ISTIO_OPERATION = ("hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths")
+# Istio 1.26 networking/v1 DestinationRule: outlier detection of a service's endpoints.
+DESTINATION_RULE: Shape = _object(
+    {
+        "host": str,
+        "exportTo": [str],
+        "subsets": UNUSED,
+        "workloadSelector": UNUSED,
+        "trafficPolicy": {
+            "loadBalancer": UNUSED,
+            "connectionPool": UNUSED,
+            "tls": UNUSED,
+            "portLevelSettings": UNUSED,
+            "tunnel": UNUSED,
+            "proxyProtocol": UNUSED,
+            "outlierDetection": {
+                "consecutiveErrors": int,
+                "splitExternalLocalOriginErrors": bool,
+                "consecutiveLocalOriginFailures": int,
+                "consecutiveGatewayErrors": int,
+                "consecutive5xxErrors": int,
+                "interval": str,
+                "baseEjectionTime": str,
+                "maxEjectionPercent": int,
+                "minHealthPercent": int,
+            },
+        },
+    }
+)
 AUTHORIZATION_POLICY: Shape = _object(
     {
         **ISTIO_TARGETS,
@@ -587,6 +656,8 @@ SHAPES: dict[tuple[str, str], Shape] = {
     ("telemetry.istio.io/v1", "Telemetry"): TELEMETRY,
     ("security.istio.io/v1", "PeerAuthentication"): PEER_AUTHENTICATION,
     ("security.istio.io/v1beta1", "PeerAuthentication"): PEER_AUTHENTICATION,
+    ("networking.istio.io/v1", "DestinationRule"): DESTINATION_RULE,
+    ("networking.istio.io/v1beta1", "DestinationRule"): DESTINATION_RULE,
     ("security.istio.io/v1", "AuthorizationPolicy"): AUTHORIZATION_POLICY,
     ("security.istio.io/v1beta1", "AuthorizationPolicy"): AUTHORIZATION_POLICY,
     ("security.istio.io/v1", "RequestAuthentication"): REQUEST_AUTHENTICATION,
