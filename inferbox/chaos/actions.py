@@ -48,12 +48,15 @@ def start_prober(seconds: float, rate: float = 12.0, configuration: dict[str, An
     return {"seconds": seconds, "rate": rate, "client_timeout_s": timeout, "started": started}
 
 
-def hold_replicas(model: str, replicas: int, configuration: dict[str, Any] | None = None) -> int:
-    """Pins a model at ``replicas`` replicas (0: scaled to zero) until ``restore_models``."""
+def hold_replicas(
+    model: str, replicas: int, max_replicas: int | None = None, configuration: dict[str, Any] | None = None
+) -> int:
+    """Pins a model at ``replicas`` replicas until ``restore_models``; 0 scales it to zero, and
+    ``max_replicas`` then caps how many a burst may start."""
     session = current(configuration)
     target = session.model(model)
     session.held.append(target)
-    session.platform.set_scale_bounds(target, replicas, replicas if replicas else None, SETTLE_S)
+    session.platform.set_scale_bounds(target, replicas, replicas if replicas else max_replicas, SETTLE_S)
     if replicas == 0:
 
         def at_zero() -> None:
@@ -111,6 +114,7 @@ def heal_last(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
     for index in range(len(session.faults) - 1, -1, -1):
         fault = session.faults[index]
         if fault.bound_s:
+            session.mark("heal-started")
             healed = session.platform.heal(fault)
             session.faults[index] = healed
             session.marks["healed"] = healed.healed or session.mark("healed")

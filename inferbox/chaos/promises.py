@@ -161,7 +161,8 @@ def token_issuer_outage(session: Session, timeline: Timeline, _params: dict[str,
 def jwks_at_restart(session: Session, timeline: Timeline, _params: dict[str, Any]) -> Judged:
     chaos = session.platform.profile.require_chaos()
     killed = _at(session, timeline, "gateway-killed")
-    healed = _at(session, timeline, "healed")
+    # The keys may come back as soon as the issuer starts again: the window ends when it is asked to.
+    healed = _at(session, timeline, "heal-started")
     restarted = killed + (session.measured.get("gateway_back_s") or 0.0)
     closed = timeline.window("gateway-without-keys", restarted, healed)
     statuses = timeline.window_statuses(restarted, healed)
