@@ -4,6 +4,9 @@ restarted by the supervisor's restart policy (the kubelet's), unless the policy 
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,6 +17,7 @@ import pytest
 
 from inferbox.contract import FaultKind
 from inferbox.embedded.chaos import ChaosControl, heal_script, partition_script
+from inferbox.embedded.netpol import nft_available, nft_binary
 from inferbox.embedded.network import Network, Pod
 from inferbox.embedded.processes import ManagedProcess, RestartPolicy, Supervisor
 from inferbox.errors import PlatformError
@@ -113,3 +117,41 @@ def test_partition_rules_live_in_their_own_table() -> None:
     assert "ip saddr { 198.18.0.2, 198.18.0.3 } drop" in script
     assert "priority -10" in script, "before the NetworkPolicy table, so policies cannot let traffic through"
     assert heal_script().strip().endswith("delete table inet inferbox_chaos")
+
+
+def _nft_table_in(netns: str) -> bool:
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, nft_binary(), "list", "table", "inet", "inferbox_chaos"],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not nft_available(), reason="needs root and nftables (network namespaces)")
+def test_a_partition_is_lifted_at_its_bound_without_anyone_asking(supervisor: Supervisor) -> None:
+    netns = f"ib-chaostest-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        network = Network("t")
+        network.isolated = True
+        pod = Pod("tenant-c.m-0", "198.18.0.9", netns)
+        network.pods[pod.name] = pod
+        replica = SimpleNamespace(pod=pod, workload=SimpleNamespace(namespace="tenant-c"))
+        deployer = SimpleNamespace(all_replicas=lambda: [replica])
+        gateway = SimpleNamespace(pod=Pod("gw", "198.18.0.2", None))
+        control = ChaosControl(
+            cast(Any, SimpleNamespace()),
+            network,
+            supervisor,
+            cast(Any, deployer),
+            cast(Any, gateway),
+            cast(Any, SimpleNamespace(components=dict)),
+            lambda: None,
+        )
+        control.inject(FaultKind.PARTITION, {"tenant": "tenant-c"}, 0.5)
+        assert _nft_table_in(netns), "the partition's rules are in the pod's namespace"
+        # The run that asked for it may be gone: the owner's timer lifts it at the bound.
+        eventually(lambda: _assert(not _nft_table_in(netns)), timeout_s=5, interval_s=0.05)
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
