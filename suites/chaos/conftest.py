@@ -16,7 +16,7 @@ import pytest
 
 from inferbox.chaos.experiments import EXPERIMENT_DIR, run
 from inferbox.chaos.session import Session, use_platform
-from inferbox.contract import Platform
+from inferbox.contract import Capability, Platform
 from inferbox.evidence import Evidence
 from inferbox.pytest_plugin.core import FOLDER_KEY
 from inferbox.report.model import REPORTS_ROOT, new_run_folder
@@ -30,9 +30,29 @@ def chaos_folder(request: pytest.FixtureRequest) -> Path:
     return Path(folder) / "artifacts" / "chaos"
 
 
+SETTLE_S = 120.0
+
+
+def _warm(platform: Platform) -> None:
+    """Every model keeps at least one replica (as between the experiments of a run): an experiment
+    starts from a warm platform instead of timing the cold starts of models idle since the last."""
+    if Capability.AUTOSCALING in platform.capabilities:
+        for model in platform.topology.models:
+            platform.set_scale_bounds(model, 1, None, SETTLE_S)
+
+
+@pytest.fixture(scope="module")
+def warm_platform(platform: Platform) -> Iterator[Platform]:
+    _warm(platform)
+    yield platform
+    if Capability.AUTOSCALING in platform.capabilities:
+        for model in platform.topology.models:
+            platform.restore_model(model, SETTLE_S)
+
+
 @pytest.fixture
 def experiment(
-    platform: Platform, chaos_folder: Path, evidence: Evidence, request: pytest.FixtureRequest
+    warm_platform: Platform, chaos_folder: Path, evidence: Evidence, request: pytest.FixtureRequest
 ) -> Iterator[Callable[[str], tuple[dict[str, Any], Session]]]:
     """Runs ``suites/chaos/experiments/<name>.json``; returns its journal and the run's session."""
     broken = request.config.stash.get(BROKEN, None)
@@ -42,8 +62,11 @@ def experiment(
 
     def run_one(name: str) -> tuple[dict[str, Any], Session]:
         folder = chaos_folder / name
-        with use_platform(platform, folder) as session:
-            journal = run(EXPERIMENT_DIR / f"{name}.json", session)
+        with use_platform(warm_platform, folder) as session:
+            try:
+                journal = run(EXPERIMENT_DIR / f"{name}.json", session)
+            finally:
+                _warm(warm_platform)  # the experiment's rollback restored the manifests' bounds
         sessions.append((name, journal, session))
         return journal, session
 
