@@ -165,9 +165,12 @@ def jwks_at_restart(session: Session, timeline: Timeline, _params: dict[str, Any
     healed = _at(session, timeline, "heal-started")
     restarted = killed + (session.measured.get("gateway_back_s") or 0.0)
     closed = timeline.window("gateway-without-keys", restarted, healed)
-    statuses = timeline.window_statuses(restarted, healed)
+    # Judged on the answers given while the keys were unreachable: a request that waited for the
+    # keys and was answered once they were back did not get through without them.
+    statuses = timeline.window_statuses(restarted, healed, settled_by=healed)
+    answered = statuses.get("200", 0) if statuses else None
     verdicts = [
-        _verdict("valid-requests-answered-without-keys", closed.ok if closed.requests else None, "==", 0, "answered"),
+        _verdict("valid-requests-answered-without-keys", answered, "==", 0, "answered while the keys were unreachable"),
         _verdict(
             "refused-by-authentication",
             set(statuses) <= {"401"} if statuses else None,

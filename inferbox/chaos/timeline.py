@@ -127,9 +127,12 @@ class Timeline:
             counts[str(int(status))] = counts.get(str(int(status)), 0) + 1
         return dict(sorted(counts.items()))
 
-    def window_statuses(self, start: float, end: float) -> dict[str, int]:
-        """Statuses of the valid requests intended in [start, end) (0: no answer)."""
+    def window_statuses(self, start: float, end: float, settled_by: float | None = None) -> dict[str, int]:
+        """Statuses of the valid requests intended in [start, end) (0: no answer); with
+        ``settled_by``, only those answered before it."""
         mask = self._mask(start, end)
+        if settled_by is not None:
+            mask &= self.records.done < settled_by
         counts: dict[str, int] = {}
         for status in self.records.status[mask]:
             counts[str(int(status))] = counts.get(str(int(status)), 0) + 1
