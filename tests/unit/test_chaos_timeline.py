@@ -104,7 +104,7 @@ def test_a_partition_must_leave_other_tenants_alone() -> None:
 
 def test_fail_open_is_caught_by_the_source_of_the_refusals() -> None:
     closed = [r for r in _steady(12.0) if not (r[3] in (0, 1) and 4.0 <= r[0] < 8.0)]
-    session = _session({"gateway-killed": 3.0, "healed": 8.0}, {"gateway_back_s": 1.0})
+    session = _session({"gateway-killed": 3.0, "heal-started": 8.0, "healed": 8.5}, {"gateway_back_s": 1.0})
     by_authn = closed + [(4.0 + i * 0.1, 0.01, 401, 0) for i in range(40)]
     verdicts, _ = PROMISES["jwks-at-restart"](session, Timeline(_run(by_authn)), {})
     assert all(v.passed for v in verdicts), [v for v in verdicts if not v.passed]
