@@ -4,7 +4,6 @@ window, the success ratio and p50/p99 during the fault, the recovery time, and t
 from __future__ import annotations
 
 import html
-import os
 from typing import Any
 
 COLUMNS = (
@@ -34,7 +33,8 @@ def _recovery(judgement: dict[str, Any]) -> str:
     return ""
 
 
-def chaos_section(report: dict[str, Any], folder: str | None = None) -> str:
+def chaos_section(report: dict[str, Any]) -> str:
+    """The section, or "" when no chaos check ran (timeline plots are paths relative to the report)."""
     rows, plots = [], []
     for test in report.get("tests", []):
         figure = (test.get("figures") or {}).get("chaos")
@@ -58,8 +58,7 @@ def chaos_section(report: dict[str, Any], folder: str | None = None) -> str:
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         png = (test.get("figures") or {}).get("chaos_timeline_png")
         if png:
-            src = os.path.relpath(png, folder) if folder else png
-            plots.append(f"<h3>{cells[0]}</h3><img src='{html.escape(src)}' alt='timeline of {cells[0]}' width='810'>")
+            plots.append(f"<h3>{cells[0]}</h3><img src='{html.escape(png)}' alt='timeline of {cells[0]}' width='810'>")
     if not rows:
         return ""
     header = "".join(f"<th>{c}</th>" for c in COLUMNS)

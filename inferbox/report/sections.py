@@ -88,7 +88,7 @@ def cold_starts(report: dict[str, Any]) -> str:
 def chaos(report: dict[str, Any]) -> str:
     from inferbox.chaos.report import chaos_section
 
-    return chaos_section(report, report.get("folder"))
+    return chaos_section(report)
 
 
 PROVIDERS: list[Provider] = [cold_starts, chaos]

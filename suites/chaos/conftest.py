@@ -8,6 +8,7 @@ are failed with that cause instead of running on a broken platform.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,9 @@ def experiment(
             from inferbox.chaos.plot import timeline_png
 
             png = timeline_png(summary, session.folder / "timeline.png")
-            evidence.figure("chaos_timeline_png", str(png))
+            # Relative to the report folder, where summary.html shows it.
+            report_folder = request.config.stash.get(FOLDER_KEY, None)
+            evidence.figure("chaos_timeline_png", os.path.relpath(png, report_folder) if report_folder else str(png))
 
 
 def assert_kept(journal: dict[str, Any], session: Session) -> None:
