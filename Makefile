@@ -56,10 +56,10 @@ load: setup
 # Chaos experiments (suites/chaos): faults under load, each with a steady-state hypothesis. Key
 # rotation waits out the gateway's five-minute key cache twice: it is `slow`, run by chaos-slow.
 chaos: setup
-	$(BIN)/pytest -m "chaos and not slow" -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest suites/chaos -m "chaos and not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 chaos-slow: setup
-	$(BIN)/pytest -m "chaos and slow" -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest suites/chaos -m "chaos and slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 mutants: setup
 	$(BIN)/inferbox mutants run
