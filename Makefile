@@ -15,7 +15,7 @@ help:
 	@echo "make check         lint, type-check and the unit tests that start no platform (a few minutes)"
 	@echo "make load          the smoke load profile with its SLOs and the load calibration self-test"
 	@echo "make chaos         the chaos experiments (faults under load) on the embedded target, key rotation aside"
-	@echo "make chaos-slow    the chaos experiments marked slow (key rotation: about 12 minutes)"
+	@echo "make chaos-slow    the chaos experiments marked slow (key rotation: about 11 minutes)"
 	@echo "make setup         create $(VENV) and install everything (idempotent)"
 	@echo "make bench         print the benchmark figures"
 
