@@ -263,6 +263,10 @@ class Deployer:
         with self.lock:
             self._replicas.clear()
 
+    def stop_watching(self) -> None:
+        """The platform is stopping its processes: their exits are not crashes to repair."""
+        self._watching.clear()
+
     # -- dead replicas (the kubelet and the ReplicaSet controller) -------------------------------
     def kill(self, replica: Replica) -> None:
         """SIGKILL to every process of the replica at once, as a pod deleted with grace 0; the
@@ -299,6 +303,8 @@ class Deployer:
             for replica in dead:
                 replica.draining = True
         for replica in dead:
+            if not self._watching.is_set():
+                return  # the platform is stopping: nothing is restarted or replaced any more
             if replica.workload.kind == "Deployment":
                 # A crashed container is restarted in its pod (restartPolicy: Always): same address.
                 self.events.record(replica.workload.namespace, "ContainerRestarted", f"{replica.name} exited")

@@ -218,6 +218,8 @@ class EmbeddedPlatform:
         self.serving.initial_ready(models)
 
     def stop(self) -> None:
+        if self._deployer is not None:
+            self._deployer.stop_watching()  # before any process stops: an exit now is no crash
         if self._chaos is not None:
             self._chaos.heal_all()  # resumed processes stop cleanly; partition rules go with their pods anyway
         if self._serving is not None:
