@@ -81,6 +81,20 @@ class Capability(StrEnum):
     GRAFANA = "grafana"
     # Kiali draws the mesh's traffic graph (Platform.observability().kiali_url).
     MESH_GRAPH = "mesh-graph"
+    # Chaos: a model replica is killed at once (SIGKILL / pod delete with grace 0) and the platform
+    # replaces it: Platform.kill_replica.
+    KILL_REPLICA = "kill-replica"
+    # Chaos: the gateway's proxy is killed and the platform restarts it (a supervisor's restart
+    # policy / the Deployment): Platform.kill_gateway.
+    KILL_GATEWAY = "kill-gateway"
+    # Chaos: a platform component (the token issuer, the telemetry stack) is stopped for a bounded
+    # time and started again: Platform.stop_component.
+    STOP_COMPONENT = "stop-component"
+    # Chaos: the gateway is cut off from one tenant's pods for a bounded time: Platform.partition.
+    PARTITION = "partition"
+    # Chaos: the issuer's signing keys are rotated in stages (publish, activate, retire):
+    # Platform.stage_signing_key / activate_signing_key / retire_signing_key.
+    KEY_ROTATION = "key-rotation"
 
 
 class Signal(StrEnum):
@@ -241,6 +255,40 @@ class ReplicaPause:
     @property
     def seconds(self) -> float:
         return self.ended - self.started
+
+
+class FaultKind(StrEnum):
+    """The faults chaos experiments inject through the contract."""
+
+    REPLICA_KILL = "replica-kill"
+    REPLICA_PAUSE = "replica-pause"
+    GATEWAY_KILL = "gateway-kill"
+    COMPONENT_STOP = "component-stop"
+    PARTITION = "partition"
+
+
+# Components Platform.stop_component knows: the token issuer, and the telemetry stack (metrics and
+# the trace store together).
+STOPPABLE_COMPONENTS = ("token-issuer", "telemetry")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault the platform injected. Times are wall-clock (``time.time()``). ``bound_s``: the
+    platform rolls it back by itself at ``started + bound_s`` at the latest, whoever asked for it
+    (0: nothing to roll back, e.g. a killed replica the platform replaces itself)."""
+
+    id: str
+    kind: str  # a FaultKind value
+    target: str  # what it hit: "<tenant>/<model> replica <name>", "gateway", a component, a tenant
+    started: float
+    bound_s: float
+    healed: float | None = None  # when it was rolled back (None: still in force, or nothing to undo)
+    detail: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.bound_s > 0 and self.healed is None
 
 
 @dataclass(frozen=True)

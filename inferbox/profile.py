@@ -94,7 +94,28 @@ class RequestChecksPromise:
     paths_normalized: bool  # a path is routed as normalised: dot-segments cannot leave a route's match
 
 
+@dataclass(frozen=True)
+class ChaosPromise:
+    """What the platform promises while a fault is in force and after it (spec.chaos)."""
+
+    min_success_ratio: float  # valid requests answered during a fault that leaves a path open
+    unaffected_success_ratio: float  # streams the fault must not touch (other tenants, telemetry down)
+    max_request_s: float  # no request waits longer than this during any fault
+    max_unauthenticated_successes: int  # unauthenticated, forged or wrong-tenant requests answered, ever
+    recovery_s: dict[str, float]  # per fault: seconds from the fault's end (or start) to full service
+    max_p99_increase_s: float  # p99 latency added while only telemetry is down
+    key_propagation_s: float  # a published (or withdrawn) signing key takes effect at the gateway within this
+
+    def recovery(self, kind: str) -> float:
+        if kind not in self.recovery_s:
+            raise ProfileError(
+                f"the profile has no spec.chaos.recoverySeconds.{kind}", f"known: {', '.join(sorted(self.recovery_s))}"
+            )
+        return self.recovery_s[kind]
+
+
 CALLER_KINDS = ("gateway", "ownTenant", "otherTenant", "outsideMesh")
+RECOVERY_KINDS = ("replacementReady", "gateway", "tokenIssuer", "partition", "telemetry")
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,13 @@ class ConformanceProfile:
                 f"{self.source}: the profile has no spec.requestChecks", "add it; see profiles/conformance.yaml"
             )
         return self.request_checks
+
+    chaos: ChaosPromise | None = None
+
+    def require_chaos(self) -> ChaosPromise:
+        if self.chaos is None:
+            raise ProfileError(f"{self.source}: the profile has no spec.chaos", "add it; see profiles/conformance.yaml")
+        return self.chaos
 
     def require_token_endpoint(self) -> TokenEndpointPromise:
         if self.token_endpoint is None:
@@ -193,6 +221,15 @@ SCHEMA: Schema = {
     "tokenChecks": {"authorizationHeaderOnly": bool, "expiryRequired": bool, "futureIssuedAtRefused": bool},
     "requestChecks": {"maxBodyBytes": int, "pathsNormalized": bool},
     "observability": {"maxScrapeIntervalSeconds": float, "everyRequestTraced": bool},
+    "chaos": {
+        "minSuccessRatio": float,
+        "unaffectedSuccessRatio": float,
+        "maxRequestSeconds": float,
+        "maxUnauthenticatedSuccesses": int,
+        "recoverySeconds": {kind: float for kind in RECOVERY_KINDS},
+        "maxP99IncreaseSeconds": float,
+        "keyPropagationSeconds": float,
+    },
 }
 TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
 
@@ -328,6 +365,35 @@ def load_profile(path: Path | str = DEFAULT_PROFILE) -> ConformanceProfile:
             if "requestChecks" in spec
             else None
         ),
+        chaos=_chaos(spec, path) if "chaos" in spec else None,
+    )
+
+
+def _chaos(spec: dict[str, Any], path: Path) -> ChaosPromise:
+    def ratio(name: str) -> float:
+        value = float(_need(spec, f"chaos.{name}", path))
+        if not 0.0 <= value <= 1.0:
+            raise ProfileError(f"{path}: spec.chaos.{name} is {value}, outside 0-1", "a ratio is between 0 and 1")
+        return value
+
+    def positive(name: str) -> float:
+        value = float(_need(spec, f"chaos.{name}", path))
+        if value <= 0:
+            raise ProfileError(f"{path}: spec.chaos.{name} must be above 0, found {value}", "give a time in seconds")
+        return value
+
+    recovery = {kind: positive(f"recoverySeconds.{kind}") for kind in RECOVERY_KINDS}
+    unauthenticated = int(_need(spec, "chaos.maxUnauthenticatedSuccesses", path))
+    if unauthenticated < 0:
+        raise ProfileError(f"{path}: spec.chaos.maxUnauthenticatedSuccesses is negative", "use 0")
+    return ChaosPromise(
+        min_success_ratio=ratio("minSuccessRatio"),
+        unaffected_success_ratio=ratio("unaffectedSuccessRatio"),
+        max_request_s=positive("maxRequestSeconds"),
+        max_unauthenticated_successes=unauthenticated,
+        recovery_s=recovery,
+        max_p99_increase_s=positive("maxP99IncreaseSeconds"),
+        key_propagation_s=positive("keyPropagationSeconds"),
     )
 
 

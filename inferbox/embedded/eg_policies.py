@@ -8,10 +8,10 @@ v1.4.2): the defaults below are the values it emits when a field is unset.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from inferbox.embedded.durations import parse_go_duration
 from inferbox.embedded.quota import quantity
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
@@ -28,9 +28,6 @@ UNDERSCORES = {"Allow": "ALLOW", "RejectRequest": "REJECT_REQUEST", "DropHeader"
 DEFAULT_BUFFER_LIMIT = 32768
 # What an unparseable HTTPRoute timeout falls back to (Envoy Gateway's HTTPRequestTimeout).
 FALLBACK_TIMEOUT_S = 15.0
-# Go's time.ParseDuration grammar (Kubernetes durations); no maintained Python library parses it exactly.
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -50,14 +47,6 @@ class ListenerSettings:
     escaped_slashes_action: str = "UNESCAPE_AND_REDIRECT"
     headers_with_underscores_action: str = "REJECT_REQUEST"
     buffer_limit_bytes: int = DEFAULT_BUFFER_LIMIT
-
-
-def parse_go_duration(text: str) -> float:
-    """Seconds in a Kubernetes (Go ``time.ParseDuration``) duration such as ``50ms`` or ``1m30s``."""
-    parts = _GO_DURATION.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration like 50ms, 1.5s or 1m30s")
-    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
 
 
 def parse_quantity(value: Any, where: str) -> int:

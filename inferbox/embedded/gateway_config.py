@@ -38,12 +38,15 @@ from inferbox.embedded.gateway_plan import (
     GatewayPlan,
     ModelBackend,
     Principal,
+    Resilience,
+    RetryPlan,
     RoutePlan,
     SecurityPlan,
     ServiceBackend,
     Unresolved,
 )
 from inferbox.embedded.jwt_authn import JwksSource, Provider, gateway_provider_config
+from inferbox.embedded.mesh_plan import OutlierPlan
 from inferbox.embedded.xds_files import eds_path, path_config_source, rds_path
 
 __all__ = ["FAULT_FILTER", "ISTIO_TLS_MODE", "JWT_FILTER"]
@@ -254,10 +257,13 @@ def _per_filter(route: RoutePlan) -> dict[str, Any]:
 
 
 def _envoy_route(route: RoutePlan, revisions: Revisions | None = None) -> dict[str, Any]:
+    action = _route_action(route, revisions)
+    if "route" in action and route.resilience and route.resilience.retry:
+        action["route"]["retry_policy"] = retry_policy(route.resilience.retry)
     return {
         "name": route.key,
         "match": _path_match(route),
-        **_route_action(route, revisions),
+        **action,
         "typed_per_filter_config": _per_filter(route),
     }
 
@@ -405,6 +411,8 @@ class GatewayInputs:
     jwt_clock_skew_s: int | None = None  # a target knob; None: Envoy's default
     # A target knob: the gateway leaves paths as sent (Envoy Gateway always normalises them).
     skip_path_normalization: bool = False
+    jwks_cache_s: int | None = None  # a target knob (see Knobs.jwks_cache_s)
+    jwks_fail_open: bool = False  # a target knob (see Knobs.jwks_fail_open)
 
 
 @dataclass(frozen=True)
@@ -438,7 +446,7 @@ def jwks_cluster_name(uri: str) -> str:
     return f"{host.replace('.', '_')}_{source.port}"
 
 
-def _jwt_filter(plan: GatewayPlan, clock_skew_s: int | None) -> dict[str, Any] | None:
+def _jwt_filter(plan: GatewayPlan, inputs: GatewayInputs) -> dict[str, Any] | None:
     """jwt_authn as Envoy Gateway builds it (jwt.go): a provider per route and SecurityPolicy
     provider, named <route>/<provider>, and a requirement per route."""
     providers: dict[str, Any] = {}
@@ -456,11 +464,14 @@ def _jwt_filter(plan: GatewayPlan, clock_skew_s: int | None) -> dict[str, Any] |
                     audiences=tuple(provider.audiences),
                     forward=True,
                     claim_to_headers=tuple(provider.claim_to_headers),
-                    clock_skew_s=clock_skew_s,
+                    clock_skew_s=inputs.jwt_clock_skew_s,
+                    jwks_cache_s=inputs.jwks_cache_s,
                 ),
                 provider.extract_from,
             )
         requirements[route.key] = _requirement(route, route.security)
+        if inputs.jwks_fail_open:
+            requirements[route.key] = _fail_open(requirements[route.key])
     if not providers:
         return None
     return {
@@ -495,14 +506,20 @@ def _buffer_filter(plan: GatewayPlan) -> list[dict[str, Any]]:
     return []
 
 
-def _http_filters(plan: GatewayPlan, clock_skew_s: int | None) -> list[dict[str, Any]]:
+def _fail_open(requirement: dict[str, Any]) -> dict[str, Any]:
+    """A deliberately broken requirement (a target knob): a token that cannot be verified, also for
+    want of keys, lets the request through unverified."""
+    return {"requires_any": {"requirements": [requirement, {"allow_missing_or_failed": {}}]}}
+
+
+def _http_filters(plan: GatewayPlan, inputs: GatewayInputs) -> list[dict[str, Any]]:
     """The filters in Envoy Gateway's order (httpfilters.go): fault, jwt_authn, buffer, lua, rbac,
     local_ratelimit, router."""
     filters: list[dict[str, Any]] = []
     if any(r.fault for r in plan.routes):
         # An empty default; the faults themselves are per route.
         filters.append({"name": FAULT_FILTER, "typed_config": {"@type": TYPES["fault"]}})
-    jwt = _jwt_filter(plan, clock_skew_s)
+    jwt = _jwt_filter(plan, inputs)
     if jwt is not None:
         filters.append(jwt)
     filters += _buffer_filter(plan) + _lua_filters(plan)
@@ -533,7 +550,7 @@ def eg_cluster_defaults() -> dict[str, Any]:
 
 
 def _model_cluster(name: str, inputs: GatewayInputs) -> dict[str, Any]:
-    return {
+    cluster = {
         "name": name,
         "type": "EDS",
         **eg_cluster_defaults(),
@@ -541,6 +558,103 @@ def _model_cluster(name: str, inputs: GatewayInputs) -> dict[str, Any]:
         "eds_cluster_config": {"eds_config": path_config_source(eds_path(inputs.xds_dir, name), inputs.xds_dir)},
         "ignore_health_on_host_removal": True,
     }
+    cluster.update(cluster_resilience(inputs.plan, name, inputs.revisions))
+    return cluster
+
+
+# -- resilience: what Envoy Gateway emits for a BackendTrafficPolicy's retry / healthCheck / timeout
+# and Istio for a DestinationRule's outlierDetection ---------------------------------------------------
+PREVIOUS_HOSTS = {
+    "name": "envoy.retry_host_predicates.previous_hosts",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+    },
+}
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def retry_policy(retry: RetryPlan) -> dict[str, Any]:
+    """The route's retry_policy as Envoy Gateway 1.4 builds it (another host each time, 5 tries to find one)."""
+    policy: dict[str, Any] = {
+        "retry_on": ",".join(retry.triggers),
+        "num_retries": retry.num_retries,
+        "retry_host_predicate": [PREVIOUS_HOSTS],
+        "host_selection_retry_max_attempts": 5,
+    }
+    if retry.status_codes:
+        policy["retriable_status_codes"] = list(retry.status_codes)
+    if retry.per_try_timeout_s is not None:
+        policy["per_try_timeout"] = _seconds(retry.per_try_timeout_s)
+    if retry.backoff_base_s is not None:
+        backoff = {"base_interval": _seconds(retry.backoff_base_s)}
+        if retry.backoff_max_s is not None:
+            backoff["max_interval"] = _seconds(retry.backoff_max_s)
+        policy["retry_back_off"] = backoff
+    return policy
+
+
+def outlier_detection(outlier: OutlierPlan) -> dict[str, Any]:
+    """Envoy's outlier_detection: Envoy Gateway emits every field (CRD defaults applied), Istio only
+    those set, with success-rate ejection off and enforcement of what it sets."""
+    out: dict[str, Any] = {}
+    if outlier.interval_s is not None:
+        out["interval"] = _seconds(outlier.interval_s)
+    if outlier.base_ejection_s is not None:
+        out["base_ejection_time"] = _seconds(outlier.base_ejection_s)
+    if outlier.consecutive_5xx is not None:
+        out["consecutive_5xx"] = outlier.consecutive_5xx
+    if outlier.consecutive_gateway_errors is not None:
+        out["consecutive_gateway_failure"] = outlier.consecutive_gateway_errors
+    if outlier.consecutive_local_origin is not None:
+        out["consecutive_local_origin_failure"] = outlier.consecutive_local_origin
+    out["split_external_local_origin_errors"] = outlier.split_local_origin
+    if outlier.max_ejection_percent is not None:
+        out["max_ejection_percent"] = outlier.max_ejection_percent
+    if outlier.source == "DestinationRule":
+        out["enforcing_success_rate"] = 0
+        if outlier.consecutive_5xx is not None:
+            out["enforcing_consecutive_5xx"] = 100 if outlier.consecutive_5xx > 0 else 0
+        if outlier.consecutive_gateway_errors is not None:
+            out["enforcing_consecutive_gateway_failure"] = 100 if outlier.consecutive_gateway_errors > 0 else 0
+        if outlier.split_local_origin:
+            out["enforcing_local_origin_success_rate"] = 0
+            if outlier.consecutive_local_origin:
+                out["enforcing_consecutive_local_origin_failure"] = 100
+    return out
+
+
+def _model_resilience(plan: GatewayPlan, cluster: str, revisions: Revisions | None) -> tuple[Resilience | None, str]:
+    for route in plan.routes:
+        for weighted in route.backends:
+            if not isinstance(weighted.backend, ModelBackend):
+                continue
+            expanded = revisions(weighted.backend) if revisions else [(weighted.backend, 1)]
+            if cluster in {cluster_name(rev) for rev, _ in expanded}:
+                return route.resilience, f"{weighted.backend.namespace}/{weighted.backend.name}"
+    return None, ""
+
+
+def cluster_resilience(plan: GatewayPlan, cluster: str, revisions: Revisions | None = None) -> dict[str, Any]:
+    """Cluster settings for a model's cluster: Envoy Gateway's (least request, 1024 retries in the
+    circuit breaker, the BTP's connect timeout and passive health check) and, for its replicas, the
+    outlier detection of an Istio DestinationRule (which wins: it is about the replicas themselves)."""
+    resilience, model = _model_resilience(plan, cluster, revisions)
+    settings: dict[str, Any] = {
+        "lb_policy": "LEAST_REQUEST",
+        "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_retries": 1024}]},
+    }
+    if resilience and resilience.connect_timeout_s is not None:
+        settings["connect_timeout"] = _seconds(resilience.connect_timeout_s)
+    outlier = plan.replica_outliers.get(model) or (resilience.outlier if resilience else None)
+    if outlier is not None:
+        settings["outlier_detection"] = outlier_detection(outlier)
+        panic = outlier.panic_threshold
+        if panic is not None and (outlier.source == "DestinationRule" or panic != 50):
+            settings["common_lb_config"] = {"healthy_panic_threshold": {"value": float(panic)}}
+    return settings
 
 
 def _service_cluster(name: str, endpoints: list[Endpoint]) -> dict[str, Any]:
@@ -555,7 +669,7 @@ def _hcm(plan: GatewayPlan, inputs: GatewayInputs, route_config: dict[str, Any])
     hcm: dict[str, Any] = {
         "@type": TYPES["hcm"],
         "stat_prefix": f"http-{listener_port(plan)}",
-        "http_filters": _http_filters(plan, inputs.jwt_clock_skew_s),
+        "http_filters": _http_filters(plan, inputs),
         "access_log": stdout_access_log(),
         "use_remote_address": True,
         "server_header_transformation": "PASS_THROUGH",

@@ -22,16 +22,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from inferbox.embedded.durations import parse_go_duration
 from inferbox.embedded.eg_policies import (
     ListenerSettings,
     LuaPlan,
     listener_settings,
     luas_for,
-    parse_go_duration,
     request_buffer_for,
     route_timeout,
 )
 from inferbox.embedded.envoy_patch import PatchPolicy, PolicyStatus, plan_patch_policies
+from inferbox.embedded.mesh_plan import OutlierPlan, destination_rule_outliers
 from inferbox.envoy_gateway_settings import envoy_patch_policy_enabled
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
@@ -142,6 +143,33 @@ class FaultPlan:
 
 
 @dataclass(frozen=True)
+class RetryPlan:
+    """A BackendTrafficPolicy's ``retry``, with Envoy Gateway 1.4's defaults."""
+
+    num_retries: int = 2
+    triggers: tuple[str, ...] = (
+        "connect-failure",
+        "refused-stream",
+        "unavailable",
+        "cancelled",
+        "retriable-status-codes",
+    )
+    status_codes: tuple[int, ...] = (503,)
+    per_try_timeout_s: float | None = None
+    backoff_base_s: float | None = None
+    backoff_max_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Resilience:
+    """What a route's BackendTrafficPolicy asks of the gateway when a backend fails."""
+
+    retry: RetryPlan | None = None
+    outlier: OutlierPlan | None = None
+    connect_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
 class RoutePlan:
     # Envoy Gateway's IR route name, also the Envoy route and JWT requirement name:
     # httproute/<namespace>/<route>/rule/<r>/match/<m>/<host with . as _>
@@ -161,6 +189,7 @@ class RoutePlan:
     luas: tuple[LuaPlan, ...] = ()
     rule: int = 0
     match: int = 0
+    resilience: Resilience | None = None
 
 
 @dataclass
@@ -175,6 +204,9 @@ class GatewayPlan:
     # EnvoyPatchPolicies applied to the generated listener, and the status of those that are not.
     patch_policies: list[PatchPolicy] = field(default_factory=list)
     patch_statuses: list[PolicyStatus] = field(default_factory=list)
+    # Istio DestinationRule outlier detection of each model's replicas, by "<namespace>/<model>": on
+    # the embedded target the gateway reaches replicas itself, where Istio's ingress would.
+    replica_outliers: dict[str, OutlierPlan] = field(default_factory=dict)
 
 
 def knative_domain(manifests: ManifestSet) -> str:
@@ -448,6 +480,7 @@ def plan_gateway(manifests: ManifestSet, envoy_patch_policy: bool | None = None)
     enabled = envoy_patch_policy_enabled() if envoy_patch_policy is None else envoy_patch_policy
     plan.patch_policies, plan.patch_statuses = plan_patch_policies(manifests, gateway, enabled)
     domain = knative_domain(manifests)
+    plan.replica_outliers = destination_rule_outliers(manifests)
     for route in manifests.of_kind("HTTPRoute"):
         ref = f"{route.namespace}/{route.name}"
         parents = [
@@ -479,6 +512,7 @@ def plan_gateway(manifests: ManifestSet, envoy_patch_policy: bool | None = None)
             fault=_fault_for(route, manifests),
             request_buffer_bytes=request_buffer_for(route, gateway, manifests),
             luas=luas_for(route, gateway, manifests),
+            resilience=resilience_for(route, gateway, manifests),
         )
         plan.routes.extend(_route_rules(route, template, manifests, domain))
     return plan
@@ -530,3 +564,113 @@ def jwks_service(uri: str) -> tuple[str, str, int] | None:
     if len(parts) != 2:
         return None
     return parts[1], parts[0], int(port or (443 if uri.startswith("https") else 80))
+
+
+# -- resilience: BackendTrafficPolicy retry, healthCheck.passive and timeout.tcp -------------------
+# Envoy Gateway's retry triggers, as the API names them, and Envoy's names for them.
+RETRY_TRIGGERS = {
+    "5xx": "5xx",
+    "gateway-error": "gateway-error",
+    "reset": "reset",
+    "connect-failure": "connect-failure",
+    "retriable-4xx": "retriable-4xx",
+    "refused-stream": "refused-stream",
+    "retriable-status-codes": "retriable-status-codes",
+    "cancelled": "cancelled",
+    "deadline-exceeded": "deadline-exceeded",
+    "internal": "internal",
+    "resource-exhausted": "resource-exhausted",
+    "unavailable": "unavailable",
+}
+
+
+def _duration(policy: K8sObject, field_path: str, value: Any) -> float:
+    try:
+        return parse_go_duration(str(value))
+    except ValueError as exc:
+        raise ManifestError(f"{policy.source}: {policy.ref}: {field_path}: {exc}", "write a duration like 2s") from exc
+
+
+def _retry(policy: K8sObject, spec: dict[str, Any]) -> RetryPlan:
+    retry_on = spec.get("retryOn")
+    triggers: tuple[str, ...] = RetryPlan().triggers
+    codes: tuple[int, ...] = RetryPlan().status_codes
+    if retry_on is not None:
+        # With retryOn present, Envoy Gateway emits exactly its triggers and its status codes.
+        unknown = [t for t in retry_on.get("triggers") or [] if t not in RETRY_TRIGGERS]
+        if unknown:
+            raise ManifestError(
+                f"{policy.source}: {policy.ref}: retry.retryOn.triggers has unknown trigger(s) {unknown}",
+                f"use some of {', '.join(RETRY_TRIGGERS)}",
+            )
+        triggers = tuple(RETRY_TRIGGERS[t] for t in retry_on.get("triggers") or [])
+        codes = tuple(int(c) for c in retry_on.get("httpStatusCodes") or [])
+    per_retry = spec.get("perRetry") or {}
+    backoff = per_retry.get("backOff") or {}
+    base = _duration(policy, "retry.perRetry.backOff.baseInterval", backoff["baseInterval"]) if backoff else None
+    if backoff and not base:
+        raise ManifestError(f"{policy.source}: {policy.ref}: retry.perRetry.backOff.baseInterval must not be 0", "")
+    return RetryPlan(
+        num_retries=int(spec.get("numRetries", 2)),
+        triggers=triggers,
+        status_codes=codes,
+        per_try_timeout_s=(
+            _duration(policy, "retry.perRetry.timeout", per_retry["timeout"]) if "timeout" in per_retry else None
+        ),
+        backoff_base_s=base,
+        backoff_max_s=(
+            _duration(policy, "retry.perRetry.backOff.maxInterval", backoff["maxInterval"])
+            if "maxInterval" in backoff
+            else None
+        ),
+    )
+
+
+def _passive(policy: K8sObject, spec: dict[str, Any], panic: int | None) -> OutlierPlan:
+    """healthCheck.passive with the CRD's defaults (the API server applies them on a cluster)."""
+
+    def seconds(name: str, default: str) -> float:
+        return _duration(policy, f"healthCheck.passive.{name}", spec.get(name, default))
+
+    return OutlierPlan(
+        source="BackendTrafficPolicy",
+        interval_s=seconds("interval", "3s"),
+        base_ejection_s=seconds("baseEjectionTime", "30s"),
+        consecutive_5xx=int(spec.get("consecutive5XxErrors", 5)),
+        consecutive_gateway_errors=int(spec.get("consecutiveGatewayErrors", 0)),
+        consecutive_local_origin=int(spec.get("consecutiveLocalOriginFailures", 5)),
+        split_local_origin=bool(spec.get("splitExternalLocalOriginErrors", False)),
+        max_ejection_percent=int(spec.get("maxEjectionPercent", 10)),
+        panic_threshold=panic,
+    )
+
+
+def resilience_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) -> Resilience | None:
+    """The retry, passive health check and connect timeout of the BackendTrafficPolicy on the route,
+    else of the one on its Gateway (the more specific target wins, as in Envoy Gateway)."""
+
+    def targets(policy: K8sObject, kind: str, name: str) -> bool:
+        return any(t.get("kind") == kind and t.get("name") == name for t in policy.spec.get("targetRefs") or [])
+
+    keys = ("retry", "healthCheck", "timeout")
+    relevant = [p for p in manifests.of_kind("BackendTrafficPolicy") if any(k in p.spec for k in keys)]
+    on_route = [p for p in relevant if p.namespace == route.namespace and targets(p, "HTTPRoute", route.name)]
+    on_gateway = [p for p in relevant if p.namespace == gateway.namespace and targets(p, "Gateway", gateway.name)]
+    chosen = on_route or on_gateway
+    if not chosen:
+        return None
+    if len(chosen) > 1:
+        raise ManifestError(
+            f"{route.ref} gets retry/healthCheck/timeout from {len(chosen)} BackendTrafficPolicies "
+            f"({', '.join(p.name for p in chosen)})",
+            "Envoy Gateway accepts one BackendTrafficPolicy per route (a second is Conflicted); merge them",
+        )
+    policy = chosen[0]
+    health = policy.spec.get("healthCheck") or {}
+    panic = health.get("panicThreshold")
+    connect = ((policy.spec.get("timeout") or {}).get("tcp") or {}).get("connectTimeout")
+    return Resilience(
+        retry=_retry(policy, policy.spec["retry"] or {}) if "retry" in policy.spec else None,
+        outlier=_passive(policy, health["passive"] or {}, panic) if "passive" in health else None,
+        connect_timeout_s=_duration(policy, "timeout.tcp.connectTimeout", connect) if connect else None,
+    )

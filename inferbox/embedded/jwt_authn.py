@@ -64,6 +64,9 @@ class Provider:
     forward: bool = True
     claim_to_headers: tuple[tuple[str, str], ...] = ()  # (header, claim)
     clock_skew_s: int | None = None  # None: Envoy's default (60 s)
+    # None: keys fetched in the background and kept while refetches fail (async_fetch); a number:
+    # keys expire after that many seconds and are fetched again on demand (a target knob).
+    jwks_cache_s: int | None = None
 
 
 def _common(provider: Provider) -> dict[str, Any]:
@@ -97,18 +100,22 @@ def _locations(locations: TokenLocations | None) -> dict[str, Any]:
 
 def gateway_provider_config(provider: Provider, locations: TokenLocations | None) -> dict[str, Any]:
     """A provider as Envoy Gateway 1.4.2 emits it for a SecurityPolicy."""
+    remote: dict[str, Any] = {
+        "http_uri": {
+            "uri": provider.jwks.uri,
+            "cluster": provider.jwks_cluster,
+            "timeout": GATEWAY_JWKS_FETCH_TIMEOUT,
+        },
+        "cache_duration": JWKS_CACHE_DURATION,
+        "async_fetch": {},
+    }
+    if provider.jwks_cache_s is not None:  # the knob: keys expire and are fetched again on demand
+        remote.pop("async_fetch")
+        remote["cache_duration"] = f"{provider.jwks_cache_s}s"
     return {
         **_common(provider),
         "normalize_payload_in_metadata": {"space_delimited_claims": ["scope"]},
-        "remote_jwks": {
-            "http_uri": {
-                "uri": provider.jwks.uri,
-                "cluster": provider.jwks_cluster,
-                "timeout": GATEWAY_JWKS_FETCH_TIMEOUT,
-            },
-            "cache_duration": JWKS_CACHE_DURATION,
-            "async_fetch": {},
-        },
+        "remote_jwks": remote,
         **_locations(locations),
     }
 

@@ -37,6 +37,19 @@ class Knobs:
     canary_weight_offset: int = 0
     # The activator answers 503 instead of holding a request while the revision has no ready replica.
     activator_drops_held_requests: bool = False
+    # The supervisor does not restart a gateway that exited (restartPolicy: Never instead of Always).
+    gateway_restart_never: bool = False
+    # The gateway's JWT authentication lets a request through when its keys cannot be fetched (a
+    # requirement with allow_missing_or_failed): fail open instead of closed.
+    jwks_fail_open: bool = False
+    # The gateway keeps the issuer's keys for this many seconds before fetching them again, and
+    # forgets them when a fetch fails (None: Envoy Gateway's 300 s, keys kept while fetches fail).
+    jwks_cache_s: int | None = None
+    # A partition cuts the gateway off from every tenant's pods, not only the one asked for.
+    partition_all_tenants: bool = False
+    # A key rotation publishes the new key only when it starts signing (staging does nothing), so
+    # gateways that cache the keys refuse the new tokens until they fetch again.
+    rotation_without_staging: bool = False
 
 
 # The knobs' names as mutants write them, and the field each sets.
@@ -48,6 +61,11 @@ KNOB_NAMES: dict[str, str] = {
     "mesh.rogueIssuer": "rogue_issuer",
     "serving.canaryWeightOffset": "canary_weight_offset",
     "serving.activatorDropsHeldRequests": "activator_drops_held_requests",
+    "gateway.restartNever": "gateway_restart_never",
+    "gateway.jwksFailOpen": "jwks_fail_open",
+    "gateway.jwksCacheSeconds": "jwks_cache_s",
+    "chaos.partitionAllTenants": "partition_all_tenants",
+    "jwtServer.rotationWithoutStaging": "rotation_without_staging",
 }
 _TYPES = {f.name: f.type for f in fields(Knobs)}
 

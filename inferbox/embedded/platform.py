@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inferbox.embedded.chaos import ChaosControl
 from inferbox.embedded.control import LocalControl
 from inferbox.embedded.deployer import Deployer, process_status
 from inferbox.embedded.events import EventLog
@@ -28,7 +29,7 @@ from inferbox.embedded.mesh_plan import check_mesh_policies
 from inferbox.embedded.mesh_runtime import GATEWAY_META, MeshControlPlane
 from inferbox.embedded.network import NETNS_PREFIX, Network, ensure_port_free, make_network
 from inferbox.embedded.observability import EmbeddedObservability
-from inferbox.embedded.processes import Supervisor, proc_start_time
+from inferbox.embedded.processes import RestartPolicy, Supervisor, proc_start_time
 from inferbox.embedded.replica_template import ReplicaTemplate
 from inferbox.embedded.serving import ServingControlPlane
 from inferbox.embedded.state import ComponentStatus, PlatformState, PodAddress, write_state
@@ -81,6 +82,7 @@ class EmbeddedPlatform:
         self._deployer: Deployer | None = None
         self._gateway: EmbeddedGateway | None = None
         self._serving: ServingControlPlane | None = None
+        self._chaos: ChaosControl | None = None
 
     # -- the running parts (each exists once start() has created it) --------------------------
     @property
@@ -179,18 +181,25 @@ class EmbeddedPlatform:
             self._start_workloads()
             gateway.start(
                 deployer.service_endpoints,
-                MeshUpstream(
-                    str(mesh.gateway_cert.cert),
-                    str(mesh.gateway_cert.key),
-                    str(mesh.pki.bundle_path),
-                    serving.identities(),
-                ),
+                self._mesh_upstream(),
                 serving.revisions_for,
                 opts.knobs,
                 lambda bootstrap: self.observability.decorate_gateway(bootstrap, gateway.pod),
                 opts.ready_timeout_s,
+                RestartPolicy(never=opts.knobs.gateway_restart_never),
             )
             serving.start_autoscaler(gateway.admin_url)
+            deployer.watch_liveness()
+            self._chaos = ChaosControl(
+                self.manifests,
+                network,
+                supervisor,
+                deployer,
+                gateway,
+                self.observability,
+                lambda: serving.activator_pod,
+                opts.knobs.partition_all_tenants,
+            )
             self.observability.start_prometheus(
                 network, supervisor, mesh.register, opts.state_dir, deployer, gateway.pod, events, opts.ready_timeout_s
             )
@@ -217,6 +226,10 @@ class EmbeddedPlatform:
         self.serving.initial_ready(models)
 
     def stop(self) -> None:
+        if self._deployer is not None:
+            self._deployer.stop_watching()  # before any process stops: an exit now is no crash
+        if self._chaos is not None:
+            self._chaos.heal_all()  # resumed processes stop cleanly; partition rules go with their pods anyway
         if self._serving is not None:
             self._serving.stop()
         self.observability.stop()
@@ -273,7 +286,7 @@ class EmbeddedPlatform:
     # -- facts for the contract --------------------------------------------------------------
     def control(self) -> LocalControl:
         """The control plane as the embedded target uses it."""
-        return LocalControl(self.deployer, self.serving, self.mesh.ledger, self.component_status)
+        return LocalControl(self.deployer, self.serving, self.mesh.ledger, self.component_status, self._chaos)
 
     def component_status(self) -> dict[str, ComponentStatus]:
         status: dict[str, ComponentStatus] = {}

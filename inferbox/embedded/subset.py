@@ -370,6 +370,47 @@ SHAPES: dict[str, Shape] = {
                 "delay": {"fixedDelay": str, "percentage": float},
                 "abort": {"httpStatus": int, "percentage": float},
             },
+            # Resilience (inferbox/embedded/gateway_plan.py resilience_for): the route's retry policy,
+            # the backend cluster's passive health check (outlier detection) and connect timeout.
+            "retry": {
+                "numRetries": int,
+                "retryOn": {"triggers": [str], "httpStatusCodes": [int]},
+                "perRetry": {"timeout": str, "backOff": {"baseInterval": str, "maxInterval": str}},
+            },
+            "healthCheck": {
+                "panicThreshold": int,
+                "passive": {
+                    "interval": str,
+                    "baseEjectionTime": str,
+                    "consecutive5XxErrors": int,
+                    "consecutiveGatewayErrors": int,
+                    "consecutiveLocalOriginFailures": int,
+                    "splitExternalLocalOriginErrors": bool,
+                    "maxEjectionPercent": int,
+                },
+            },
+            "timeout": {"tcp": {"connectTimeout": str}},
+        },
+    },
+    # Istio's outlier detection for a tenant's revision services (gateway_config.cluster_resilience).
+    "DestinationRule": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "host": str,
+            "trafficPolicy": {
+                "outlierDetection": {
+                    "consecutive5xxErrors": int,
+                    "consecutiveGatewayErrors": int,
+                    "consecutiveLocalOriginFailures": int,
+                    "splitExternalLocalOriginErrors": bool,
+                    "interval": str,
+                    "baseEjectionTime": str,
+                    "maxEjectionPercent": int,
+                    "minHealthPercent": int,
+                }
+            },
         },
     },
     "InferenceService": {

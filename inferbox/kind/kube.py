@@ -233,6 +233,24 @@ class KubeApi:
         result: dict[str, Any] = response.json()
         return result
 
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None, grace_s: int | None = None
+    ) -> bool:
+        """Deletes an object (``grace_s``: its termination grace period; 0 kills a pod at once).
+        False when it did not exist."""
+        path = self.path(api_version, kind, namespace, name)
+        params = {"gracePeriodSeconds": str(grace_s)} if grace_s is not None else None
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            **({"gracePeriodSeconds": grace_s} if grace_s is not None else {}),
+        }
+        response = self._request("DELETE", path, params=params, body=body)
+        if response.status_code == 404:
+            return False
+        self._raise_for(response)
+        return True
+
 
 APPLY_PATCH = "application/apply-patch+yaml"
 

@@ -158,6 +158,7 @@ class FakeCluster:
     require_namespaces: bool = True
     # The schemas applied objects are validated against (None: custom resources by the catalogue).
     data: upstream.UpstreamData | None = PINNED
+    deleted: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, namespace, name, grace
     lock: threading.RLock = field(default_factory=threading.RLock)
     url: str = ""
     _server: ThreadingHTTPServer | None = None
@@ -372,6 +373,10 @@ class FakeCluster:
             def do_GET(self) -> None:
                 cluster._serve(self, "GET", None)
 
+            def do_DELETE(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                cluster._serve(self, "DELETE", json.loads(self.rfile.read(length) or b"{}"))
+
             def do_PATCH(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 if self.headers.get("Content-Type") != APPLY_PATCH:
@@ -444,6 +449,9 @@ class FakeCluster:
                     return
             handler._send(200, self.observe(key))
             return
+        if method == "DELETE":
+            self._delete(handler, key, query.get("gracePeriodSeconds", ""))
+            return
         if "fieldManager" not in query:
             handler._send(422, _status(422, "Invalid", "PATCH is not supported without fieldManager"))
             return
@@ -453,6 +461,15 @@ class FakeCluster:
         status, result = self.apply(body, query.get("dryRun") == "All", query["fieldManager"], rest[0])
         handler._send(status, result)
         return
+
+    def _delete(self, handler: Any, key: Key, grace: str) -> None:
+        with self.lock:
+            gone = self.objects.pop(key, None)
+            self.deleted.append((key[1], key[2], key[3], grace))
+        if gone is None:
+            handler._send(404, _status(404, "NotFound", f'{key[1]} "{key[3]}" not found'))
+        else:
+            handler._send(200, gone)
 
     def _list(self, api_version: str, kind: str, namespace: str, query: dict[str, str]) -> list[dict[str, Any]]:
         wanted = dict(p.split("=", 1) for p in query.get("labelSelector", "").split(",") if "=" in p)

@@ -66,6 +66,12 @@ def test_the_platform_implements_the_contract_with_the_kept_key(fake_cluster: Fa
             Capability.MESH_GRAPH,
             Capability.IN_CLUSTER_LOAD,
             Capability.FAILURE_EVIDENCE,
+            # Chaos through the API; a partition needs the manifests' NetworkPolicies, so not here.
+            Capability.KEY_ROTATION,
+            Capability.KILL_REPLICA,
+            Capability.KILL_GATEWAY,
+            Capability.STOP_COMPONENT,
+            Capability.PAUSE_REPLICA,
         }, "without the manifests it was deployed from, bounds could not be restored: no autoscaling"
         token = platform.tokens().valid("tenant-a")
         public = platform.signing_key().key.public_key()
