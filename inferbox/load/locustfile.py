@@ -1,20 +1,28 @@
 """inferbox's locustfile: model requests through the gateway (or directly to replicas), measured honestly.
 
-It depends on the standard library and Locust only, so the same file runs in the official Locust
-image as a worker inside a cluster. Everything it does comes from a run plan (JSON) named by
-``INFERBOX_LOAD_PLAN``; tenants' client credentials come from the file named by
-``INFERBOX_LOAD_CREDENTIALS`` (never from the plan, which is copied into the report).
+It depends on the standard library and Locust (with gevent and geventhttpclient, which Locust
+brings) only, so the same file runs in the official Locust image as a worker inside a cluster.
+Everything it does comes from a run plan (JSON) named by ``INFERBOX_LOAD_PLAN``; tenants' client
+credentials come from the file named by ``INFERBOX_LOAD_CREDENTIALS`` (never from the plan, which is
+copied into the report).
 
 Two modes:
 
 - ``open``: requests follow a fixed timeline (constant spacing or Poisson arrivals) computed from
-  the plan's stages; Locust users are only the pool of connections that serve it. A user takes the
-  next slot of the timeline, waits for its intended time and sends. When every user is busy (a
-  stalled backend), slots wait and are sent late, and their latency is measured from the *intended*
-  time, so a stall is not hidden (coordinated omission). Locust's own statistics receive the same
-  latency. Slots the generator never sent count against the achieved rate.
-- ``closed``: ordinary Locust users, each pacing itself to its share of the stage's rate; latency
-  is measured from the actual send, as Locust always does. Kept to show what closed loop hides.
+  the plan's stages. Each Locust process runs one user, a dispatcher, that serves its share of the
+  timeline: it sleeps until a request's intended time on a timerfd (gevent's own timers round up to
+  whole milliseconds), spinning the last fraction of a millisecond when the timeline is sparse,
+  and sends on an idle keep-alive connection. When every connection is busy (a stalled backend) it
+  opens another one at once instead of letting the request wait, so the request still leaves on
+  time; only at MAX_CONNECTIONS per origin does a request wait for a connection, and those waits
+  are counted (``queued``) and show as schedule delay. Latency is from the intended time to the
+  kernel's receive timestamp of the answer's last byte (plain HTTP; with TLS, to when the answer
+  is decrypted), so neither a late send nor a late wake-up of this process hides. Locust's own
+  statistics receive the same latency. Slots the generator never sent count against the achieved
+  rate.
+- ``closed``: ordinary Locust users (FastHttpUser), each pacing itself to its share of the stage's
+  rate; latency is measured from the actual send, as Locust always does. Kept to show what closed
+  loop hides.
 
 Every request is also recorded raw (intended, sent and done times, status, outcome, target) so
 percentiles are exact, not Locust's rounded buckets. Workers ship their records to the master with
@@ -29,10 +37,15 @@ from __future__ import annotations
 
 import array
 import base64
+import contextlib
+import ctypes
 import json
+import math
 import os
 import random
+import socket
 import ssl
+import struct
 import sys
 import time
 import urllib.error
@@ -42,7 +55,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, LoadTestShape, events, task
+import gevent.event
+import gevent.socket
+from geventhttpclient._parser import HTTPParseError, HTTPResponseParser
+from locust import FastHttpUser, LoadTestShape, User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 # Outcome codes of a recorded request (inferbox.load.records reads the same codes).
@@ -58,6 +74,18 @@ OPEN = PLAN["mode"] == "open"
 TARGETS: list[dict[str, Any]] = PLAN["targets"]
 END_GRACE_S = 2.0
 FINAL_REPORT_TIMEOUT_S = 30.0
+PROCESSES = max(1, int(PLAN.get("workers") or 0))
+# Open loop: connections per origin before requests wait for one; idle connections older than
+# IDLE_MAX_S are replaced rather than reused (servers close idle keep-alive connections, uvicorn
+# after 5 s, and a request sent on one being closed would fail for the generator's sake).
+MAX_CONNECTIONS = 1000
+IDLE_MAX_S = 4.0
+# The dispatcher wakes this long before a request's time and spins the rest, when the timeline is
+# sparse enough (gaps of SPIN_GAPS times this) that spinning costs at most a tenth of a core.
+SPIN_S = float(PLAN.get("spin_s", 0.0002))
+SPIN_GAPS = 10.0
+TIMER_FLOOR_S = 0.00002  # closer than this, sending at once beats arming a timer
+SO_TIMESTAMPNS = 35  # Linux: a socket option and, as SCM_TIMESTAMPNS, its ancillary message
 
 
 def stage_at(offset: float) -> dict[str, Any] | None:
@@ -278,9 +306,365 @@ def _mesh_tls(*args: Any, **kwargs: Any) -> Any:
     return context
 
 
-class ModelUser(FastHttpUser):
-    """One connection of the load generator; in open mode it serves the shared timeline."""
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class Clock:
+    """Waits for a monotonic time to within microseconds: a timerfd (an hrtimer without timer slack)
+    watched by gevent's loop, whose own timers round their timeouts up to whole milliseconds.
+    Without timerfd (not Linux) it falls back to gevent's timers."""
+
+    CLOCK_MONOTONIC, TFD_TIMER_ABSTIME = 1, 1
+
+    def __init__(self, spin_s: float = SPIN_S) -> None:
+        self.spin_s = spin_s
+        self.fd = -1
+        try:
+            self.libc: Any = ctypes.CDLL(None, use_errno=True)
+            self.fd = int(self.libc.timerfd_create(self.CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC))
+        except (OSError, AttributeError):
+            self.fd = -1
+        self.spec = _Itimerspec()
+        self.watcher = gevent.get_hub().loop.io(self.fd, 1) if self.fd >= 0 else None
+
+    def _sleep(self, at: float) -> None:
+        if self.watcher is None:
+            gevent.sleep(max(0.0, at - time.monotonic()))
+            return
+        seconds = int(at)
+        self.spec.it_value.tv_sec = seconds
+        self.spec.it_value.tv_nsec = int((at - seconds) * 1e9)
+        self.libc.timerfd_settime(self.fd, self.TFD_TIMER_ABSTIME, ctypes.byref(self.spec), None)
+        gevent.get_hub().wait(self.watcher)
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 8)
+
+    def until(self, at: float) -> None:
+        remaining = at - time.monotonic()
+        if remaining <= TIMER_FLOOR_S:
+            return
+        if remaining < SPIN_GAPS * self.spin_s:
+            self._sleep(at)
+            return
+        self._sleep(at - self.spin_s)
+        while time.monotonic() < at:  # the last stretch on the CPU, at most spin_s
+            pass
+
+
+class Answer(HTTPResponseParser):
+    """One HTTP response parsed by geventhttpclient's C parser; only status and body are kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.complete = False
+        self.body = bytearray()
+
+    def _on_message_begin(self) -> None:
+        pass
+
+    def _on_status(self, message: str) -> None:
+        pass
+
+    def _on_header_field(self, name: str) -> None:
+        pass
+
+    def _on_header_value(self, value: str) -> None:
+        pass
+
+    def _on_headers_complete(self) -> bool:
+        return False  # the body follows
+
+    def _on_body(self, chunk: bytes) -> None:
+        self.body += chunk
+
+    def _on_message_complete(self) -> None:
+        self.complete = True
+
+
+def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The monotonic time the newest segment of a read reached the kernel (its CLOCK_REALTIME receive
+    timestamp, taken back against both clocks read now, so clock drift cannot creep in)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanos = struct.unpack("qq", data[:16])
+            mono, wall = time.monotonic(), time.time()
+            age = wall - (seconds + nanos / 1e9)
+            return mono - age if 0.0 <= age < 1.0 else None
+    return None
+
+
+class Failed(Exception):
+    """A request without a correct answer, as Locust's statistics record it."""
+
+
+class Connection:
+    """One keep-alive connection of the open-loop pool; its reader greenlet completes each request."""
+
+    def __init__(self, dispatcher: Dispatcher, origin: tuple[str, str, int]) -> None:
+        scheme, host, port = origin
+        self.dispatcher = dispatcher
+        self.origin = origin
+        self.open = True
+        self.busy = False
+        self.last_used = time.monotonic()
+        self.intended = self.sent = 0.0
+        self.index = 0
+        sock = gevent.socket.create_connection((host, port), timeout=float(PLAN["timeout_s"]))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.kernel_stamps = False
+        if scheme == "https":
+            sock = _mesh_tls().wrap_socket(sock, server_hostname=host)
+        else:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                self.kernel_stamps = True
+            except OSError:
+                pass
+        sock.settimeout(min(1.0, float(PLAN["timeout_s"])))  # how often an idle reader looks at the clock
+        self.sock = sock
+        self.reader = gevent.spawn(self._read)
+
+    def send(self, payload: bytes, intended: float, index: int) -> None:
+        self.busy = True
+        self.intended, self.index = intended, index
+        self.sent = time.monotonic()
+        try:
+            self.sock.sendall(payload)
+        except OSError as exc:
+            self.fail(f"no response: {exc}")
+
+    def _read(self) -> None:
+        answer = Answer()
+        while self.open:
+            try:
+                if self.kernel_stamps:
+                    data, ancillary, _, _ = self.sock.recvmsg(65536, 64)
+                else:
+                    data, ancillary = self.sock.recv(65536), []
+            except TimeoutError:
+                if self.busy and time.monotonic() - self.sent >= float(PLAN["timeout_s"]):
+                    self.fail("no response: timed out")
+                continue
+            except OSError as exc:
+                self.fail(f"no response: {exc}")
+                return
+            if not data:
+                self.fail("no response: the server closed the connection")
+                return
+            if not self.busy:
+                self.fail("the server sent data nobody asked for")
+                return
+            try:
+                answer.feed(data)
+            except HTTPParseError as exc:
+                self.fail(f"no response: unreadable answer ({exc})")
+                return
+            if answer.complete:
+                done = (kernel_time(ancillary) if self.kernel_stamps else None) or time.monotonic()
+                keep = answer.should_keep_alive()
+                self.busy = False
+                self.dispatcher.answered(self, answer.get_code(), bytes(answer.body), done)
+                if not keep:
+                    self.close()
+                    return
+                answer = Answer()
+
+    def fail(self, reason: str) -> None:
+        """Ends the connection; the request on it, if any, is recorded without a response."""
+        if self.busy:
+            self.busy = False
+            self.dispatcher.failed(self.intended, self.sent, self.index, reason)
+        self.close()
+
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            self.dispatcher.pools[self.origin].closed(self)
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+
+class Pool:
+    """The idle connections to one origin, most recently used first; grows when all are busy."""
+
+    def __init__(self, dispatcher: Dispatcher, origin: tuple[str, str, int]) -> None:
+        self.dispatcher = dispatcher
+        self.origin = origin
+        self.idle: list[Connection] = []
+        self.size = 0
+        self.opened = 0
+        self.peak = 0
+        self.queued = 0
+        self.freed = gevent.event.Event()
+
+    def open(self) -> Connection:
+        connection = Connection(self.dispatcher, self.origin)
+        self.size += 1
+        self.opened += 1
+        self.peak = max(self.peak, self.size)
+        return connection
+
+    def warm(self, count: int) -> None:
+        for _ in range(count - self.size):
+            self.release(self.open())
+
+    def take(self) -> Connection:
+        waited = False
+        while True:
+            while self.idle:
+                connection = self.idle.pop()
+                if connection.open and time.monotonic() - connection.last_used < IDLE_MAX_S:
+                    return connection
+                connection.close()
+            if self.size < MAX_CONNECTIONS:
+                return self.open()
+            if not waited:
+                self.queued += 1  # this request waits for a connection: it will leave late
+                waited = True
+            self.freed.clear()
+            self.freed.wait(timeout=float(PLAN["timeout_s"]))
+
+    def release(self, connection: Connection) -> None:
+        connection.last_used = time.monotonic()
+        self.idle.append(connection)
+        self.freed.set()
+
+    def closed(self, connection: Connection) -> None:
+        self.size -= 1
+        if connection in self.idle:
+            self.idle.remove(connection)
+
+
+def _origin(url: str) -> tuple[tuple[str, str, int], str]:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return (parts.scheme, parts.hostname or "", port), path or "/"
+
+
+class Dispatcher:
+    """This process's share of the open-loop timeline: each request leaves at its intended time."""
+
+    def __init__(self, environment: Any, schedule: Schedule, recorder: Recorder, connections: int) -> None:
+        self.environment = environment
+        self.schedule = schedule
+        self.recorder = recorder
+        self.clock = Clock()
+        self.routes = [_origin(t["url"]) for t in TARGETS]
+        self.pools = {origin: Pool(self, origin) for origin, _ in self.routes}
+        self.connections = connections
+        self.rendered: dict[int, tuple[str, bytes]] = {}
+
+    def payload(self, index: int) -> bytes:
+        """The request's bytes, rendered once per target and token."""
+        target = TARGETS[index]
+        token: str = STATE["tokens"].get(target["tenant"]) if target["auth"] else ""
+        cached = self.rendered.get(index)
+        if cached is not None and cached[0] == token:
+            return cached[1]
+        body: bytes = target["body"].encode()
+        head = (
+            f"{target['method']} {self.routes[index][1]} HTTP/1.1\r\nHost: {target['host']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            + (f"Authorization: Bearer {token}\r\n" if token else "")
+            + "\r\n"
+        )
+        rendered = head.encode() + body
+        self.rendered[index] = (token, rendered)
+        return rendered
+
+    def run(self) -> None:
+        for pool in self.pools.values():
+            # Without a connection now, the first requests find out and are recorded as errors.
+            with contextlib.suppress(OSError):
+                pool.warm(self.connections)
+        t0 = self.recorder.t0_mono
+        while True:
+            slot = self.schedule.take()
+            if slot is None:
+                return
+            intended = t0 + slot
+            self.clock.until(intended)
+            index = STATE["mix"].next()
+            payload = self.payload(index)
+            STATE["in_flight"] = STATE.get("in_flight", 0) + 1
+            try:
+                connection = self.pools[self.routes[index][0]].take()
+            except OSError as exc:
+                self.failed(intended, time.monotonic(), index, f"no response: cannot connect ({exc})")
+                continue
+            connection.send(payload, intended, index)
+
+    def answered(self, connection: Connection, status: int, content: bytes, done: float) -> None:
+        target = TARGETS[connection.index]
+        body = None
+        if status == 200 and target["expect"] is not None:
+            try:
+                body = json.loads(content)
+            except ValueError:
+                body = None
+        outcome, reason = classify(target, status, content, body)
+        self._record(connection.intended, connection.sent, done, status, outcome, connection.index, reason, content)
+        self.pools[connection.origin].release(connection)
+
+    def failed(self, intended: float, sent: float, index: int, reason: str) -> None:
+        self._record(intended, sent, time.monotonic(), 0, CONNECTION, index, reason, b"")
+
+    def _record(
+        self,
+        intended: float,
+        sent: float,
+        done: float,
+        status: int,
+        outcome: int,
+        index: int,
+        reason: str,
+        content: bytes,
+    ) -> None:
+        STATE["in_flight"] -= 1
+        self.recorder.add(intended, sent, done, status, outcome, index)
+        target = TARGETS[index]
+        self.environment.events.request.fire(
+            request_type=target["method"],
+            name=target["label"],
+            response_time=(done - intended) * 1000,
+            response_length=len(content),
+            exception=Failed(reason) if outcome != OK else None,
+            context={"tenant": target["tenant"], "via": target["via"]},
+        )
+
+    def figures(self) -> dict[str, int]:
+        pools = self.pools.values()
+        return {
+            "opened": sum(p.opened for p in pools),
+            "peak": sum(p.peak for p in pools),
+            "queued": sum(p.queued for p in pools),
+        }
+
+
+class TimelineUser(User):
+    """Open loop: the one user of a Locust process; it dispatches the process's share of the timeline."""
+
+    abstract = not OPEN
+    wait_time = constant(0.5)
+
+    @task
+    def serve(self) -> None:
+        dispatcher: Dispatcher | None = STATE.get("dispatcher")
+        if dispatcher is None or dispatcher.schedule.over:
+            return  # the timeline is over; the shape stops the run
+        dispatcher.run()
+
+
+class ModelUser(FastHttpUser):
+    """Closed loop: a simulated client that paces itself and waits for each answer before the next."""
+
+    abstract = OPEN
     host = PLAN["token"]["base_url"]
     ssl_context_factory = staticmethod(_mesh_tls) if PLAN.get("tls") else None
     network_timeout = float(PLAN["timeout_s"])
@@ -290,8 +674,6 @@ class ModelUser(FastHttpUser):
         self.last_start = time.monotonic()
 
     def wait_time(self) -> float:
-        if OPEN:
-            return 0.0
         stage = stage_at(time.monotonic() - STATE["recorder"].t0_mono)
         if stage is None or stage["rate"] <= 0:
             return 1.0
@@ -301,19 +683,9 @@ class ModelUser(FastHttpUser):
     @task
     def request(self) -> None:
         recorder: Recorder = STATE["recorder"]
-        intended = time.monotonic()
-        if not OPEN and stage_at(intended - recorder.t0_mono) is None:
+        if stage_at(time.monotonic() - recorder.t0_mono) is None:
             gevent.sleep(0.5)  # the stages are over; the shape stops the run
             return
-        if OPEN:
-            slot = STATE["schedule"].take()
-            if slot is None:
-                gevent.sleep(0.5)  # the timeline is over; the shape stops the run
-                return
-            intended = recorder.t0_mono + slot
-            delay = intended - time.monotonic()
-            if delay > 0:
-                gevent.sleep(delay)
         self.last_start = time.monotonic()
         index = STATE["mix"].next()
         target = TARGETS[index]
@@ -323,23 +695,17 @@ class ModelUser(FastHttpUser):
         sent = time.monotonic()
         STATE["in_flight"] = STATE.get("in_flight", 0) + 1
         try:
-            self._send(target, index, headers, intended, sent, recorder)
+            self._send(target, index, headers, sent, recorder)
         except Exception:
             # Not an HTTP answer (e.g. a TLS setup failure): recorded as a request without a response,
             # so it counts as an error instead of vanishing from the run; Locust logs the exception.
-            recorder.add(intended, sent, time.monotonic(), 0, CONNECTION, index)
+            recorder.add(sent, sent, time.monotonic(), 0, CONNECTION, index)
             raise
         finally:
             STATE["in_flight"] -= 1
 
     def _send(
-        self,
-        target: dict[str, Any],
-        index: int,
-        headers: dict[str, str],
-        intended: float,
-        sent: float,
-        recorder: Recorder,
+        self, target: dict[str, Any], index: int, headers: dict[str, str], sent: float, recorder: Recorder
     ) -> None:
         with self.client.request(
             target["method"],
@@ -358,18 +724,17 @@ class ModelUser(FastHttpUser):
             except ValueError:
                 body = None
             outcome, reason = classify(target, status, content, body)
-            if OPEN:
-                response.request_meta["response_time"] = (done - intended) * 1000
             if outcome == OK:
                 response.success()
             else:
                 response.failure(reason)
-        recorder.add(intended, sent, done, status, outcome, index)
+        recorder.add(sent, sent, done, status, outcome, index)
 
 
 class ProfileShape(LoadTestShape):
-    """The plan's stages: users per stage. The run stops END_GRACE_S after the last stage, so workers
-    that started their timeline a little after the master still finish theirs."""
+    """Closed loop: the plan's stages' users; open loop: one dispatching user per Locust process. The
+    run stops END_GRACE_S after the last stage, so workers that started their timeline a little
+    after the master still finish theirs."""
 
     def tick(self) -> tuple[int, float] | None:
         offset = float(self.get_run_time())  # type: ignore[no-untyped-call]
@@ -378,7 +743,7 @@ class ProfileShape(LoadTestShape):
         stage = stage_at(min(offset, TOTAL_S - 1e-6))
         if stage is None:
             return None
-        users = int(stage["users"])
+        users = PROCESSES if OPEN else int(stage["users"])
         return users, float(max(users, 1))
 
 
@@ -401,7 +766,10 @@ def _on_test_start(environment: Any, **kwargs: Any) -> None:
     recorder = Recorder()
     STATE["recorder"] = recorder
     if OPEN:
-        STATE["schedule"] = Schedule(1.0 / count, index, int(PLAN["seed"]))
+        schedule = Schedule(1.0 / count, index, int(PLAN["seed"]))
+        STATE["schedule"] = schedule
+        connections = math.ceil(int(STAGES[0]["users"]) / count)
+        STATE["dispatcher"] = Dispatcher(environment, schedule, recorder, connections)
     if not isinstance(environment.runner, WorkerRunner):
         _write_json("started.json", {"t0_mono": recorder.t0_mono, "t0_wall": recorder.t0_wall})
 
@@ -432,12 +800,18 @@ def _on_finish_message(environment: Any, msg: Any, **kwargs: Any) -> None:
     gevent.spawn(_finish, environment)
 
 
+def _connections() -> dict[str, int] | None:
+    dispatcher: Dispatcher | None = STATE.get("dispatcher")
+    return dispatcher.figures() if dispatcher is not None else None
+
+
 def _worker_part(environment: Any, recorder: Recorder) -> dict[str, Any]:
     return {
         "worker": _identity(environment)[0],
         "t0_mono": recorder.t0_mono,
         "t0_wall": recorder.t0_wall,
         "scheduled": recorder.scheduled,
+        "connections": _connections(),
         "rows": recorder.unshipped(),
     }
 
@@ -473,6 +847,8 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **kwargs: Any) -> No
     )
     if part["scheduled"] is not None:
         entry["scheduled"] = part["scheduled"]
+    if part.get("connections") is not None:
+        entry["connections"] = part["connections"]
     columns = entry.setdefault("columns", {name: array.array(code) for name, code in COLUMNS})
     for name, _ in COLUMNS:
         columns[name].extend(part["rows"][name])
@@ -503,6 +879,7 @@ def _on_quit(exit_code: int, **kwargs: Any) -> None:
                 "t0_mono": recorder.t0_mono,
                 "t0_wall": recorder.t0_wall,
                 "scheduled": recorder.scheduled,
+                "connections": _connections(),
                 "columns": recorder.columns,
             }
         ]
@@ -546,6 +923,7 @@ def _write_samples(parts: list[dict[str, Any]]) -> None:
                     "t0_wall": part["t0_wall"],
                     "scheduled": part["scheduled"],
                     "final": part.get("final", True),  # False: a worker's last rows never arrived
+                    "connections": part.get("connections"),  # open loop: opened, peak, queued
                     "count": count,
                     "offset": out.tell(),
                 }

@@ -5,7 +5,9 @@ Locust image (standard library and Locust only)."""
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,10 +95,17 @@ def test_answers_and_statuses_are_classified(tmp_path: Path) -> None:
 
 
 def test_the_locustfile_needs_only_the_standard_library_and_locust() -> None:
+    """The official Locust image has Locust and what Locust itself requires (gevent, geventhttpclient)."""
+    locust_brings = {
+        re.split(r"[^A-Za-z0-9_.-]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+        for requirement in importlib.metadata.requires("locust") or []
+        if "extra ==" not in requirement
+    }
     modules: set[str] = set()
     for node in ast.walk(ast.parse(LOCUSTFILE.read_text())):
         if isinstance(node, ast.Import):
             modules |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             modules.add(node.module.split(".")[0])
-    assert modules - set(sys.stdlib_module_names) - {"__future__"} <= {"locust", "gevent"}, modules
+    assert {"gevent", "geventhttpclient"} <= locust_brings, locust_brings
+    assert modules - set(sys.stdlib_module_names) - {"__future__"} <= {"locust"} | locust_brings, modules
