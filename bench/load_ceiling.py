@@ -1,0 +1,146 @@
+"""The load generator's ceiling on this machine, by a rule that means something, next to wrk's maximum.
+
+Against one Envoy answering from its route table (the server costs microseconds), inferbox's
+locustfile runs open loop at rising rates with a Locust master and WORKERS worker processes
+(default: one per CPU). A rate counts as sustained when at least 95 % of the requests scheduled in
+the measured window were sent within 1 ms of their intended time AND answered successfully; a
+request never sent counts against it. The ceiling is the highest sustained rate (the search stops
+after two rates in a row fail). For every rate the lateness distribution is printed. wrk then runs
+flat out (closed loop, as many threads as CPUs, 50 connections) against the same Envoy: its
+maximum is the most this machine and endpoint answer at all.
+
+Target (issue 13): a ceiling of at least 5,000 requests/s open loop on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from bench.load_runs import envoy_endpoint, plan_for, run_plan, scratch, wrk
+from bench.results import Figure
+from inferbox.load.records import OK, percentile
+
+TITLE = "load generator ceiling (open loop, several Locust worker processes)"
+RATES = [int(r) for r in os.environ.get("BENCH_CEILING_RATES", "1000,2000,3000,4000,5000,6000,7000,8000").split(",")]
+STEP_S = float(os.environ.get("BENCH_CEILING_STEP_S", "8"))
+WARMUP_S = 2.0
+WORKERS = int(os.environ.get("BENCH_CEILING_WORKERS", str(os.cpu_count() or 1)))
+CONNECTIONS = 20  # to begin with, over all workers; the pool grows when every connection is busy
+ON_TIME_S = 0.001
+REQUIRED_SHARE = 0.95
+WRK_CONNECTIONS = 50
+
+
+def step(rate: int, url: str, root: Any) -> dict[str, Any]:
+    folder = root / f"rate-{rate}"
+    plan, profile = plan_for(f"ceiling-{rate}", url, rate, STEP_S, folder, users=CONNECTIONS, workers=WORKERS)
+    records = run_plan(plan, profile, folder)
+    window = records.select((records.intended >= WARMUP_S) & (records.intended < STEP_S))
+    scheduled = round(rate * (STEP_S - WARMUP_S))  # constant spacing: exact
+    ok = window.outcome == OK
+    on_time = window.delay <= ON_TIME_S
+    delay_ms = window.delay * 1000
+    lateness: dict[str, float] = {}
+    if len(window):
+        lateness = {f"p{q:g}": round(percentile(delay_ms, q), 3) for q in (50, 90, 99, 99.9)}
+        lateness["max"] = round(float(delay_ms.max()), 3)
+    share = float((ok & on_time).sum()) / scheduled if scheduled else 0.0
+    return {
+        "rate": rate,
+        "scheduled": scheduled,
+        "sent": len(window),
+        "answered_ok": int(ok.sum()),
+        "on_time": int(on_time.sum()),
+        "on_time_and_ok_share": round(share, 4),
+        "sustained": share >= REQUIRED_SHARE,
+        "lateness_ms": lateness,
+        "lateness_share_ms": {
+            f"<= {bound:g}": round(float((window.delay <= bound / 1000).sum()) / scheduled, 4)
+            for bound in (0.1, 0.5, 1, 5, 50)
+        },
+        "generator": records.generator,
+        "achieved_rate": round(float(ok.sum()) / (STEP_S - WARMUP_S), 1),
+    }
+
+
+def run() -> dict[str, Any]:
+    with scratch("inferbox-bench-ceiling-") as root, envoy_endpoint(root) as base:
+        url = f"{base}/fast"
+        steps: list[dict[str, Any]] = []
+        failures = 0
+        for rate in RATES:
+            result = step(rate, url, root)
+            steps.append(result)
+            failures = 0 if result["sustained"] else failures + 1
+            if failures >= 2:
+                break
+        flat_out = wrk(url, STEP_S, WRK_CONNECTIONS, threads=os.cpu_count() or 1)
+    sustained = [s["rate"] for s in steps if s["sustained"]]
+    return {
+        "workers": WORKERS,
+        "step_s": STEP_S,
+        "warmup_s": WARMUP_S,
+        "rule": f">= {REQUIRED_SHARE:.0%} of scheduled requests sent within {ON_TIME_S * 1000:g} ms and answered OK",
+        "steps": steps,
+        "ceiling": max(sustained, default=0),
+        "wrk_max": {
+            "rate": round(flat_out.rate, 1),
+            "threads": os.cpu_count() or 1,
+            "connections": WRK_CONNECTIONS,
+            "errors": sum(flat_out.errors.values()),
+            "latency_p50_ms": round(float(np.median(flat_out.latency_s)) * 1000, 3)
+            if flat_out.latency_s.size
+            else None,
+        },
+    }
+
+
+def figures(details: dict[str, Any]) -> list[Figure]:
+    ceiling_step = next((s for s in details["steps"] if s["rate"] == details["ceiling"]), None)
+    note = ""
+    if ceiling_step is not None:
+        late = ceiling_step["lateness_ms"]
+        share = ceiling_step["on_time_and_ok_share"]
+        note = f"lateness p50 {late['p50']:.3f} ms, p99 {late['p99']:.3f} ms; {share:.1%} on time and answered"
+    return [
+        Figure(
+            "ceiling_rps",
+            f"open-loop ceiling, {details['workers']} Locust workers (>= 95 % sent within 1 ms and answered)",
+            float(details["ceiling"]),
+            "req/s",
+            ">=",
+            5000.0,
+            note=note,
+        ),
+        Figure(
+            "wrk_max_rps",
+            f"wrk flat out, same endpoint ({details['wrk_max']['threads']} threads, closed loop)",
+            float(details["wrk_max"]["rate"]),
+            "req/s",
+        ),
+    ]
+
+
+def report(details: dict[str, Any]) -> None:
+    print(TITLE)
+    print(
+        f"  Envoy direct response; {details['workers']} workers; {details['step_s']:g} s per rate, "
+        f"{details['warmup_s']:g} s warm-up; rule: {details['rule']}"
+    )
+    print("    requested   sent ok&on-time  lateness p50      p90      p99    p99.9      max   <=0.1ms  <=1ms")
+    for s in details["steps"]:
+        late, share = s["lateness_ms"], s["lateness_share_ms"]
+        print(
+            f"    {s['rate']:7}/s {s['sent'] / s['scheduled']:6.1%} {s['on_time_and_ok_share']:9.1%}  "
+            + "".join(f"{late.get(k, float('nan')):9.3f}" for k in ("p50", "p90", "p99", "p99.9", "max"))
+            + f"  {share['<= 0.1']:7.1%} {share['<= 1']:6.1%}  [{'sustained' if s['sustained'] else 'not sustained'}]"
+        )
+    print(f"  ceiling: {details['ceiling']:,} requests/s   [target >= 5,000/s]")
+    wrk_max = details["wrk_max"]
+    print(
+        f"  wrk flat out ({wrk_max['threads']} threads, {wrk_max['connections']} connections, closed loop): "
+        f"{wrk_max['rate']:,.0f} requests/s"
+    )
