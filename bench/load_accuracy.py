@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from bench.load_runs import known_endpoint, pinned, plan_for, run_plan, scratch, wrk
 from bench.results import Figure
+from bench.suite import main_of
 from inferbox.load.records import OK, percentile
 
 TITLE = "load generator accuracy (inferbox's Locust runner next to wrk 4)"
@@ -251,3 +252,11 @@ def report(details: dict[str, Any]) -> None:
         f"inferbox generator {stalled['inferbox']['generator']}"
     )
     print("  targets: median error <= 0.5 ms; stall p50/p90/p99 within 10 % of the ideal open-loop client")
+
+
+def main() -> None:
+    main_of("load_accuracy")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ import numpy as np
 
 from bench.load_runs import envoy_endpoint, plan_for, run_plan, scratch, wrk
 from bench.results import Figure
+from bench.suite import main_of
 from inferbox.load.records import OK, percentile
 
 TITLE = "load generator ceiling (open loop, several Locust worker processes)"
@@ -144,3 +145,11 @@ def report(details: dict[str, Any]) -> None:
         f"  wrk flat out ({wrk_max['threads']} threads, {wrk_max['connections']} connections, closed loop): "
         f"{wrk_max['rate']:,.0f} requests/s"
     )
+
+
+def main() -> None:
+    main_of("load_ceiling")
+
+
+if __name__ == "__main__":
+    main()

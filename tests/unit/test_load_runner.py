@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench.load_generator import endpoint, plan_for
+from bench.load_runs import envoy_endpoint, plan_for
 from inferbox.contract import LoadClientPlace
 from inferbox.load.records import OK, read_records
 from inferbox.load.runner import LOCUSTFILE, run_locust
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def fast_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with endpoint(tmp_path_factory.mktemp("envoy")) as base:
+    with envoy_endpoint(tmp_path_factory.mktemp("envoy")) as base:
         yield f"{base}/fast"
 
 
