@@ -7,14 +7,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.inferbox-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup conformance test lint typecheck unit load mutants bench clean help
+.PHONY: setup conformance test lint typecheck unit load mutants bench bench-readme clean help
 
 help:
 	@echo "make conformance   stand up the embedded platform and run pytest -m conformance"
 	@echo "make test          lint, type-check, unit tests, conformance suite, load smoke + calibration, mutants"
 	@echo "make load          the smoke load profile with its SLOs and the load calibration self-test"
 	@echo "make setup         create $(VENV) and install everything (idempotent)"
-	@echo "make bench         print the benchmark figures"
+	@echo "make bench         run every benchmark, save bench/results/*.json, print all figures against targets"
+	@echo "make bench-readme  rewrite the README's (and docs/load.md's) benchmark tables from bench/results"
 
 setup: $(STAMP)
 	@scripts/system-deps --check-or-install
@@ -48,8 +49,14 @@ mutants: setup
 
 test: lint typecheck unit conformance load mutants
 
+# Every benchmark (about half an hour); each saves bench/results/<name>.json, then the table of all
+# figures against their targets. wrk (Debian's package) runs beside the load generator.
 bench: setup
+	@INFERBOX_EXTRA_DEPS="wrk:wrk" scripts/system-deps --check-or-install
 	$(BIN)/python -m bench
+
+bench-readme: setup
+	$(BIN)/python -m bench --readme
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

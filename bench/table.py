@@ -89,7 +89,7 @@ def load_details(results: Results) -> str:
     chosen = [(n, r) for n, r in results if n in ("load_accuracy", "load_ceiling")]
     parts = [markdown_table(chosen)]
     accuracy = dict(chosen).get("load_accuracy")
-    if accuracy is not None:
+    if accuracy is not None and {"stall", "fixed"} <= set(accuracy.details):
         stall = accuracy.details["stall"]
         parts += [
             "",
@@ -119,7 +119,7 @@ def load_details(results: Results) -> str:
             error = fixed[tool]["error_ms"]
             parts.append(f"| {tool} | " + " | ".join(f"{error[q]:+.3f} ms" for q in ("p50", "p90", "p99")) + " |")
     ceiling = dict(chosen).get("load_ceiling")
-    if ceiling is not None:
+    if ceiling is not None and "steps" in ceiling.details:
         details = ceiling.details
         parts += [
             "",
