@@ -30,9 +30,11 @@ def test_saved_results_say_what_was_measured_where_and_when() -> None:
         assert path.stem in BENCHMARKS, f"{path.name} is no benchmark's result"
         assert re.fullmatch(r"[0-9a-f]{40}", body["commit"]), f"{path.name}: no commit"
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["date"]), f"{path.name}: no date"
-        assert body["machine"]["cpus"] >= 1 and body["machine"]["cpu_model"], f"{path.name}: no machine"
+        assert body["machine"]["cpus"] >= 1, f"{path.name}: no machine"
+        assert body["machine"]["cpu_model"], f"{path.name}: no machine"
         result = load(path.stem)
-        assert result is not None and result.figures, f"{path.name}: no figures"
+        assert result is not None
+        assert result.figures, f"{path.name}: no figures"
         for figure, saved in zip(result.figures, body["figures"], strict=True):
             assert figure.passed == saved["passed"], f"{path.name}: {figure.key} judged differently"
 
@@ -60,7 +62,8 @@ def test_a_result_survives_saving_and_loading(tmp_path: Path) -> None:
     again = load("load_accuracy", tmp_path)
     assert again is not None
     assert again.to_json() == result.to_json()
-    assert len(again.commit) == 40 and again.date.endswith("Z")
+    assert len(again.commit) == 40
+    assert again.date.endswith("Z")
 
 
 def test_the_generated_table_follows_the_results_and_a_stale_one_is_caught(tmp_path: Path) -> None:

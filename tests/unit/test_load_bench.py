@@ -15,7 +15,8 @@ def test_the_ideal_client_waits_out_each_freeze() -> None:
     # The 100th request (t = 4.95 s) starts a freeze to 5.95 s: the answers due in it leave at its end.
     frozen = (intended >= 4.93) & (intended < 5.93)
     assert np.allclose(latency[frozen], 5.95 - intended[frozen])
-    assert latency[frozen].size == 20 and np.isclose(latency[frozen].max(), 1.0)
+    assert latency[frozen].size == 20
+    assert np.isclose(latency[frozen].max(), 1.0)
     assert np.allclose(latency[~frozen & (intended < 9.9)], 0.02)
     # The 200th request (t = 9.95 s) starts the second freeze.
     assert np.isclose(latency[-1], 1.0)

@@ -131,5 +131,5 @@ def test_the_quick_parser_reads_the_common_answer_and_hands_over_the_rest(tmp_pa
     assert complete == [200, "{}", True]
     assert body_short == head_short == "more"
     assert closing == [503, "", False], "Connection: close ends the keep-alive"
-    assert chunked is None and http10 is None and interim is None, "the full parser reads these"
+    assert [chunked, http10, interim] == [None, None, None], "the full parser reads these"
     assert too_long is None, "bytes beyond the announced length are not this answer's"
