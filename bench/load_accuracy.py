@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.load_runs import known_endpoint, pinned, plan_for, run_plan, scratch, wrk
+from bench.load_runs import known_endpoint, pinned, plan_for, realtime_allowed, run_plan, scratch, wrk
 from bench.results import Figure
 from bench.suite import main_of
 from inferbox.load.records import OK, percentile
@@ -41,6 +41,8 @@ STALL_S = float(os.environ.get("BENCH_STALL_SECONDS", "60"))
 WARMUP_S = 2.0
 CLIENT_CPU, ENDPOINT_CPU = 0, 1
 QUANTILES = (50, 90, 99)
+# Both tools and the endpoint at the lowest real-time priority when allowed (BENCH_REALTIME=0: never).
+REALTIME = os.environ.get("BENCH_REALTIME", "1") != "0" and realtime_allowed()
 
 Floats = npt.NDArray[np.float64]
 
@@ -63,7 +65,7 @@ def _ms(values: Floats) -> dict[str, float]:
 
 
 def _locust_latencies(name: str, url: str, rate: float, seconds: float, users: int, folder: Path) -> dict[str, Any]:
-    plan, profile = plan_for(name, url, rate, seconds, folder / name, users=users, warmup_s=WARMUP_S)
+    plan, profile = plan_for(name, url, rate, seconds, folder / name, users=users, warmup_s=WARMUP_S, realtime=REALTIME)
     records = run_plan(plan, profile, folder / name, prefix=pinned(CLIENT_CPU))
     window = records.select(records.intended >= WARMUP_S)
     answered = window.select(window.outcome == OK)
@@ -85,12 +87,14 @@ def fixed_delay(root: Path) -> dict[str, Any]:
     reports = []
     errors = {"inferbox": 0, "wrk": 0}
     for round_ in range(ROUNDS):
-        with known_endpoint(root, FIXED_DELAY_MS, cpu=ENDPOINT_CPU) as endpoint:
+        with known_endpoint(root, FIXED_DELAY_MS, cpu=ENDPOINT_CPU, realtime=REALTIME) as endpoint:
             run = _locust_latencies(f"fixed-{round_}", endpoint.url, FIXED_RATE, FIXED_S, FIXED_CONNECTIONS, root)
             ours.append(run["latency"])
             delays.append(run["delay"])
             errors["inferbox"] += run["errors"]
-            paced = wrk(endpoint.url, FIXED_S, FIXED_CONNECTIONS, rate_per_thread=FIXED_RATE, cpu=CLIENT_CPU)
+            paced = wrk(
+                endpoint.url, FIXED_S, FIXED_CONNECTIONS, rate_per_thread=FIXED_RATE, cpu=CLIENT_CPU, realtime=REALTIME
+            )
             theirs.append(paced.latency_s)
             errors["wrk"] += sum(paced.errors.values())
         reports.append(endpoint.report)
@@ -119,11 +123,13 @@ def fixed_delay(root: Path) -> dict[str, Any]:
 
 def stall(root: Path) -> dict[str, Any]:
     delay_s, stall_s = FIXED_DELAY_MS / 1000, STALL_MS / 1000
-    with known_endpoint(root, FIXED_DELAY_MS, STALL_EVERY, STALL_MS, cpu=ENDPOINT_CPU) as endpoint:
+    with known_endpoint(root, FIXED_DELAY_MS, STALL_EVERY, STALL_MS, cpu=ENDPOINT_CPU, realtime=REALTIME) as endpoint:
         run = _locust_latencies("stall", endpoint.url, STALL_RATE, STALL_S, STALL_CONNECTIONS, root)
     ours_report = endpoint.report
-    with known_endpoint(root, FIXED_DELAY_MS, STALL_EVERY, STALL_MS, cpu=ENDPOINT_CPU) as endpoint:
-        paced = wrk(endpoint.url, STALL_S, STALL_CONNECTIONS, rate_per_thread=STALL_RATE, cpu=CLIENT_CPU)
+    with known_endpoint(root, FIXED_DELAY_MS, STALL_EVERY, STALL_MS, cpu=ENDPOINT_CPU, realtime=REALTIME) as endpoint:
+        paced = wrk(
+            endpoint.url, STALL_S, STALL_CONNECTIONS, rate_per_thread=STALL_RATE, cpu=CLIENT_CPU, realtime=REALTIME
+        )
     intended, truth = ideal_stall(STALL_RATE, STALL_S, delay_s, STALL_EVERY, stall_s)
     truth_window = truth[intended >= WARMUP_S]
     truth_ms, ours_ms, theirs_ms = _ms(truth_window), _ms(run["latency"]), _ms(paced.latency_s)
@@ -164,7 +170,7 @@ def stall(root: Path) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     with scratch("inferbox-bench-accuracy-") as root:
-        return {"fixed": fixed_delay(root), "stall": stall(root)}
+        return {"realtime": REALTIME, "fixed": fixed_delay(root), "stall": stall(root)}
 
 
 def figures(details: dict[str, Any]) -> list[Figure]:
@@ -221,6 +227,8 @@ def figures(details: dict[str, Any]) -> list[Figure]:
 def report(details: dict[str, Any]) -> None:
     fixed, stalled = details["fixed"], details["stall"]
     print(TITLE)
+    priority = "the lowest real-time priority (SCHED_FIFO 1)" if details["realtime"] else "normal priority"
+    print(f"  client on CPU {CLIENT_CPU}, endpoint on CPU {ENDPOINT_CPU}, both tools and the endpoint at {priority}")
     print(
         f"  fixed delay: {fixed['delay_ms']:g} ms endpoint, {fixed['rate']:g}/s open loop, {fixed['rounds']} rounds of "
         f"{fixed['seconds_per_round']:g} s each, inferbox and wrk alternating"
