@@ -332,6 +332,10 @@ class Clock:
             self.fd = -1
         self.spec = _Itimerspec()
         self.watcher = gevent.get_hub().loop.io(self.fd, 1) if self.fd >= 0 else None
+        if self.watcher is not None:
+            # libev's highest priority: when the timer and answers are ready together, the request
+            # due leaves first (answers keep their kernel timestamps however late they are read).
+            self.watcher.priority = 2
 
     def _sleep(self, at: float) -> None:
         if self.watcher is None:
@@ -462,7 +466,9 @@ class Connection:
                 self.kernel_stamps = True
             except OSError:
                 pass
-        sock.settimeout(min(1.0, float(PLAN["timeout_s"])))  # how often an idle reader looks at the clock
+        # No timeout per read (a timer started and stopped for every answer costs more than the rest of
+        # the read): the dispatcher's watchdog ends connections whose request is overdue.
+        sock.settimeout(None)
         self.sock = sock
         self.reader = gevent.spawn(self._read)
 
@@ -486,10 +492,6 @@ class Connection:
                     data, ancillary, _, _ = self.sock.recvmsg(65536, 64)
                 else:
                     data, ancillary = self.sock.recv(65536), []
-            except TimeoutError:
-                if self.busy and time.monotonic() - self.sent >= float(PLAN["timeout_s"]):
-                    self.fail("no response: timed out")
-                continue
             except OSError as exc:
                 self.fail(f"no response: {exc}")
                 return
@@ -552,6 +554,7 @@ class Pool:
         self.dispatcher = dispatcher
         self.origin = origin
         self.idle: list[Connection] = []
+        self.members: set[Connection] = set()
         self.size = 0
         self.opened = 0
         self.peak = 0
@@ -560,6 +563,7 @@ class Pool:
 
     def open(self) -> Connection:
         connection = Connection(self.dispatcher, self.origin)
+        self.members.add(connection)
         self.size += 1
         self.opened += 1
         self.peak = max(self.peak, self.size)
@@ -597,6 +601,7 @@ class Pool:
         self.freed.set()
 
     def closed(self, connection: Connection) -> None:
+        self.members.discard(connection)
         self.size -= 1
         if connection in self.idle:
             self.idle.remove(connection)
@@ -646,6 +651,7 @@ class Dispatcher:
             # Without a connection now, the first requests find out and are recorded as errors.
             with contextlib.suppress(OSError):
                 pool.warm(self.connections)
+        gevent.spawn(self._watchdog)
         t0 = self.recorder.t0_mono
         while True:
             slot = self.schedule.take()
@@ -662,6 +668,17 @@ class Dispatcher:
                 self.failed(intended, time.monotonic(), index, f"no response: cannot connect ({exc})")
                 continue
             connection.send(payload, intended, index)
+
+    def _watchdog(self) -> None:
+        """Ends the connections whose request has waited longer than the plan's timeout (the process
+        ends with the run, and this with it)."""
+        timeout = float(PLAN["timeout_s"])
+        while True:
+            gevent.sleep(min(0.5, timeout / 4))
+            now = time.monotonic()
+            for pool in self.pools.values():
+                for connection in [c for c in pool.members if c.busy and now - c.sent >= timeout]:
+                    connection.fail("no response: timed out")
 
     def answered(self, connection: Connection, status: int, content: bytes, done: float) -> None:
         target = TARGETS[connection.index]
