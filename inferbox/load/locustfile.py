@@ -39,6 +39,7 @@ import array
 import base64
 import contextlib
 import ctypes
+import gc
 import json
 import math
 import os
@@ -845,6 +846,9 @@ def _on_test_start(environment: Any, **kwargs: Any) -> None:
     STATE["mix"] = Mix(index)
     recorder = Recorder()
     STATE["recorder"] = recorder
+    # Everything alive now (Locust, gevent, the plan) lives to the end: the collector need not walk
+    # it again and again while the timeline runs.
+    gc.freeze()
     if PLAN.get("realtime"):
         _realtime(True)
     if OPEN:
