@@ -849,6 +849,8 @@ def _on_test_start(environment: Any, **kwargs: Any) -> None:
     # Everything alive now (Locust, gevent, the plan) lives to the end: the collector need not walk
     # it again and again while the timeline runs.
     gc.freeze()
+    if OPEN:
+        _short_slices()
     if PLAN.get("realtime"):
         _realtime(True)
     if OPEN:
@@ -858,6 +860,39 @@ def _on_test_start(environment: Any, **kwargs: Any) -> None:
         STATE["dispatcher"] = Dispatcher(environment, schedule, recorder, connections)
     if not isinstance(environment.runner, WorkerRunner):
         _write_json("started.json", {"t0_mono": recorder.t0_mono, "t0_wall": recorder.t0_wall})
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("sched_policy", ctypes.c_uint32),
+        ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32),
+        ("sched_priority", ctypes.c_uint32),
+        ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64),
+        ("sched_period", ctypes.c_uint64),
+        ("sched_util_min", ctypes.c_uint32),
+        ("sched_util_max", ctypes.c_uint32),
+    ]
+
+
+SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
+SHORT_SLICE_NS = 100_000
+
+
+def _short_slices() -> None:
+    """Asks the kernel's fair scheduler (EEVDF, Linux 6.12 and later) for short time slices for this
+    process's main thread: the same share of CPU in short turns, so a wake-up for a request due is
+    not held behind a CPU-bound neighbour's whole slice. Older kernels ignore it; elsewhere it is
+    skipped."""
+    number = SCHED_SETATTR.get(os.uname().machine)
+    if number is None:
+        return
+    attr = _SchedAttr(size=ctypes.sizeof(_SchedAttr), sched_policy=os.SCHED_OTHER, sched_runtime=SHORT_SLICE_NS)
+    attr.sched_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).syscall(number, 0, ctypes.byref(attr), 0)
 
 
 def _realtime(on: bool) -> None:
