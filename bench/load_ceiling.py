@@ -5,7 +5,9 @@ locustfile runs open loop at rising rates with a Locust master and WORKERS worke
 (default: one per CPU). A rate counts as sustained when at least 95 % of the requests scheduled in
 the measured window were sent within 1 ms of their intended time AND answered successfully; a
 request never sent counts against it. The ceiling is the highest sustained rate (the search stops
-after two rates in a row fail). For every rate the lateness distribution is printed. wrk then runs
+after two rates in a row fail). For every rate the lateness distribution is printed. Before and after, a bare timer loop
+(bench.waker) measures how late this machine wakes a process that does nothing else: the share it
+manages within 1 ms bounds what any generator can do at that time. wrk then runs
 flat out (closed loop, as many threads as CPUs, 50 connections) against the same Envoy: its
 maximum is the most this machine and endpoint answer at all.
 
@@ -14,7 +16,11 @@ Target (issue 13): a ceiling of at least 5,000 requests/s open loop on one machi
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,11 +69,27 @@ def step(rate: int, url: str, root: Any) -> dict[str, Any]:
             for bound in (0.1, 0.5, 1, 5, 50)
         },
         "generator": records.generator,
+        "cpu_us_per_request": round(1e6 * (records.generator or {}).get("cpu_s", 0.0) / max(1, len(records)), 1),
         "achieved_rate": round(float(ok.sum()) / (STEP_S - WARMUP_S), 1),
     }
 
 
+def machine_noise() -> dict[str, float]:
+    """bench.waker in its own process: how late this machine wakes a process doing nothing else."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.waker", "--rate", "1000", "--seconds", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    noise: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return noise
+
+
 def run() -> dict[str, Any]:
+    noise_before = machine_noise()
     with scratch("inferbox-bench-ceiling-") as root, envoy_endpoint(root) as base:
         url = f"{base}/fast"
         steps: list[dict[str, Any]] = []
@@ -80,7 +102,9 @@ def run() -> dict[str, Any]:
                 break
         flat_out = wrk(url, STEP_S, WRK_CONNECTIONS, threads=os.cpu_count() or 1)
     sustained = [s["rate"] for s in steps if s["sustained"]]
+    noise_after = machine_noise()
     return {
+        "machine_wake_lateness_ms": {"before": noise_before, "after": noise_after},
         "workers": WORKERS,
         "step_s": STEP_S,
         "warmup_s": WARMUP_S,
@@ -106,6 +130,7 @@ def figures(details: dict[str, Any]) -> list[Figure]:
         late = ceiling_step["lateness_ms"]
         share = ceiling_step["on_time_and_ok_share"]
         note = f"lateness p50 {late['p50']:.3f} ms, p99 {late['p99']:.3f} ms; {share:.1%} on time and answered"
+    busiest = max(details["steps"], key=lambda s: s["rate"])
     return [
         Figure(
             "ceiling_rps",
@@ -115,6 +140,22 @@ def figures(details: dict[str, Any]) -> list[Figure]:
             ">=",
             5000.0,
             note=note,
+        ),
+        Figure(
+            "generator_cpu_us_per_request",
+            f"generator CPU per request (all workers, at {busiest['rate']:,}/s)",
+            busiest["cpu_us_per_request"],
+            "µs",
+            note=f"at most {1e6 / busiest['cpu_us_per_request']:,.0f} requests/s per fully available core"
+            if busiest["cpu_us_per_request"]
+            else "",
+        ),
+        Figure(
+            "machine_wakeups_within_1ms_pct",
+            "a bare timer loop on this machine at the time: wake-ups within 1 ms (before; after)",
+            round(100 * details["machine_wake_lateness_ms"]["before"]["within_1ms"], 1),
+            "%",
+            note=f"after: {100 * details['machine_wake_lateness_ms']['after']['within_1ms']:.1f} %",
         ),
         Figure(
             "wrk_max_rps",
@@ -140,6 +181,11 @@ def report(details: dict[str, Any]) -> None:
             + f"  {share['<= 0.1']:7.1%} {share['<= 1']:6.1%}  [{'sustained' if s['sustained'] else 'not sustained'}]"
         )
     print(f"  ceiling: {details['ceiling']:,} requests/s   [target >= 5,000/s]")
+    for when, noise in details["machine_wake_lateness_ms"].items():
+        print(
+            f"  machine noise {when}: a bare timer loop at 1,000 wake-ups/s woke within 1 ms {noise['within_1ms']:.1%} "
+            f"of the time (lateness p50 {noise['p50']:.3f} ms, p99 {noise['p99']:.3f} ms)"
+        )
     wrk_max = details["wrk_max"]
     print(
         f"  wrk flat out ({wrk_max['threads']} threads, {wrk_max['connections']} connections, closed loop): "

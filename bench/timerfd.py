@@ -32,8 +32,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 class TimerFd:
     """One timer: ``arm(t)`` makes ``fileno()`` readable at monotonic time ``t``; ``clear()`` after it fired."""
 
-    def __init__(self) -> None:
-        fd = _libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+    def __init__(self, blocking: bool = False) -> None:
+        fd = _libc.timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | (0 if blocking else TFD_NONBLOCK))
         if fd < 0:
             raise OSError(ctypes.get_errno(), "timerfd_create failed")
         self.fd: int = fd
