@@ -31,7 +31,9 @@ from bench.suite import main_of
 from inferbox.load.records import OK, percentile
 
 TITLE = "load generator ceiling (open loop, several Locust worker processes)"
-RATES = [int(r) for r in os.environ.get("BENCH_CEILING_RATES", "1000,2000,3000,4000,5000,6000,7000,8000").split(",")]
+RATES = [
+    int(r) for r in os.environ.get("BENCH_CEILING_RATES", "1000,2000,3000,4000,5000,6000,8000,10000,12000").split(",")
+]
 STEP_S = float(os.environ.get("BENCH_CEILING_STEP_S", "8"))
 WARMUP_S = 2.0
 WORKERS = int(os.environ.get("BENCH_CEILING_WORKERS", str(os.cpu_count() or 1)))
