@@ -70,6 +70,8 @@ def running(manifests: Path) -> Iterator[EmbeddedPlatform]:
     platform = EmbeddedPlatform(EmbeddedOptions(manifests, state, state / "logs"))
     platform.start()
     try:
+        # One warm replica while measuring: the model would otherwise idle to zero between requests.
+        platform.scale("tenant-a", "sklearn-iris", 1)
         yield platform
     finally:
         platform.stop()
