@@ -460,7 +460,9 @@ class Connection:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.kernel_stamps = False
         if scheme == "https":
-            sock = _mesh_tls().wrap_socket(sock, server_hostname=host)
+            if "tls" not in STATE:
+                STATE["tls"] = _mesh_tls()  # one context per process: loading the certificates is slow
+            sock = STATE["tls"].wrap_socket(sock, server_hostname=host)
         else:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
