@@ -81,6 +81,9 @@ PROCESSES = max(1, int(PLAN.get("workers") or 0))
 # after 5 s, and a request sent on one being closed would fail for the generator's sake).
 MAX_CONNECTIONS = 1000
 IDLE_MAX_S = 4.0
+# A dispatcher this far behind its timeline opens connections one at a time (Pool.may_grow); on time,
+# it opens one for every request that finds all busy, so a stalled backend never holds a request.
+GROW_LATE_S = 0.005
 # The dispatcher wakes this long before a request's time and spins the rest, when the timeline is
 # sparse enough (gaps of SPIN_GAPS times this) that spinning costs at most a tenth of a core.
 SPIN_S = float(PLAN.get("spin_s", 0.0002))
@@ -551,52 +554,63 @@ class Connection:
 
 
 class Pool:
-    """The idle connections to one origin, most recently used first; grows when all are busy."""
+    """The connections to one origin; idle ones are reused most recently used first."""
 
     def __init__(self, dispatcher: Dispatcher, origin: tuple[str, str, int]) -> None:
         self.dispatcher = dispatcher
         self.origin = origin
         self.idle: list[Connection] = []
         self.members: set[Connection] = set()
-        self.size = 0
+        self.size = 0  # open or opening
+        self.opening = 0
         self.opened = 0
         self.peak = 0
         self.queued = 0
         self.freed = gevent.event.Event()
 
     def open(self) -> Connection:
-        connection = Connection(self.dispatcher, self.origin)
-        self.members.add(connection)
         self.size += 1
         self.opened += 1
         self.peak = max(self.peak, self.size)
+        try:
+            connection = Connection(self.dispatcher, self.origin)
+        except BaseException:
+            self.size -= 1
+            raise
+        self.members.add(connection)
         return connection
 
     def warm(self, count: int) -> None:
         for _ in range(count - self.size):
             self.release(self.open())
 
-    def take(self) -> Connection:
-        waited = queued = False
+    def idle_connection(self) -> Connection | None:
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.open and time.monotonic() - connection.last_used < IDLE_MAX_S:
+                return connection
+            connection.close()
+        return None
+
+    def may_grow(self, late_s: float) -> bool:
+        """A request finding every connection busy gets a new one, below the pool's limit. When the
+        dispatcher is behind its timeline (short of CPU, or catching up), connections open one at a
+        time: each costs CPU (a TLS handshake, a reader), and opening hundreds at once would put it
+        further behind."""
+        return self.size < MAX_CONNECTIONS and (late_s <= GROW_LATE_S or self.opening == 0)
+
+    def wait_idle(self) -> Connection:
+        """An idle connection as soon as one is free; the request is counted as having waited."""
+        self.queued += 1
+        deadline = time.monotonic() + float(PLAN["timeout_s"])
         while True:
-            while self.idle:
-                connection = self.idle.pop()
-                if connection.open and time.monotonic() - connection.last_used < IDLE_MAX_S:
-                    return connection
-                connection.close()
-            if self.size < MAX_CONNECTIONS:
-                if not waited:
-                    # Answers may have arrived that no reader has taken yet (a busy process): let
-                    # them free their connections before opening another one.
-                    waited = True
-                    gevent.sleep(0)
-                    continue
+            connection = self.idle_connection()
+            if connection is not None:
+                return connection
+            if self.size == 0 or time.monotonic() >= deadline:
                 return self.open()
-            if not queued:
-                self.queued += 1  # this request waits for a connection: it will leave late
-                queued = True
             self.freed.clear()
-            self.freed.wait(timeout=float(PLAN["timeout_s"]))
+            self.freed.wait(timeout=max(0.0, deadline - time.monotonic()))
 
     def release(self, connection: Connection) -> None:
         connection.last_used = time.monotonic()
@@ -604,8 +618,9 @@ class Pool:
         self.freed.set()
 
     def closed(self, connection: Connection) -> None:
-        self.members.discard(connection)
-        self.size -= 1
+        if connection in self.members:
+            self.members.discard(connection)
+            self.size -= 1
         if connection in self.idle:
             self.idle.remove(connection)
 
@@ -620,10 +635,11 @@ def _origin(url: str) -> tuple[tuple[str, str, int], str]:
 class Dispatcher:
     """This process's share of the open-loop timeline: each request leaves at its intended time."""
 
-    def __init__(self, environment: Any, schedule: Schedule, recorder: Recorder, connections: int) -> None:
+    schedule: Schedule
+    recorder: Recorder
+
+    def __init__(self, environment: Any, connections: int) -> None:
         self.environment = environment
-        self.schedule = schedule
-        self.recorder = recorder
         self.clock = Clock()
         self.routes = [_origin(t["url"]) for t in TARGETS]
         self.pools = {origin: Pool(self, origin) for origin, _ in self.routes}
@@ -649,11 +665,17 @@ class Dispatcher:
         self.rendered[index] = (token, rendered)
         return rendered
 
-    def run(self) -> None:
+    def start(self, schedule: Schedule, recorder: Recorder) -> None:
+        self.schedule, self.recorder = schedule, recorder
+
+    def warm(self) -> None:
+        """Opens the first connections before the timeline starts (TLS handshakes take a while)."""
         for pool in self.pools.values():
             # Without a connection now, the first requests find out and are recorded as errors.
             with contextlib.suppress(OSError):
                 pool.warm(self.connections)
+
+    def run(self) -> None:
         gevent.spawn(self._watchdog)
         t0 = self.recorder.t0_mono
         while True:
@@ -665,12 +687,33 @@ class Dispatcher:
             index = STATE["mix"].next()
             payload = self.payload(index)
             STATE["in_flight"] = STATE.get("in_flight", 0) + 1
+            pool = self.pools[self.routes[index][0]]
+            connection = pool.idle_connection()
+            if connection is None:
+                # Answers may have arrived that no reader has taken yet: let them free their connections.
+                gevent.sleep(0)
+                connection = pool.idle_connection()
+            if connection is None and pool.may_grow(time.monotonic() - intended):
+                # Connecting (a TLS handshake) must not hold back the requests due after this one.
+                gevent.spawn(self._send_on_new, pool, payload, intended, index)
+                continue
             try:
-                connection = self.pools[self.routes[index][0]].take()
+                connection = connection or pool.wait_idle()
             except OSError as exc:
                 self.failed(intended, time.monotonic(), index, f"no response: cannot connect ({exc})")
                 continue
             connection.send(payload, intended, index)
+
+    def _send_on_new(self, pool: Pool, payload: bytes, intended: float, index: int) -> None:
+        pool.opening += 1
+        try:
+            connection = pool.open()
+        except OSError as exc:
+            self.failed(intended, time.monotonic(), index, f"no response: cannot connect ({exc})")
+            return
+        finally:
+            pool.opening -= 1
+        connection.send(payload, intended, index)
 
     def _watchdog(self) -> None:
         """Ends the connections whose request has waited longer than the plan's timeout (the process
@@ -846,6 +889,10 @@ def _on_test_start(environment: Any, **kwargs: Any) -> None:
     STATE["tokens"] = Tokens(environment)
     STATE["tokens"].start()
     STATE["mix"] = Mix(index)
+    dispatcher = None
+    if OPEN:
+        dispatcher = Dispatcher(environment, math.ceil(int(STAGES[0]["users"]) / count))
+        dispatcher.warm()  # before the timeline's origin: connecting is not part of the load
     recorder = Recorder()
     STATE["recorder"] = recorder
     # Everything alive now (Locust, gevent, the plan) lives to the end: the collector need not walk
@@ -855,11 +902,11 @@ def _on_test_start(environment: Any, **kwargs: Any) -> None:
         _short_slices()
     if PLAN.get("realtime"):
         _realtime(True)
-    if OPEN:
+    if dispatcher is not None:
         schedule = Schedule(1.0 / count, index, int(PLAN["seed"]))
         STATE["schedule"] = schedule
-        connections = math.ceil(int(STAGES[0]["users"]) / count)
-        STATE["dispatcher"] = Dispatcher(environment, schedule, recorder, connections)
+        dispatcher.start(schedule, recorder)
+        STATE["dispatcher"] = dispatcher
     if not isinstance(environment.runner, WorkerRunner):
         _write_json("started.json", {"t0_mono": recorder.t0_mono, "t0_wall": recorder.t0_wall})
 
