@@ -121,7 +121,8 @@ def measuring() -> Iterator[dict[str, Any]]:
 
 def stamp(result: Result, machine: dict[str, Any]) -> Result:
     result.commit = _git("rev-parse", "HEAD")
-    result.dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    # Saved results themselves do not count: a run rewrites them as it goes.
+    result.dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"))
     result.date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     result.machine = machine
     return result
