@@ -88,7 +88,7 @@ GROW_LATE_S = 0.005
 # sparse enough (gaps of SPIN_GAPS times this) that spinning costs at most a tenth of a core.
 SPIN_S = float(PLAN.get("spin_s", 0.0002))
 SPIN_GAPS = 10.0
-TIMER_FLOOR_S = 0.00002  # closer than this, sending at once beats arming a timer
+TIMER_FLOOR_S = 0.00002  # closer than this, spinning beats arming a timer
 SO_TIMESTAMPNS = 35  # Linux: a socket option and, as SCM_TIMESTAMPNS, its ancillary message
 
 
@@ -354,14 +354,11 @@ class Clock:
             os.read(self.fd, 8)
 
     def until(self, at: float) -> None:
+        """Returns at ``at`` or, when that has passed, at once; never before it."""
         remaining = at - time.monotonic()
-        if remaining <= TIMER_FLOOR_S:
-            return
-        if remaining < SPIN_GAPS * self.spin_s:
-            self._sleep(at)
-            return
-        self._sleep(at - self.spin_s)
-        while time.monotonic() < at:  # the last stretch on the CPU, at most spin_s
+        if remaining > TIMER_FLOOR_S:
+            self._sleep(at - self.spin_s if remaining >= SPIN_GAPS * self.spin_s else at)
+        while time.monotonic() < at:  # the last stretch on the CPU: at most spin_s, or TIMER_FLOOR_S
             pass
 
 
@@ -431,15 +428,44 @@ def quick_answer(data: bytes) -> tuple[int, bytes, bool] | _More | None:
     return status, body, b"\r\nconnection: close" not in head
 
 
+class WallToMonotonic:
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC, read in a tight bracket (a process preempted between
+    two clock reads would shift every timestamp by the preemption) and read again every second
+    (the two clocks are slewed together; only a step of the wall clock moves the difference)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.read_at = -1e9
+
+    def _measure(self) -> None:
+        best = (1.0, 0.0)
+        for _ in range(5):
+            before = time.time()
+            mono = time.monotonic()
+            after = time.time()
+            best = min(best, (after - before, (before + after) / 2 - mono))
+            if best[0] < 20e-6:
+                break
+        self.offset = best[1]
+        self.read_at = time.monotonic()
+
+    def monotonic(self, wall: float) -> float:
+        if time.monotonic() - self.read_at > 1.0:
+            self._measure()
+        return wall - self.offset
+
+
+WALL = WallToMonotonic()
+
+
 def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float | None:
     """The monotonic time the newest segment of a read reached the kernel (its CLOCK_REALTIME receive
-    timestamp, taken back against both clocks read now, so clock drift cannot creep in)."""
+    timestamp); None without one, or when it is not from the last second (a clock step)."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanos = struct.unpack("qq", data[:16])
-            mono, wall = time.monotonic(), time.time()
-            age = wall - (seconds + nanos / 1e9)
-            return mono - age if 0.0 <= age < 1.0 else None
+            arrived = WALL.monotonic(seconds + nanos / 1e9)
+            return arrived if 0.0 <= time.monotonic() - arrived < 1.0 else None
     return None
 
 
