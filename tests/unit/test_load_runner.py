@@ -75,6 +75,8 @@ def test_every_scheduled_request_is_recorded_once(fast_url: str, tmp_path: Path,
     assert (records.outcome == OK).all()
     assert set(records.worker.tolist()) == ({0} if workers == 0 else {0, 1})
     assert (records.latency > 0).all()
+    assert (records.delay >= 0).all(), "a request left before its intended time"
+    assert (records.service > 0).all()
     assert (tmp_path / "locust_stats.csv").exists()
     assert (tmp_path / "locust.html").exists()
 
