@@ -2,16 +2,16 @@
 
 Against one Envoy answering from its route table (the server costs microseconds), inferbox's
 locustfile runs open loop at rising rates with a Locust master and WORKERS worker processes
-(default: one per CPU). A rate counts as sustained when at least 95 % of the requests scheduled in
-the measured window were sent within 1 ms of their intended time AND answered successfully; a
-request never sent counts against it. A rate that misses gets one more run (ATTEMPTS), since on a
-shared machine someone else's burst can sink a run; every run's share is reported. The ceiling is
-the highest sustained rate (the search stops after two rates in a row fail). For every rate the
-lateness distribution is printed. Before and after, a bare timer loop (bench.waker) measures how
-late this machine wakes a process that does nothing else: the share it manages within 1 ms bounds
-what any generator can do at that time. wrk then runs flat out (closed loop, as many threads as
-CPUs, 50 connections) against the same Envoy: its maximum is the most this machine and endpoint
-answer at all.
+(default: one per CPU, each pinned to its own). A rate counts as sustained when at least 95 % of
+the requests scheduled in the measured window were sent within 1 ms of their intended time AND
+answered successfully; a request never sent counts against it. A rate that misses gets one more run
+(ATTEMPTS), since on a shared machine someone else's burst can sink a run; every run's share is
+reported. The ceiling is the highest sustained rate (the search stops after two rates in a row
+fail). For every rate the lateness distribution is printed. Before and after, a bare timer loop
+(bench.waker) measures how late this machine wakes a process that does nothing else: the share it
+manages within 1 ms bounds what any generator can do at that time. wrk then runs flat out (closed
+loop, as many threads as CPUs, 50 connections) against the same Envoy: its maximum is the most this
+machine and endpoint answer at all.
 
 Target (issue 13): a ceiling of at least 5,000 requests/s open loop on one machine.
 """
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.load_runs import envoy_endpoint, plan_for, run_plan, scratch, wrk
+from bench.load_runs import envoy_endpoint, pinned, plan_for, run_plan, scratch, wrk
 from bench.results import Figure
 from bench.suite import main_of
 from inferbox.load.records import OK, percentile
@@ -64,7 +64,8 @@ def step(rate: int, url: str, root: Any) -> dict[str, Any]:
 
 def one_run(rate: int, url: str, folder: Any) -> dict[str, Any]:
     plan, profile = plan_for(f"ceiling-{rate}", url, rate, STEP_S, folder, users=CONNECTIONS, workers=WORKERS)
-    records = run_plan(plan, profile, folder)
+    # Each worker on a CPU of its own (they would otherwise at times share one).
+    records = run_plan(plan, profile, folder, worker_prefix=lambda i: pinned(i % (os.cpu_count() or 1)))
     window = records.select((records.intended >= WARMUP_S) & (records.intended < STEP_S))
     scheduled = round(rate * (STEP_S - WARMUP_S))  # constant spacing: exact
     ok = window.outcome == OK

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,10 +225,17 @@ def plan_for(
     return plan, profile
 
 
-def run_plan(plan: dict[str, Any], profile: LoadProfile, folder: Path, prefix: Sequence[str] = ()) -> Records:
+def run_plan(
+    plan: dict[str, Any],
+    profile: LoadProfile,
+    folder: Path,
+    prefix: Sequence[str] = (),
+    worker_prefix: Callable[[int], Sequence[str]] = lambda _: (),
+) -> Records:
     folder.mkdir(parents=True, exist_ok=True)
     url = plan["targets"][0]["url"]
-    code, _ = run_locust(plan, profile, LoadClientPlace(tuple(prefix), url), folder, {})
+    place = LoadClientPlace(tuple(prefix), url)
+    code, _ = run_locust(plan, profile, place, folder, {}, worker_prefix=worker_prefix)
     if code != 0:
         raise InferboxError(f"Locust exited with {code} in {plan['name']}", f"see {folder / 'locust.log'}")
     return read_records(folder)
