@@ -43,7 +43,7 @@ typecheck: setup
 # The suite's own tests that start no platform: unit tests and the Kind target against fakes, on two
 # workers (pytest-xdist): they are independent, and half of their time is waiting on subprocesses.
 unit: setup
-	$(BIN)/pytest tests/unit tests/kind -n 2 -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit tests/cluster -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 
 # The suite's own tests that start embedded platforms (lifecycle, reaper, CLI).
 platform-tests: setup

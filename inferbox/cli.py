@@ -74,7 +74,7 @@ def command_name() -> str:
 def _kind_cli() -> Any:
     """The cluster targets' commands, when that part of inferbox is installed."""
     try:
-        return importlib.import_module("inferbox.kind.cli")
+        return importlib.import_module("inferbox.cluster.cli")
     except ModuleNotFoundError:
         return None
 

@@ -12,17 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
+from inferbox.cluster import observability as kind
+from inferbox.cluster.helm_values import plan_values
+from inferbox.cluster.installer import PlanOptions, build_plan
+from inferbox.cluster.versions import load_versions
 from inferbox.contract import Signal
 from inferbox.embedded.catalogue import CATALOGUE as EMBEDDED
-from inferbox.kind import observability as kind
-from inferbox.kind.helm_values import plan_values
-from inferbox.kind.installer import PlanOptions, build_plan
-from inferbox.kind.versions import load_versions
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, ManifestSet, load_manifests
 from inferbox.observability.dashboards import all_panels, load_dashboard
 from inferbox.observability.grafana import missing_dashboards, prometheus_datasource_problem
 from inferbox.observability.kiali import edges, traffic_edge
-from tests.kind.upstream_data import pinned_schemas
+from tests.cluster.upstream_data import pinned_schemas
 
 
 def test_every_signal_has_promql_on_both_targets() -> None:

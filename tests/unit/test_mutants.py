@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from inferbox.cluster import upstream
+from inferbox.cluster.validation import check_objects
+from inferbox.cluster.versions import load_versions
 from inferbox.embedded.gateway_plan import plan_gateway
 from inferbox.embedded.subset import check_all_supported
-from inferbox.kind import upstream
-from inferbox.kind.validation import check_objects
-from inferbox.kind.versions import load_versions
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, dump_objects, load_manifests
 from inferbox.mutants.model import Mutant, apply_pointer, load_mutants, mutate
 
 MUTANTS = load_mutants()
 KUBERNETES_VERSION = "1.32"
 # The pinned CRDs where they have been fetched (scripts/upstream-schemas); otherwise custom
-# resources are checked against the catalogue only, and tests/kind/test_kind_validation.py, which
+# resources are checked against the catalogue only, and tests/cluster/test_kind_validation.py, which
 # validates every mutant's objects against the pinned CRDs, is skipped saying so.
 PINNED = upstream.find(load_versions(environ={}))
 REPO = Path(__file__).resolve().parents[2]

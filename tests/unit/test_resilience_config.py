@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from inferbox.embedded.gateway_config import cluster_resilience, outlier_detection, retry_policy
+from inferbox.embedded.gateway_config import GatewayPorts, cluster_resilience, outlier_detection, retry_policy
 from inferbox.embedded.gateway_plan import RetryPlan, plan_gateway
 from inferbox.embedded.outliers import OutlierPlan
 from inferbox.embedded.subset import check_all_supported
 from inferbox.errors import ManifestError
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, ManifestSet, load_manifests
 from inferbox.mutants.model import apply_pointer
+from tests.gateway_render import render_bootstrap
 from tests.manifest_edits import edited
 
 CLUSTER = "isvc__tenant-c__pytorch-resnet"
@@ -41,6 +42,16 @@ def test_the_shipped_policies_are_interpreted() -> None:
     assert detection["enforcing_consecutive_5xx"] == 100
     assert detection["enforcing_success_rate"] == 0, "Istio turns success-rate ejection off"
     assert settings["common_lb_config"]["healthy_panic_threshold"]["value"] == 0.0, "Istio: minHealthPercent 0"
+
+
+def test_without_a_connect_timeout_the_cluster_has_envoy_gateways_10_seconds(tmp_path: Path) -> None:
+    """Envoy Gateway's default (cluster.go) where no BackendTrafficPolicy sets timeout.tcp.connectTimeout."""
+    manifests = edited(
+        _manifests(), "BackendTrafficPolicy", "pytorch-resnet-rate-limit", lambda b: b["spec"].pop("timeout")
+    )
+    ports = GatewayPorts(public=18080, admin=18081, pod_ip=None, pod_port=80)
+    clusters = render_bootstrap(plan_gateway(manifests), ports, tmp_path / "xds")["static_resources"]["clusters"]
+    assert next(c for c in clusters if c["name"] == CLUSTER)["connect_timeout"] == "10s"
 
 
 def test_retry_defaults_follow_envoy_gateway() -> None:
