@@ -306,7 +306,7 @@ class EmbeddedPlatform:
         return PlatformState(
             instance=self.instance,
             owner_pid=os.getpid(),
-            owner_start_time=proc_start_time(os.getpid()) or 0,
+            owner_start_time=proc_start_time(os.getpid()) or 0.0,
             manifests_dir=str(self.options.manifests_dir),
             state_dir=str(self.options.state_dir),
             log_dir=str(self.options.log_dir),

@@ -18,21 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from inferbox.embedded.network import Pod
 
 
-def proc_start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone."""
+def proc_start_time(pid: int) -> float | None:
+    """When ``pid`` started (psutil's create time: the kernel's start time on the boot clock), or None
+    if it is gone. A reused PID has another start time, so (PID, start time) names one process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
         return None
-    # The command name (field 2) may contain spaces; fields after it are space separated.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
 
 
-def is_same_process(pid: int, start_time: int) -> bool:
+def is_same_process(pid: int, start_time: float) -> bool:
     return proc_start_time(pid) == start_time
 
 
@@ -45,7 +45,7 @@ class ManagedProcess:
     pod: Pod
     popen: subprocess.Popen[bytes] | None
     log_path: Path
-    start_time: int
+    start_time: float
     started_at: float
     forked_pid: int | None = None
 
@@ -72,7 +72,7 @@ class ManagedProcess:
             return ""
 
 
-def terminate(pid: int, start_time: int, grace_s: float) -> None:
+def terminate(pid: int, start_time: float, grace_s: float) -> None:
     """SIGTERM, then SIGKILL after ``grace_s``, only if ``pid`` is still the process we started."""
     if not is_same_process(pid, start_time):
         return
@@ -94,10 +94,9 @@ def terminate(pid: int, start_time: int, grace_s: float) -> None:
 
 def _is_zombie(pid: int) -> bool:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return True
-    return stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
 @dataclass(frozen=True)
@@ -194,9 +193,9 @@ class Supervisor:
             )
         finally:
             log.close()
-        start_time = proc_start_time(popen.pid) or 0
+        start_time = proc_start_time(popen.pid) or 0.0
         with open(self.registry, "a") as registry:
-            registry.write(f"{popen.pid} {start_time} {name}\n")
+            registry.write(f"{popen.pid} {start_time!r} {name}\n")
         proc = ManagedProcess(name, pod, popen, log_path, start_time, time.monotonic())
         self.processes.append(proc)
         return proc
@@ -205,7 +204,7 @@ class Supervisor:
         """A process started on the supervisor's behalf (a replica forked from the template, which
         registered it already): watched and stopped by PID like the others."""
         proc = ManagedProcess(
-            name, pod, None, self.log_dir / f"{name}.log", proc_start_time(pid) or 0, started_at, forked_pid=pid
+            name, pod, None, self.log_dir / f"{name}.log", proc_start_time(pid) or 0.0, started_at, forked_pid=pid
         )
         self.processes.append(proc)
         return proc

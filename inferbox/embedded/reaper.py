@@ -51,7 +51,7 @@ def reap(state_dir: Path, netns_prefix: str) -> int:
         for line in registry.read_text().splitlines():
             parts = line.split()
             if len(parts) >= 2:
-                terminate(int(parts[0]), int(parts[1]), grace_s=3.0)
+                terminate(int(parts[0]), float(parts[1]), grace_s=3.0)
                 cleaned += 1
         registry.unlink(missing_ok=True)
     for netns in list_netns(netns_prefix):

@@ -119,7 +119,7 @@ def _register(registry: Path, pid: int, name: str) -> None:
     from inferbox.embedded.processes import proc_start_time
 
     with open(registry, "a") as out:
-        out.write(f"{pid} {proc_start_time(pid) or 0} {name}\n")
+        out.write(f"{pid} {proc_start_time(pid) or 0.0!r} {name}\n")
 
 
 def _handle(conn: socket.socket, listener: socket.socket, registry: Path) -> None:
