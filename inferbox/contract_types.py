@@ -38,6 +38,8 @@ class Feature(StrEnum):
     METRICS = "metrics"
     TRACING = "tracing"
     DASHBOARDS = "dashboards"
+    AI_GATEWAY = "ai-gateway"
+    TOKEN_BUDGET = "token-budget"  # noqa: S105 - a feature name, not a secret
 
 
 class Capability(StrEnum):
@@ -77,6 +79,9 @@ class Capability(StrEnum):
     GRAFANA = "grafana"
     # Kiali draws the mesh's traffic graph (Platform.observability().kiali_url).
     MESH_GRAPH = "mesh-graph"
+    # The manifests' AI Gateway (Envoy AI Gateway's OpenAI entry point) is reachable:
+    # Platform.ai_gateway_url.
+    AI_GATEWAY = "ai-gateway"
 
 
 class Signal(StrEnum):

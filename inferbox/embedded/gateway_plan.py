@@ -25,6 +25,7 @@ from typing import Any
 
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
+from inferbox.topology import ai_gateway_refs
 
 GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 ISTIO_INGRESS = ("istio-system", "istio-ingressgateway")
@@ -373,7 +374,12 @@ def _fault_for(route: K8sObject, manifests: ManifestSet) -> FaultPlan | None:
 def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
     """The gateway's routes, security and rate limits for the one Gateway in the manifests."""
     classes = {c.name for c in manifests.of_kind("GatewayClass") if c.spec.get("controllerName") == GATEWAY_CONTROLLER}
-    gateways = [g for g in manifests.of_kind("Gateway") if g.spec.get("gatewayClassName") in classes]
+    ai_gateways = ai_gateway_refs(manifests)  # the AI Gateway's own plan: inferbox.embedded.ai_gateway_plan
+    gateways = [
+        g
+        for g in manifests.of_kind("Gateway")
+        if g.spec.get("gatewayClassName") in classes and (g.namespace or "default", g.name) not in ai_gateways
+    ]
     if len(gateways) != 1:
         raise ManifestError(
             f"the embedded target needs exactly one Gateway of an Envoy Gateway class, found {len(gateways)}",

@@ -16,7 +16,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from inferbox.embedded.ai_gateway import EmbeddedAIGateway
+from inferbox.embedded.ai_gateway_plan import AIGatewayPlan, plan_ai_gateway
 from inferbox.embedded.control import LocalControl
 from inferbox.embedded.deployer import Deployer, process_status
 from inferbox.embedded.events import EventLog
@@ -50,6 +53,7 @@ class EmbeddedOptions:
     gateway_port: int = 0  # 0: any free port
     admin_port: int = 0
     network: str = "auto"
+    ai_gateway_port: int = 0  # 0: the gateway's port + 1 when that is fixed (8081 for `inferbox up`), else any
     ready_timeout_s: float = float(os.environ.get("INFERBOX_READY_TIMEOUT", "90"))
     knobs: Knobs = field(default_factory=read_knobs)
 
@@ -60,6 +64,7 @@ class EmbeddedPlatform:
         self.manifests: ManifestSet = load_manifests(options.manifests_dir)
         check_all_supported(self.manifests)
         self.plan: GatewayPlan = plan_gateway(self.manifests)
+        self.ai_plan: AIGatewayPlan | None = plan_ai_gateway(self.manifests)
         self.topology: Topology = read_topology(self.manifests)
         self.workloads = read_workloads(self.manifests)
         check_mesh_policies(self.manifests)
@@ -74,6 +79,7 @@ class EmbeddedPlatform:
         self._deployer: Deployer | None = None
         self._gateway: EmbeddedGateway | None = None
         self._serving: ServingControlPlane | None = None
+        self._ai_gateway: EmbeddedAIGateway | None = None
 
     # -- the running parts (each exists once start() has created it) --------------------------
     @property
@@ -114,6 +120,9 @@ class EmbeddedPlatform:
             ensure_port_free(opts.gateway_port, "gateway", "--gateway-port")
         if opts.admin_port:
             ensure_port_free(opts.admin_port, "gateway admin", "--admin-port")
+        ai_port = opts.ai_gateway_port or (opts.gateway_port + 1 if opts.gateway_port else 0)
+        if ai_port and self.ai_plan is not None:
+            ensure_port_free(ai_port, "AI Gateway", "--gateway-port (the AI Gateway takes the next port)")
         opts.state_dir.mkdir(parents=True, exist_ok=True)
         supervisor = self._supervisor = Supervisor(opts.state_dir, opts.log_dir)
         events = EventLog(opts.log_dir)
@@ -162,6 +171,7 @@ class EmbeddedPlatform:
             )
             serving.create_revisions(network)
             self._start_workloads()
+            ai_gateway = self._start_ai_gateway(ai_port)
             gateway.start(
                 deployer.service_endpoints,
                 MeshUpstream(
@@ -172,7 +182,7 @@ class EmbeddedPlatform:
                 ),
                 serving.revisions_for,
                 opts.knobs.jwt_clock_skew_s,
-                lambda bootstrap: self.observability.decorate_gateway(bootstrap, gateway.pod),
+                lambda bootstrap: self._decorate_gateway(bootstrap, ai_gateway),
                 opts.ready_timeout_s,
             )
             serving.start_autoscaler(gateway.admin_url)
@@ -183,6 +193,28 @@ class EmbeddedPlatform:
         except BaseException:
             self.stop()
             raise
+
+    def _start_ai_gateway(self, port: int) -> EmbeddedAIGateway | None:
+        """AI Gateway's processor and the rate-limit service in the gateway's pod (before Envoy)."""
+        if self.ai_plan is None:
+            return None
+        ai_gateway = self._ai_gateway = EmbeddedAIGateway(self.ai_plan, self.options.state_dir, port)
+        ai_gateway.start_services(self.supervisor, self.gateway.pod, self.options.ready_timeout_s)
+        self.observability.extra_views.append(ai_gateway.pod_view())
+        return ai_gateway
+
+    def _decorate_gateway(self, bootstrap: dict[str, Any], ai_gateway: EmbeddedAIGateway | None) -> None:
+        self.observability.decorate_gateway(bootstrap, self.gateway.pod)
+        if ai_gateway is not None:
+            ai_gateway.decorate(
+                bootstrap,
+                host_netns=self.network.host_netns_path(),
+                eds=self.gateway.eds,
+                revisions=self.serving.revisions_for,
+                service_endpoints=self.deployer.service_endpoints,
+                mesh=self._mesh_upstream(),
+                jwt_clock_skew_s=self.options.knobs.jwt_clock_skew_s,
+            )
 
     def _mesh_upstream(self) -> MeshUpstream:
         """The gateway's mesh identity and, per revision cluster, the identity its replicas present."""
@@ -264,6 +296,8 @@ class EmbeddedPlatform:
         status: dict[str, ComponentStatus] = {}
         if self._gateway is not None and self._gateway.process is not None:
             status["gateway"] = process_status(self._gateway.process)
+        if self._ai_gateway is not None:
+            status.update({name: process_status(p) for name, p in self._ai_gateway.processes.items()})
         for name, component in self.observability.components().items():
             status[name] = process_status(component.process)
         if self._deployer is not None:
@@ -291,6 +325,7 @@ class EmbeddedPlatform:
             mesh=self.mesh.state(),
             workloads=tuple(self.deployer.workload_rows()),
             observability=self.observability.state(),
+            ai_gateway_url=self._ai_gateway.url if self._ai_gateway else None,
         )
 
     def write_state(self) -> Path:

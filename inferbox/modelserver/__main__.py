@@ -15,7 +15,7 @@ import warnings
 from typing import Any
 
 from inferbox.modelserver.artifacts import ARTIFACTS
-from inferbox.modelserver.ngram import GENERATIVE_ARTIFACTS
+from inferbox.modelserver.kinds import GENERATIVE_ARTIFACTS
 
 
 def _bind_host_override() -> None:

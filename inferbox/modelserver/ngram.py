@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferbox.modelserver.artifacts import cache_dir
+from inferbox.modelserver.kinds import GENERATIVE_ARTIFACTS
 
-GENERATIVE_ARTIFACTS = ("ngram-pydoc", "ngram-sklearn")
 TOKEN = re.compile(r"[A-Za-z0-9_']+|[^\sA-Za-z0-9_']")
 # Words the model would otherwise start from when a prompt shares no word with its corpus.
 FALLBACK_START = ("the",)
