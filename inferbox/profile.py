@@ -77,6 +77,14 @@ class TokenEndpointPromise:
     max_failed_authentications_before_backoff: int
 
 
+@dataclass(frozen=True)
+class AIGatewayPromise:
+    """What the OpenAI entry point of the generative models promises (Envoy AI Gateway)."""
+
+    unknown_model_status: int  # the answer to a body naming a model no route serves
+    tokens_per_tenant_per_minute: int  # the most tokens a tenant may spend in a minute
+
+
 CALLER_KINDS = ("gateway", "ownTenant", "otherTenant", "outsideMesh")
 
 
@@ -96,6 +104,14 @@ class ConformanceProfile:
     quota: QuotaPromise | None = None
     serving: ServingPromise | None = None
     token_endpoint: TokenEndpointPromise | None = None
+    ai_gateway: AIGatewayPromise | None = None
+
+    def require_ai_gateway(self) -> AIGatewayPromise:
+        if self.ai_gateway is None:
+            raise ProfileError(
+                f"{self.source}: the profile has no spec.aiGateway", "add it; see profiles/conformance.yaml"
+            )
+        return self.ai_gateway
 
     def require_token_endpoint(self) -> TokenEndpointPromise:
         if self.token_endpoint is None:
@@ -158,6 +174,7 @@ SCHEMA: Schema = {
     "rateLimit": {"perTenantRequestsPerSecond": int},
     "tokenEndpoint": {"maxTokensPerClientPerMinute": int, "maxFailedAuthenticationsBeforeBackoff": int},
     "observability": {"maxScrapeIntervalSeconds": float, "everyRequestTraced": bool},
+    "aiGateway": {"unknownModelStatus": int, "tokensPerTenantPerMinute": int},
 }
 TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
 
@@ -272,6 +289,18 @@ def load_profile(path: Path | str = DEFAULT_PROFILE) -> ConformanceProfile:
                 ),
             )
             if "tokenEndpoint" in spec
+            else None
+        ),
+        ai_gateway=(
+            AIGatewayPromise(
+                unknown_model_status=_need(spec, "aiGateway.unknownModelStatus", path),
+                tokens_per_tenant_per_minute=_at_least_one(
+                    _need(spec, "aiGateway.tokensPerTenantPerMinute", path),
+                    "spec.aiGateway.tokensPerTenantPerMinute",
+                    path,
+                ),
+            )
+            if "aiGateway" in spec
             else None
         ),
     )

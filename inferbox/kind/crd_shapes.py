@@ -14,6 +14,7 @@ versions, ``pkg/constants/constants.go``). Sources (CRD ``openAPIV3Schema`` at t
 - cert-manager v1.18.1 ``deploy/crds/crd-issuers.yaml``;
 - prometheus-operator v0.83.0 as shipped by kube-prometheus-stack 75.6.0
   ``charts/kube-prometheus-stack/charts/crds/crds/crd-{podmonitors,servicemonitors}.yaml``;
+- Envoy AI Gateway v0.2.1 ``manifests/charts/ai-gateway-crds-helm/templates/aigateway.envoyproxy.io_*.yaml``;
 - kind v0.29.0 ``pkg/apis/config/v1alpha4/types.go`` (the cluster config, not a Kubernetes object).
 
 Containers inside an InferenceService are core ``v1`` Containers and are validated with the
@@ -327,7 +328,10 @@ EG_RATE_LIMIT_RULE: Shape = {
         }
     ],
     "limit": {"requests": int, "unit": OneOf(("Second", "Minute", "Hour", "Day"))},
-    "cost": UNUSED,
+    "cost": {
+        side: {"from": OneOf(("Number", "Metadata")), "number": int, "metadata": {"namespace": str, "key": str}}
+        for side in ("request", "response")
+    },
     "shared": bool,
 }
 BACKEND_TRAFFIC_POLICY: Shape = _object(
@@ -574,6 +578,51 @@ SERVICE_MONITOR: Shape = _object(
 )
 
 # (apiVersion, kind) -> shape. Istio serves v1 and v1beta1 of its security kinds with one schema.
+# -- Envoy Gateway v1.4.2 Backend, Envoy AI Gateway v0.2.1 ------------------------------------------
+EG_BACKEND: Shape = _object(
+    {
+        "endpoints": [
+            {"fqdn": {"hostname": str, "port": int}, "ip": {"address": str, "port": int}, "unix": {"path": str}}
+        ],
+        "appProtocols": UNUSED,
+        "fallback": bool,
+        "tls": UNUSED,
+        "type": OneOf(("Endpoints", "DynamicResolver")),
+    }
+)
+AI_SCHEMA: Shape = {"name": OneOf(("OpenAI", "AWSBedrock", "AzureOpenAI")), "version": str}
+AI_TIMEOUTS: Shape = {"request": str, "backendRequest": str}
+AI_GATEWAY_ROUTE: Shape = _object(
+    {
+        "schema": AI_SCHEMA,
+        "targetRefs": [{"group": str, "kind": str, "name": str, "sectionName": str}],
+        "rules": [
+            {
+                "matches": [{"headers": [{"name": str, "type": OneOf(("Exact", "RegularExpression")), "value": str}]}],
+                "backendRefs": [{"name": str, "weight": int, "priority": int}],
+                "timeouts": AI_TIMEOUTS,
+                "modelsOwnedBy": str,
+                "modelsCreatedAt": str,
+            }
+        ],
+        "filterConfig": {
+            "type": OneOf(("ExternalProcessor", "DynamicModule")),
+            "externalProcessor": {"replicas": int, "resources": UNUSED},
+        },
+        "llmRequestCosts": [
+            {"metadataKey": str, "type": OneOf(("OutputToken", "InputToken", "TotalToken", "CEL")), "cel": str}
+        ],
+    }
+)
+AI_SERVICE_BACKEND: Shape = _object(
+    {
+        "schema": AI_SCHEMA,
+        "backendRef": {"group": str, "kind": str, "name": str, "namespace": str, "port": int},
+        "backendSecurityPolicyRef": {"group": str, "kind": str, "name": str},
+        "timeouts": AI_TIMEOUTS,
+    }
+)
+
 SHAPES: dict[tuple[str, str], Shape] = {
     ("gateway.networking.k8s.io/v1", "GatewayClass"): GATEWAY_CLASS,
     ("gateway.networking.k8s.io/v1", "Gateway"): GATEWAY,
@@ -583,6 +632,9 @@ SHAPES: dict[tuple[str, str], Shape] = {
     ("gateway.envoyproxy.io/v1alpha1", "ClientTrafficPolicy"): CLIENT_TRAFFIC_POLICY,
     ("gateway.envoyproxy.io/v1alpha1", "SecurityPolicy"): SECURITY_POLICY,
     ("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy"): BACKEND_TRAFFIC_POLICY,
+    ("gateway.envoyproxy.io/v1alpha1", "Backend"): EG_BACKEND,
+    ("aigateway.envoyproxy.io/v1alpha1", "AIGatewayRoute"): AI_GATEWAY_ROUTE,
+    ("aigateway.envoyproxy.io/v1alpha1", "AIServiceBackend"): AI_SERVICE_BACKEND,
     ("serving.kserve.io/v1beta1", "InferenceService"): INFERENCE_SERVICE,
     ("telemetry.istio.io/v1", "Telemetry"): TELEMETRY,
     ("security.istio.io/v1", "PeerAuthentication"): PEER_AUTHENTICATION,

@@ -37,7 +37,7 @@ def dashboard_traffic(
     """Traffic every panel should see: served predictions for every model, a request without a
     token and one with another tenant's token. Returns the metric names Prometheus then knows."""
     tenants = [t.name for t in platform.topology.tenants]
-    for model in platform.topology.models:
+    for model in platform.topology.predictive_models:
         send_predictions(gateway, model, token_for(model.tenant), 3)
         gateway.metadata_v1(model)
         other = next((t for t in tenants if t != model.tenant), None)
