@@ -95,6 +95,8 @@ def test_token_metrics_per_tenant_and_model(
         f'tenant="{m.tenant}"}})'
         for m in platform.topology.generative_models
     }
+    # Earlier checks' tokens are in the counters once Prometheus has scraped after them.
+    prometheus.wait_scraped_after(time.time(), observability.metrics_deadline_s())
     before = {m: _tokens(prometheus, q) for m, q in queries.items()}
     reported = dict.fromkeys(queries, 0)
     for model in queries:
