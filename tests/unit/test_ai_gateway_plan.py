@@ -65,7 +65,8 @@ def _render(manifests: ManifestSet) -> dict[str, Any]:
     config = render_ai_gateway(
         AIGatewayInputs(plan, 9999, None, Path("/xds"), Path("/p.sock"), Path("/r.sock"), _revisions)
     )
-    return config.listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm: dict[str, Any] = config.listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm
 
 
 def test_the_filter_chain_is_envoy_gateways() -> None:

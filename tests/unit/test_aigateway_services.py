@@ -66,7 +66,8 @@ def test_the_body_model_selects_the_rule() -> None:
     common = response.request_body.response
     assert common is not None
     assert common.clear_route_cache
-    set_headers = {h.header.key: h.header.raw_value for h in common.header_mutation.set_headers}
+    assert common.header_mutation is not None
+    set_headers = {h.header.key: h.header.raw_value for h in common.header_mutation.set_headers if h.header}
     assert set_headers == {
         "x-ai-eg-model": b"m",
         "x-ai-eg-selected-route": b"m-rule-0",
@@ -77,7 +78,9 @@ def test_the_body_model_selects_the_rule() -> None:
 def test_no_rule_is_a_404_from_the_processor() -> None:
     _, _, response = _routed({"model": "other", "messages": []})
     assert response.immediate_response is not None
-    assert response.immediate_response.status.code.value == 404
+    status = response.immediate_response.status
+    assert status is not None
+    assert status.code.value == 404
     assert response.immediate_response.body == b"no matching rule found"
 
 
@@ -159,8 +162,11 @@ def test_a_backend_error_in_plain_text_becomes_an_openai_style_error() -> None:
     response = stream.handle(_body(b"upstream connect error", response=True))
     assert response is not None
     assert response.response_body is not None
-    mutation = response.response_body.response.body_mutation
-    assert json.loads(mutation.body)["error"] == {
+    common = response.response_body.response
+    assert common is not None
+    assert common.body_mutation is not None
+    assert common.body_mutation.body is not None
+    assert json.loads(common.body_mutation.body)["error"] == {
         "type": "OpenAIBackendError",
         "message": "upstream connect error",
         "code": "503",
@@ -175,6 +181,7 @@ def test_gateway_refusals_pass_untouched() -> None:
     assert response is not None
     assert response.dynamic_metadata is None
     assert response.response_body is not None
+    assert response.response_body.response is not None
     assert response.response_body.response.body_mutation is None
 
 
