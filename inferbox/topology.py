@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inferbox.manifests import ManifestSet
-from inferbox.modelserver.kinds import GENERATIVE_ARTIFACTS
+from inferbox.model_kinds import GENERATIVE_ARTIFACTS
 from inferbox.replica_bounds import replica_bounds
 
 TENANT_LABEL = "inferbox.io/tenant"

@@ -14,8 +14,8 @@ import os
 import warnings
 from typing import Any
 
+from inferbox.model_kinds import GENERATIVE_ARTIFACTS
 from inferbox.modelserver.artifacts import ARTIFACTS
-from inferbox.modelserver.kinds import GENERATIVE_ARTIFACTS
 
 
 def _bind_host_override() -> None:

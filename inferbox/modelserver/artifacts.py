@@ -18,7 +18,7 @@ from typing import Any
 import joblib
 import sklearn
 
-from inferbox.modelserver.kinds import PREDICTIVE_ARTIFACTS
+from inferbox.model_kinds import PREDICTIVE_ARTIFACTS
 
 ARTIFACTS = PREDICTIVE_ARTIFACTS
 

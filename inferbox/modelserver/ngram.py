@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from inferbox.model_kinds import GENERATIVE_ARTIFACTS
 from inferbox.modelserver.artifacts import cache_dir
-from inferbox.modelserver.kinds import GENERATIVE_ARTIFACTS
 
 TOKEN = re.compile(r"[A-Za-z0-9_']+|[^\sA-Za-z0-9_']")
 # Words the model would otherwise start from when a prompt shares no word with its corpus.

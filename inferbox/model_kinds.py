@@ -1,4 +1,4 @@
-"""The artifacts inferbox's model server can serve, by kind (no imports: cheap to read anywhere)."""
+"""The kinds of model inferbox's model server serves (no imports: the topology reads them too)."""
 
 # Predictive models (KServe's V1 and V2 protocols).
 PREDICTIVE_ARTIFACTS = ("iris", "iris-2", "digits")
