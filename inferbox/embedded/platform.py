@@ -36,6 +36,7 @@ from inferbox.embedded.serving import ServingControlPlane
 from inferbox.embedded.state import ComponentStatus, PlatformState, PodAddress, write_state
 from inferbox.embedded.subset import check_all_supported
 from inferbox.embedded.workloads import read_workloads, secret_dir
+from inferbox.errors import PlatformError
 from inferbox.jwtserver.clients import generate_clients, write_clients, write_credentials
 from inferbox.jwtserver.keystore import KeyStore
 from inferbox.manifests import ManifestSet, load_manifests
@@ -120,9 +121,7 @@ class EmbeddedPlatform:
             ensure_port_free(opts.gateway_port, "gateway", "--gateway-port")
         if opts.admin_port:
             ensure_port_free(opts.admin_port, "gateway admin", "--admin-port")
-        ai_port = opts.ai_gateway_port or (opts.gateway_port + 1 if opts.gateway_port else 0)
-        if ai_port and self.ai_plan is not None:
-            ensure_port_free(ai_port, "AI Gateway", "--gateway-port (the AI Gateway takes the next port)")
+        ai_port = self._ai_gateway_port()
         opts.state_dir.mkdir(parents=True, exist_ok=True)
         supervisor = self._supervisor = Supervisor(opts.state_dir, opts.log_dir)
         events = EventLog(opts.log_dir)
@@ -193,6 +192,23 @@ class EmbeddedPlatform:
         except BaseException:
             self.stop()
             raise
+
+    def _ai_gateway_port(self) -> int:
+        """The AI Gateway's host port: as asked, else the gateway's next port when that one is fixed
+        (8081 for `inferbox up`) and free, else any free port (`inferbox up` and status print it)."""
+        opts = self.options
+        if self.ai_plan is None:
+            return 0
+        if opts.ai_gateway_port:
+            ensure_port_free(opts.ai_gateway_port, "AI Gateway", "another AI Gateway port")
+            return opts.ai_gateway_port
+        if opts.gateway_port:
+            try:
+                ensure_port_free(opts.gateway_port + 1, "AI Gateway", "")
+            except PlatformError:
+                return 0
+            return opts.gateway_port + 1
+        return 0
 
     def _start_ai_gateway(self, port: int) -> EmbeddedAIGateway | None:
         """AI Gateway's processor and the rate-limit service in the gateway's pod (before Envoy)."""
