@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.inferbox-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup conformance test check lint typecheck unit platform-tests load mutants bench clean help
+.PHONY: setup conformance test check lint typecheck unit platform-tests load mutants bench clean help chaos chaos-slow
 
 help:
 	@echo "make conformance   stand up the embedded platform and run pytest -m conformance"
 	@echo "make test          lint, type-check, unit tests, conformance suite, load smoke + calibration, mutants"
 	@echo "make check         lint, type-check and the unit tests that start no platform (a few minutes)"
 	@echo "make load          the smoke load profile with its SLOs and the load calibration self-test"
+	@echo "make chaos         the chaos experiments (faults under load) on the embedded target, key rotation aside"
+	@echo "make chaos-slow    the chaos experiments marked slow (key rotation: about 11 minutes)"
 	@echo "make setup         create $(VENV) and install everything (idempotent)"
 	@echo "make bench         print the benchmark figures"
 
@@ -52,10 +54,18 @@ check: lint typecheck unit
 load: setup
 	$(BIN)/pytest -m load --inferbox-load-profile smoke -p no:cacheprovider $(PYTEST_ARGS)
 
+# Chaos experiments (suites/chaos): faults under load, each with a steady-state hypothesis. Key
+# rotation waits out the gateway's five-minute key cache twice: it is `slow`, run by chaos-slow.
+chaos: setup
+	$(BIN)/pytest suites/chaos -m "chaos and not slow" -p no:cacheprovider $(PYTEST_ARGS)
+
+chaos-slow: setup
+	$(BIN)/pytest suites/chaos -m "chaos and slow" -p no:cacheprovider $(PYTEST_ARGS)
+
 mutants: setup
 	$(BIN)/inferbox mutants run
 
-test: lint typecheck unit platform-tests conformance load mutants
+test: lint typecheck unit platform-tests conformance chaos load mutants
 
 bench: setup
 	$(BIN)/python -m bench

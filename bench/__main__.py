@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["gateway_overhead", "sidecar_overhead", "load_generator", "observability", "cold_start"]
+BENCHMARKS = ["gateway_overhead", "sidecar_overhead", "load_generator", "observability", "cold_start", "recovery"]
 
 
 def main() -> None:

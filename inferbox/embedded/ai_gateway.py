@@ -25,7 +25,7 @@ from inferbox.embedded.ai_gateway_config import (
     AIGatewayInputs,
     Revisions,
     add_to_bootstrap,
-    jwks_clusters,
+    jwks_sources,
     processor_config,
     ratelimit_config,
     render_ai_gateway,
@@ -117,8 +117,8 @@ class EmbeddedAIGateway:
     ) -> None:
         """Adds the AI Gateway's listener and clusters to the gateway's bootstrap."""
         jwks = {
-            name: service_endpoints(*_service(name))
-            for name in jwks_clusters(self.plan)
+            name: service_endpoints(source.namespace, source.service, source.port)
+            for name, source in jwks_sources(self.plan).items()
             if name not in _clusters(bootstrap)
         }
         config = render_ai_gateway(
@@ -171,12 +171,6 @@ class EmbeddedAIGateway:
 
 def _clusters(bootstrap: Mapping[str, Any]) -> set[str]:
     return {c["name"] for c in bootstrap["static_resources"]["clusters"]}
-
-
-def _service(cluster: str) -> tuple[str, str, int]:
-    """(namespace, service, port) of a Service cluster named svc__<namespace>__<service>__<port>."""
-    _, namespace, service, port = cluster.split("__")
-    return namespace, service, int(port)
 
 
 def _wait_grpc(name: str, socket: Path, process: ManagedProcess, timeout_s: float) -> None:

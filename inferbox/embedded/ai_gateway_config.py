@@ -32,6 +32,7 @@ from inferbox.embedded.ai_gateway_plan import (
     GlobalRule,
     RoutePolicies,
 )
+from inferbox.embedded.eg_policies import ListenerSettings
 from inferbox.embedded.envoy_common import (
     HCM_FILTER,
     JWT_FILTER,
@@ -42,9 +43,16 @@ from inferbox.embedded.envoy_common import (
     static_cluster,
     stdout_access_log,
 )
-from inferbox.embedded.gateway_config import MeshUpstream, _mesh_transport, _rbac, cluster_name
-from inferbox.embedded.gateway_plan import ModelBackend, ServiceBackend, Unresolved
-from inferbox.embedded.jwt_authn import JwksSource, Provider, provider_config
+from inferbox.embedded.gateway_config import (
+    MeshUpstream,
+    _mesh_transport,
+    _rbac,
+    cluster_name,
+    eg_cluster_defaults,
+    jwks_cluster_name,
+)
+from inferbox.embedded.gateway_plan import ModelBackend, Unresolved
+from inferbox.embedded.jwt_authn import JwksSource, Provider, gateway_provider_config
 from inferbox.embedded.xds_files import eds_path, path_config_source
 
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
@@ -236,15 +244,10 @@ def _grpc_cluster(name: str, socket: Path) -> dict[str, Any]:
     }
 
 
-def _jwks_cluster(uri: str) -> str:
-    source = JwksSource.of(uri)
-    return cluster_name(ServiceBackend(source.namespace, source.service, source.port))
-
-
-def jwks_clusters(plan: AIGatewayPlan) -> set[str]:
-    """The Service clusters the AI Gateway's JWT providers fetch their keys from."""
+def jwks_sources(plan: AIGatewayPlan) -> dict[str, JwksSource]:
+    """The clusters (Envoy Gateway's names) the AI Gateway's JWT providers fetch their keys from."""
     return {
-        _jwks_cluster(p.jwks_uri)
+        jwks_cluster_name(p.jwks_uri): JwksSource.of(p.jwks_uri)
         for policies in plan.routes.values()
         if policies.security
         for p in policies.security.providers
@@ -258,20 +261,22 @@ def _jwt_filter(plan: AIGatewayPlan, clock_skew_s: int | None) -> dict[str, Any]
         security = policies.security
         if security is None or not security.providers:
             continue
+        # Envoy Gateway names a provider <route>/<provider> and keeps its payload under <provider>.
         for provider in security.providers:
-            providers[provider.key] = provider_config(
+            providers[f"{route}/{provider.name}"] = gateway_provider_config(
                 Provider(
                     jwks=JwksSource.of(provider.jwks_uri),
-                    jwks_cluster=_jwks_cluster(provider.jwks_uri),
-                    payload_key=provider.key,
+                    jwks_cluster=jwks_cluster_name(provider.jwks_uri),
+                    payload_key=provider.name,
                     issuer=provider.issuer,
                     audiences=provider.audiences,
                     forward=True,
                     claim_to_headers=provider.claim_to_headers,
                     clock_skew_s=clock_skew_s,
-                )
+                ),
+                provider.extract_from,
             )
-        names: list[dict[str, Any]] = [{"provider_name": p.key} for p in security.providers]
+        names: list[dict[str, Any]] = [{"provider_name": f"{route}/{p.name}"} for p in security.providers]
         if security.jwt_optional:
             names.append({"allow_missing": {}})
         requirements[route] = names[0] if len(names) == 1 else {"requires_any": {"requirements": names}}
@@ -424,12 +429,19 @@ def render_ai_gateway(inputs: AIGatewayInputs) -> AIGatewayConfig:
     filters.append({"name": RBAC_FILTER, "typed_config": {"@type": TYPES["rbac"]}})
     filters += _ratelimit_filters(plan)
     filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": TYPES["router"]}})
+    settings: ListenerSettings = plan.settings
     hcm: dict[str, Any] = {
         "@type": TYPES["hcm"],
         "stat_prefix": LISTENER_NAME,
-        "generate_request_id": True,
         "http_filters": filters,
         "access_log": stdout_access_log(),
+        # Envoy Gateway's connection manager (listener.go), as on the inference gateway.
+        "use_remote_address": True,
+        "server_header_transformation": "PASS_THROUGH",
+        "normalize_path": True,
+        "merge_slashes": settings.merge_slashes,
+        "path_with_escaped_slashes_action": settings.escaped_slashes_action,
+        "common_http_protocol_options": {"headers_with_underscores_action": settings.headers_with_underscores_action},
         "route_config": {"name": LISTENER_NAME, "virtual_hosts": [{"name": "ai", "domains": ["*"], "routes": routes}]},
     }
     if plan.remove_request_headers:
@@ -454,7 +466,8 @@ def render_ai_gateway(inputs: AIGatewayInputs) -> AIGatewayConfig:
     ]
     clusters += [_model_cluster(name, inputs) for name in models]
     clusters += [
-        static_cluster(name, list(inputs.service_endpoints.get(name, []))) for name in sorted(jwks_clusters(plan))
+        {**static_cluster(name, list(inputs.service_endpoints.get(name, []))), **eg_cluster_defaults()}
+        for name in sorted(jwks_sources(plan))
     ]
     return AIGatewayConfig(listener, clusters, tuple(models))
 

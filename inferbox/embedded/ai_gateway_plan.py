@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from inferbox.embedded.eg_policies import ListenerSettings, listener_settings
 from inferbox.embedded.gateway_plan import (
     ModelBackend,
     SecurityPlan,
@@ -117,6 +118,7 @@ class AIGatewayPlan:
     rules: list[AIRule] = field(default_factory=list)
     costs: tuple[RequestCost, ...] = ()
     routes: dict[str, RoutePolicies] = field(default_factory=dict)  # AIGatewayRoute ns/name -> policies
+    settings: ListenerSettings = field(default_factory=ListenerSettings)  # a ClientTrafficPolicy's
 
     def unreachable_route(self) -> str:
         """The AIGatewayRoute whose ``unreachable`` rule Envoy matches first: every generated route has
@@ -372,6 +374,7 @@ def plan_ai_gateway(manifests: ManifestSet) -> AIGatewayPlan | None:
         listener_port=int(listeners[0]["port"]),
         remove_request_headers=tuple(removed),
         costs=_costs(routes),
+        settings=listener_settings(gateway, manifests),
     )
     for route in routes:
         _check_route(route, gateway)

@@ -1,8 +1,9 @@
 """The embedded target's metric catalogue and trace naming.
 
 The gateway is upstream Envoy with Envoy Gateway's tags; its PodMonitor adds ``tenant`` and
-``model`` labels from the cluster names. The gateway's HTTP connection manager is named
-``gateway`` and its per-route rate limiter ``route_local_rate_limit`` (see envoy.py). Model
+``model`` labels from the cluster names. The gateway's HTTP connection manager is named as
+Envoy Gateway names it (``http-10080``), and so is its rate limiter (``http_local_rate_limiter``;
+see gateway_config.py). Model
 servers are KServe's (``request_predict_seconds``, label ``model_name``), scraped with ``tenant``
 and ``model`` target labels. There is no autoscaler: replicas are the model's scraped replicas.
 """
@@ -21,15 +22,15 @@ QUERIES = {
         f"histogram_quantile({{q}}, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{{{GATEWAY},{ROUTE}}}"
         "[{window}]))) / 1000"
     ),
-    Signal.JWT_ALLOWED: f'sum(envoy_http_jwt_authn_allowed{{{GATEWAY},envoy_http_conn_manager_prefix="gateway"}})',
-    Signal.JWT_DENIED: f'sum(envoy_http_jwt_authn_denied{{{GATEWAY},envoy_http_conn_manager_prefix="gateway"}})',
-    Signal.AUTHZ_DENIED: f'sum(envoy_http_rbac_denied{{{GATEWAY},envoy_http_conn_manager_prefix="gateway"}})',
+    Signal.JWT_ALLOWED: f'sum(envoy_http_jwt_authn_allowed{{{GATEWAY},envoy_http_conn_manager_prefix="http-10080"}})',
+    Signal.JWT_DENIED: f'sum(envoy_http_jwt_authn_denied{{{GATEWAY},envoy_http_conn_manager_prefix="http-10080"}})',
+    Signal.AUTHZ_DENIED: f'sum(envoy_http_rbac_denied{{{GATEWAY},envoy_http_conn_manager_prefix="http-10080"}})',
     Signal.GATEWAY_4XX: (
         f"sum(envoy_http_downstream_rq_xx{{{GATEWAY},"
-        'envoy_http_conn_manager_prefix="gateway",envoy_response_code_class="4"})'
+        'envoy_http_conn_manager_prefix="http-10080",envoy_response_code_class="4"})'
     ),
     Signal.RATE_LIMITED: (
-        f'sum(envoy_http_local_rate_limit_enforced{{{GATEWAY},envoy_local_http_ratelimit_prefix="route_local_rate_limit"}})'
+        f'sum(envoy_http_local_rate_limit_enforced{{{GATEWAY},envoy_local_http_ratelimit_prefix="http_local_rate_limiter"}})'
     ),
     Signal.REPLICAS: 'count(up{tenant="{tenant}",model="{model}"} == 1)',
     Signal.COLD_STARTS: (

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from inferbox.contract_types import Fault
+from inferbox.embedded.chaos import ChaosControl
 from inferbox.embedded.deployer import Deployer
 from inferbox.embedded.quota import QuotaLedger
 from inferbox.embedded.serving import ServingControlPlane
@@ -58,6 +60,12 @@ class ControlPlane(Protocol):
 
     def restore(self, namespace: str, name: str, settle_s: float) -> None: ...
 
+    def chaos_inject(self, kind: str, target: dict[str, Any], seconds: float) -> Fault: ...
+
+    def chaos_heal(self, fault_id: str) -> Fault: ...
+
+    def chaos_faults(self) -> list[Fault]: ...
+
 
 class LocalControl:
     """The control plane in the process that runs the platform."""
@@ -68,7 +76,9 @@ class LocalControl:
         serving: ServingControlPlane,
         ledger: QuotaLedger,
         components: Callable[[], dict[str, ComponentStatus]],
+        chaos: ChaosControl | None = None,
     ) -> None:
+        self._chaos = chaos
         self._deployer = deployer
         self._serving = serving
         self._ledger = ledger
@@ -105,6 +115,21 @@ class LocalControl:
     def restore(self, namespace: str, name: str, settle_s: float) -> None:
         self._serving.restore(namespace, name, settle_s)
 
+    # -- chaos: faults live in the owner, whose timers roll them back at their bound ------------------
+    def _faults(self) -> ChaosControl:
+        if self._chaos is None:
+            raise PlatformError("this platform cannot inject faults (it is not started)", "start it first")
+        return self._chaos
+
+    def chaos_inject(self, kind: str, target: dict[str, Any], seconds: float) -> Fault:
+        return self._faults().inject(kind, target, seconds)
+
+    def chaos_heal(self, fault_id: str) -> Fault:
+        return self._faults().heal(fault_id)
+
+    def chaos_faults(self) -> list[Fault]:
+        return self._faults().active()
+
 
 # The operations the channel serves: each a method of ControlPlane.
 OPERATIONS = (
@@ -118,6 +143,9 @@ OPERATIONS = (
     "set_bounds",
     "promote",
     "restore",
+    "chaos_inject",
+    "chaos_heal",
+    "chaos_faults",
 )
 
 
@@ -221,6 +249,18 @@ class RemoteControl:
 
     def restore(self, namespace: str, name: str, settle_s: float) -> None:
         call(self.path, "restore", namespace, name, settle_s)
+
+    def chaos_inject(self, kind: str, target: dict[str, Any], seconds: float) -> Fault:
+        fault: Fault = self._call(Fault, "chaos_inject", kind, target, seconds)
+        return fault
+
+    def chaos_heal(self, fault_id: str) -> Fault:
+        fault: Fault = self._call(Fault, "chaos_heal", fault_id)
+        return fault
+
+    def chaos_faults(self) -> list[Fault]:
+        faults: list[Fault] = self._call(list[Fault], "chaos_faults")
+        return faults
 
 
 def remote(state_dir: Path) -> RemoteControl | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from inferbox.embedded.ai_gateway import EmbeddedAIGateway
 from inferbox.embedded.ai_gateway_plan import AIGatewayPlan, plan_ai_gateway
+from inferbox.embedded.chaos import ChaosControl
 from inferbox.embedded.control import LocalControl
 from inferbox.embedded.deployer import Deployer, process_status
 from inferbox.embedded.events import EventLog
@@ -31,7 +32,8 @@ from inferbox.embedded.mesh_plan import check_mesh_policies
 from inferbox.embedded.mesh_runtime import GATEWAY_META, MeshControlPlane
 from inferbox.embedded.network import NETNS_PREFIX, Network, ensure_port_free, make_network
 from inferbox.embedded.observability import EmbeddedObservability
-from inferbox.embedded.processes import Supervisor, proc_start_time
+from inferbox.embedded.processes import RestartPolicy, Supervisor, proc_start_time
+from inferbox.embedded.replica_template import ReplicaTemplate
 from inferbox.embedded.serving import ServingControlPlane
 from inferbox.embedded.state import ComponentStatus, PlatformState, PodAddress, write_state
 from inferbox.embedded.subset import check_all_supported
@@ -45,6 +47,8 @@ from inferbox.topology import Topology, read_topology
 
 __all__ = ["GATEWAY_POD_PORT", "EmbeddedOptions", "EmbeddedPlatform"]
 
+REPLICA_WARNINGS = "ignore::DeprecationWarning"  # as every replica runs (the deployer sets the same)
+
 
 @dataclass
 class EmbeddedOptions:
@@ -57,6 +61,8 @@ class EmbeddedOptions:
     ai_gateway_port: int = 0  # 0: the gateway's port + 1 when that is fixed (8081 for `inferbox up`), else any
     ready_timeout_s: float = float(os.environ.get("INFERBOX_READY_TIMEOUT", "90"))
     knobs: Knobs = field(default_factory=read_knobs)
+    # Model-server replicas are forked from a pre-imported template (False: each starts from scratch).
+    replica_template: bool = True
 
 
 class EmbeddedPlatform:
@@ -64,7 +70,9 @@ class EmbeddedPlatform:
         self.options = options
         self.manifests: ManifestSet = load_manifests(options.manifests_dir)
         check_all_supported(self.manifests)
-        self.plan: GatewayPlan = plan_gateway(self.manifests)
+        self.plan: GatewayPlan = plan_gateway(
+            self.manifests, envoy_patch_policy=False if options.knobs.envoy_patch_policy_disabled else None
+        )
         self.ai_plan: AIGatewayPlan | None = plan_ai_gateway(self.manifests)
         self.topology: Topology = read_topology(self.manifests)
         self.workloads = read_workloads(self.manifests)
@@ -81,6 +89,7 @@ class EmbeddedPlatform:
         self._gateway: EmbeddedGateway | None = None
         self._serving: ServingControlPlane | None = None
         self._ai_gateway: EmbeddedAIGateway | None = None
+        self._chaos: ChaosControl | None = None
 
     # -- the running parts (each exists once start() has created it) --------------------------
     @property
@@ -127,6 +136,11 @@ class EmbeddedPlatform:
         events = EventLog(opts.log_dir)
         self._start_reaper()
         try:
+            template = (
+                ReplicaTemplate(supervisor, opts.state_dir, {"PYTHONWARNINGS": REPLICA_WARNINGS})
+                if opts.replica_template and any(w.kind == "InferenceService" for w in self.workloads)
+                else None
+            )
             network = self._network = make_network(opts.network, self.instance)
             mesh = self._mesh = MeshControlPlane(
                 self.manifests,
@@ -148,6 +162,7 @@ class EmbeddedPlatform:
                 events,
                 opts.state_dir,
                 opts.ready_timeout_s,
+                template,
             )
             self._write_secrets()
             gateway = self._gateway = EmbeddedGateway(
@@ -169,22 +184,31 @@ class EmbeddedPlatform:
                 opts.log_dir,
             )
             serving.create_revisions(network)
+            if template is not None:
+                template.wait_ready(opts.ready_timeout_s)
             self._start_workloads()
             ai_gateway = self._start_ai_gateway(ai_port)
             gateway.start(
                 deployer.service_endpoints,
-                MeshUpstream(
-                    str(mesh.gateway_cert.cert),
-                    str(mesh.gateway_cert.key),
-                    str(mesh.pki.bundle_path),
-                    serving.identities(),
-                ),
+                self._mesh_upstream(),
                 serving.revisions_for,
-                opts.knobs.jwt_clock_skew_s,
+                opts.knobs,
                 lambda bootstrap: self._decorate_gateway(bootstrap, ai_gateway),
                 opts.ready_timeout_s,
+                RestartPolicy(never=opts.knobs.gateway_restart_never),
             )
             serving.start_autoscaler(gateway.admin_url)
+            deployer.watch_liveness()
+            self._chaos = ChaosControl(
+                self.manifests,
+                network,
+                supervisor,
+                deployer,
+                gateway,
+                self.observability,
+                lambda: serving.activator_pod,
+                opts.knobs.partition_all_tenants,
+            )
             self.observability.start_prometheus(
                 network, supervisor, mesh.register, opts.state_dir, deployer, gateway.pod, events, opts.ready_timeout_s
             )
@@ -250,6 +274,10 @@ class EmbeddedPlatform:
         self.serving.initial_ready(models)
 
     def stop(self) -> None:
+        if self._deployer is not None:
+            self._deployer.stop_watching()  # before any process stops: an exit now is no crash
+        if self._chaos is not None:
+            self._chaos.heal_all()  # resumed processes stop cleanly; partition rules go with their pods anyway
         if self._serving is not None:
             self._serving.stop()
         self.observability.stop()
@@ -306,12 +334,14 @@ class EmbeddedPlatform:
     # -- facts for the contract --------------------------------------------------------------
     def control(self) -> LocalControl:
         """The control plane as the embedded target uses it."""
-        return LocalControl(self.deployer, self.serving, self.mesh.ledger, self.component_status)
+        return LocalControl(self.deployer, self.serving, self.mesh.ledger, self.component_status, self._chaos)
 
     def component_status(self) -> dict[str, ComponentStatus]:
         status: dict[str, ComponentStatus] = {}
         if self._gateway is not None and self._gateway.process is not None:
             status["gateway"] = process_status(self._gateway.process)
+        if self._deployer is not None and self._deployer.template is not None:
+            status["model-server-template"] = process_status(self._deployer.template.process)
         if self._ai_gateway is not None:
             status.update({name: process_status(p) for name, p in self._ai_gateway.processes.items()})
         for name, component in self.observability.components().items():

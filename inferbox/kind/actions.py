@@ -20,6 +20,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from inferbox.errors import InferboxError
 from inferbox.kind.commands import CommandFailed, CommandRunner, run_checked, shell_line
+from inferbox.kind.kindcluster import KindLifecycle
 from inferbox.kind.kube import FIELD_MANAGER, UPSTREAM_FIELD_MANAGER, KubeApi, KubeError, ref, webhook_not_ready
 from inferbox.kind.state import JWT_NAMESPACE, ClusterState, ensure_jwt_material, jwt_secrets
 from inferbox.kind.timeouts import Timeouts
@@ -50,6 +51,7 @@ class RunContext:
     fetch: Callable[[str, float], str]
     repo_root: Path
     progress: Callable[[str], None] = lambda _: None
+    kind: KindLifecycle | None = None  # the Kind cluster, when the plan creates one
     cancelled: threading.Event = field(default_factory=threading.Event)
     poll_interval_s: float = 2.0
     _api: KubeApi | None = None
@@ -85,6 +87,11 @@ class Action:
         that webhook's start-up (the plan cannot order those two)."""
         return False
 
+    def objects(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """(where, body) of every object the action applies that inferbox renders or reads from the
+        manifests (not upstream release YAML), so that all of them are validated before a run."""
+        return ()
+
 
 def _retrying(ctx: RunContext, timeout_s: float, transient: Callable[[BaseException], bool]) -> Retrying:
     return Retrying(
@@ -113,11 +120,14 @@ def apply_objects(ctx: RunContext, objects: Sequence[Mapping[str, Any]], manager
                 with attempt:
                     api.apply(body, field_manager=manager)
         except KubeError as exc:
-            raise ApplyFailed(
-                f"applying {ref(body)} failed: {exc}",
-                "if a webhook is not answering, raise --kube-timeout webhook-answering=SECONDS; "
-                "otherwise fix the object (see the message)",
-            ) from exc
+            if _transient_apply_error(exc):
+                fix = (
+                    "the API server or a webhook did not answer within the timeout; if it is only slow, raise "
+                    "--kube-timeout webhook-answering=SECONDS"
+                )
+            else:
+                fix = "the API server refused the object: fix what its message names (nothing was retried)"
+            raise ApplyFailed(f"applying {ref(body)} failed: {exc}", fix) from exc
 
 
 def _kubectl_apply(cluster: Cluster, manager: str, source: str) -> str:
@@ -147,11 +157,19 @@ def _crds_first(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # -- cluster, images ----------------------------------------------------------------------------
+def _kind(ctx: RunContext) -> KindLifecycle:
+    if ctx.kind is None:
+        raise InferboxError("this plan creates a Kind cluster but the run has no Kind lifecycle", "a bug in inferbox")
+    return ctx.kind
+
+
 @dataclass(frozen=True)
 class CreateKindCluster(Action):
     name: str
     config: Path
     node_image: str
+    kind_version: str = ""
+    digests: tuple[tuple[str, str], ...] = ()  # (versions-file field, sha256) of the pinned kind binaries
 
     def argv(self) -> list[str]:
         return [
@@ -167,14 +185,24 @@ class CreateKindCluster(Action):
         ]
 
     def describe(self, cluster: Cluster, timeouts: Timeouts) -> list[str]:
-        return [f"$ {shell_line(self.argv())}", f"  (skipped when `kind get clusters` already lists {self.name})"]
+        lines = [
+            f"$ {shell_line(self.argv())}",
+            f"  (through pytest-kind's KindCluster; skipped when `kind get clusters` already lists {self.name})",
+        ]
+        if self.kind_version:
+            lines.append(
+                f"  kind: the one on PATH; without it pytest-kind fetches kind {self.kind_version} from "
+                "https://github.com/kubernetes-sigs/kind/releases, used only if its sha256 is the pinned one:"
+            )
+            lines += [f"    {name}: {digest}" for name, digest in self.digests]
+        return lines
 
     def run(self, ctx: RunContext) -> None:
-        listed = run_checked(ctx.commands, ["kind", "get", "clusters"], 60).stdout.split()
-        if self.name in listed:
+        kind = _kind(ctx)
+        if kind.exists(ctx.commands):
             ctx.progress(f"Kind cluster {self.name} exists: reusing it")
             return
-        run_checked(ctx.commands, self.argv(), ctx.timeouts["cluster-create"])
+        kind.create(self.config)
 
 
 @dataclass(frozen=True)
@@ -201,10 +229,10 @@ class LoadImage(Action):
         return ["kind", "load", "docker-image", self.image, "--name", self.cluster_name]
 
     def describe(self, cluster: Cluster, timeouts: Timeouts) -> list[str]:
-        return [f"$ {shell_line(self.argv())}"]
+        return [f"$ {shell_line(self.argv())}   (pytest-kind's KindCluster.load_docker_image)"]
 
     def run(self, ctx: RunContext) -> None:
-        run_checked(ctx.commands, self.argv(), ctx.timeouts["image-load"])
+        _kind(ctx).load_image(self.image)
 
 
 # -- Helm --------------------------------------------------------------------------------------
@@ -380,7 +408,7 @@ class ApplyObjects(Action):
     """
 
     title: str
-    objects: tuple[Mapping[str, Any], ...] = field(hash=False)
+    bodies: tuple[Mapping[str, Any], ...] = field(hash=False)
     show_yaml: bool = False
     sources: tuple[str, ...] = ()
 
@@ -389,22 +417,27 @@ class ApplyObjects(Action):
             lines = [f"$ {_kubectl_apply(cluster, FIELD_MANAGER, '-')} <<'EOF'   # {self.title}"]
             lines += [
                 "    " + line
-                for line in yaml.safe_dump_all([dict(o) for o in self.objects], sort_keys=False).splitlines()
+                for line in yaml.safe_dump_all([dict(o) for o in self.bodies], sort_keys=False).splitlines()
             ]
             return [*lines, "    EOF"]
         lines = [f"$ {_kubectl_apply(cluster, FIELD_MANAGER, 'FILE')}   # {self.title}, objects in this order:"]
-        for index, obj in enumerate(self.objects):
+        for index, obj in enumerate(self.bodies):
             source = f"  <- {_shown(self.sources[index])}" if index < len(self.sources) else ""
             lines.append(f"    {ref(obj)}{source}")
         return lines
 
     def run(self, ctx: RunContext) -> None:
-        apply_objects(ctx, self.objects)
+        apply_objects(ctx, self.bodies)
 
     def applies(self) -> tuple[Created, ...]:
         return tuple(
             (_group(str(o["apiVersion"])), str(o["kind"]), (o.get("metadata") or {}).get("namespace"))
-            for o in self.objects
+            for o in self.bodies
+        )
+
+    def objects(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        return tuple(
+            (self.sources[i] if i < len(self.sources) else self.title, body) for i, body in enumerate(self.bodies)
         )
 
 

@@ -13,14 +13,22 @@ from rich.console import Console
 from rich.table import Table
 
 from inferbox.errors import InferboxError
-from inferbox.kind import readback
+from inferbox.kind import readback, upstream
 from inferbox.kind.commands import SubprocessRunner
-from inferbox.kind.installer import new_evidence_root
-from inferbox.kind.kindcluster import GATEWAY_NODE_PORT, cluster_exists, delete_cluster, load_kind_config
+from inferbox.kind.installer import new_evidence_root, validate_plan
+from inferbox.kind.kindcluster import GATEWAY_NODE_PORT, load_kind_config
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.platform import component_health
 from inferbox.kind.prereqs import check_tools
-from inferbox.kind.target import Settings, deploy_existing, plan_for, preflight_kind, provision_kind, settings_from
+from inferbox.kind.target import (
+    Settings,
+    deploy_existing,
+    kind_lifecycle,
+    plan_for,
+    preflight_kind,
+    provision_kind,
+    settings_from,
+)
 from inferbox.topology import read_topology
 
 console = Console()
@@ -89,10 +97,13 @@ def _dry_run(target: str, settings: Settings) -> int:
         print("prerequisites to fix before a real run:", file=sys.stderr)
         for finding in findings:
             print(f"  {finding.line()}", file=sys.stderr)
-    plan = plan_for(target, settings, load_kind_config() if target == "kind" else None)
+    kind_config = load_kind_config() if target == "kind" else None
+    plan = plan_for(target, settings, kind_config)
     print(plan.render())
-    print(f"All objects above that inferbox renders validate against Kubernetes {settings.versions.get('kubernetes')} "
-          "and the pinned CRD versions.")  # fmt: skip
+    # Every object the plan applies that inferbox renders or reads (canary rollouts' both bodies
+    # included), against Kubernetes' schema and the pinned releases' CRDs; the charts' values too.
+    # Without the pinned CRDs on this machine, the summary ends with what was not checked and how.
+    print(validate_plan(plan, upstream.find(settings.versions), kind_config).summary())
     return 0
 
 
@@ -105,7 +116,8 @@ def down(args: argparse.Namespace) -> int:
         )
         return 2
     runner = SubprocessRunner()
-    if not cluster_exists(runner, settings.cluster_name):
+    kind = kind_lifecycle(settings)
+    if not kind.exists(runner):
         console.print(f"no Kind cluster named {settings.cluster_name}")
     elif settings.state.read_record().get("created_by") != "inferbox":
         raise InferboxError(
@@ -114,7 +126,7 @@ def down(args: argparse.Namespace) -> int:
         )
     else:
         with console.status(f"deleting Kind cluster {settings.cluster_name}"):
-            delete_cluster(runner, settings.cluster_name)
+            kind.delete()
         console.print(f"deleted Kind cluster {settings.cluster_name}")
     shutil.rmtree(settings.state.root, ignore_errors=True)
     return 0

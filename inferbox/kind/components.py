@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from inferbox.envoy_gateway_settings import EXTENSION_APIS
 from inferbox.kind import catalog
 from inferbox.kind.actions import (
     ApplyObjects,
@@ -21,7 +22,7 @@ from inferbox.kind.actions import (
     LoadImage,
     values_digest,
 )
-from inferbox.kind.kindcluster import INGRESS_NODE_PORT, KindConfig
+from inferbox.kind.kindcluster import KindConfig
 from inferbox.kind.plan import Step
 from inferbox.kind.versions import Versions
 from inferbox.kind.waits import (
@@ -66,7 +67,13 @@ def kind_steps(versions: Versions, name: str, config: KindConfig, images: list[L
             f"Kind cluster {name}, kind {versions.get('kubernetes', 'kind')}, Kubernetes {versions.get('kubernetes')}",
             (),
             (
-                CreateKindCluster(name, config.path, versions.get("kubernetes", "nodeImage")),
+                CreateKindCluster(
+                    name,
+                    config.path,
+                    versions.get("kubernetes", "nodeImage"),
+                    versions.get("kubernetes", "kind"),
+                    tuple((k, v) for k, v in versions.entries["kubernetes"].items() if k.startswith("kindSha256")),
+                ),
                 NodesReady(config.node_count),
                 DeploymentAvailable("kube-system", "coredns"),
             ),
@@ -173,17 +180,10 @@ def istio_step(versions: Versions) -> Step:
         # istiod asks for 500m CPU and 2Gi by default: too much for a laptop-sized Kind node.
         "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
     }
-    ingress_values = {
-        # A fixed NodePort instead of a LoadBalancer that Kind never fulfils; mapped to 127.0.0.1:8081.
-        "service": {
-            "type": "NodePort",
-            "ports": [
-                {"name": "status-port", "port": 15021, "protocol": "TCP", "targetPort": 15021},
-                {"name": "http2", "port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": INGRESS_NODE_PORT},
-                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443},
-            ],
-        },
-    }
+    # Reached only from inside the cluster (Envoy Gateway's routes send to it): a ClusterIP, so the
+    # Kind host has no way around Envoy Gateway's token check and rate limit, and no LoadBalancer
+    # Service waits for an address Kind never gives.
+    ingress_values = {"service": {"type": "ClusterIP"}}
     return Step(
         "istio",
         f"Istio {version}: istiod (tracing to Jaeger) and the ingress gateway",
@@ -298,13 +298,12 @@ def kserve_step(versions: Versions) -> Step:
             }
         },
     }
-    values = {
-        "kserve": {
-            "controller": {"deploymentMode": "Serverless"},
-            # Model servers' own metrics (request latency, counts) are only scraped when asked for.
-            "metricsaggregator": {"enablePrometheusScraping": "true"},
-        }
-    }
+    # KServe's own Prometheus switch (metricsaggregator.enablePrometheusScraping) stays at its
+    # default, off: it would point the pods' prometheus.io annotations at the queue-proxy. The model
+    # servers' metrics reach Prometheus one way only: each InferenceService's prometheus.io
+    # annotations name the model server's /metrics, Istio's sidecar merges them into its own on
+    # port 15020, and the model's PodMonitor scrapes that (manifests/tenants/*/*-monitoring.yaml).
+    values = {"kserve": {"controller": {"deploymentMode": "Serverless"}}}
     return Step(
         "kserve",
         f"KServe {version} in Serverless mode",
@@ -450,7 +449,7 @@ def envoy_gateway_step(versions: Versions) -> Step:
     config = {
         "envoyGateway": {
             "rateLimit": {"backend": {"type": "Redis", "redis": {"url": REDIS_URL}}},
-            "extensionApis": {"enableEnvoyPatchPolicy": True, "enableBackend": True},
+            "extensionApis": dict(EXTENSION_APIS),
             "extensionManager": {
                 "hooks": {"xdsTranslator": {"post": ["VirtualHost", "Translation"]}},
                 "service": {

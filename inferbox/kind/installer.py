@@ -13,17 +13,20 @@ import httpx
 import yaml
 
 from inferbox.errors import InferboxError, ManifestError
-from inferbox.kind.actions import ApplyObjects, Cluster, RunContext
+from inferbox.kind import upstream
+from inferbox.kind.actions import Action, Cluster, RunContext
 from inferbox.kind.commands import CommandRunner, SubprocessRunner
 from inferbox.kind.components import component_steps, kind_steps
-from inferbox.kind.kindcluster import KindConfig, load_kind_config
+from inferbox.kind.helm_values import check_plan_values
+from inferbox.kind.kindcluster import KindConfig, KindLifecycle, load_kind_config
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.plan import Plan
 from inferbox.kind.platform_step import local_images, platform_step
 from inferbox.kind.runner import Runner, StepReport
 from inferbox.kind.state import ClusterState
 from inferbox.kind.timeouts import Timeouts
-from inferbox.kind.validation import check_kind_config, check_objects
+from inferbox.kind.upstream import UpstreamData
+from inferbox.kind.validation import Report, check_kind_config, validate_objects
 from inferbox.kind.versions import Versions
 from inferbox.kind.waits import WebhookAnswers
 from inferbox.manifests import ManifestSet
@@ -67,30 +70,48 @@ def build_plan(options: PlanOptions) -> Plan:
 
 
 def rendered_objects(plan: Plan) -> list[tuple[str, Mapping[str, Any]]]:
-    """Every object the plan applies that inferbox renders or reads (not upstream release YAML)."""
+    """Every object the plan applies that inferbox renders or reads from the manifests (not upstream
+    release YAML): every action's objects, both bodies of a canary rollout, and webhook probes."""
     out: list[tuple[str, Mapping[str, Any]]] = []
     for step in plan:
         for item in step.items:
-            if isinstance(item, ApplyObjects):
-                for index, body in enumerate(item.objects):
-                    where = item.sources[index] if index < len(item.sources) else f"step {step.name}"
-                    out.append((where, body))
+            if isinstance(item, Action):
+                out += [(where if where else f"step {step.name}", body) for where, body in item.objects()]
             elif isinstance(item, WebhookAnswers):
                 out.append((f"step {step.name} (webhook probe)", item.probe))
     return out
 
 
-def validate_plan(plan: Plan, kind_config: KindConfig | None = None) -> None:
-    """Checks every object the plan would apply; raises one error listing every problem."""
-    problems = check_objects(rendered_objects(plan), plan.versions.get("kubernetes"))
-    if kind_config is not None:
-        problems += [f"{kind_config.path}: {p}" for p in check_kind_config(kind_config.body)]
+def not_checked_notice(versions: Versions) -> str:
+    """What the pre-flight leaves unchecked without the pinned upstream CRDs, and how to check it."""
+    root = upstream.data_dir(versions)
+    return (
+        "notice: custom resources were NOT checked against the pinned CRDs' schemas (only their kind, served "
+        "apiVersion, scope and metadata), nor the Helm values against the pinned charts, nor the Kind config "
+        f"against kind's types: the pinned upstream schemas are not on this machine (looked in {root}). To check "
+        f"them, {upstream.how_to_get(versions, root)}"
+    )
+
+
+def validate_plan(plan: Plan, data: UpstreamData | None, kind_config: KindConfig | None = None) -> Report:
+    """Checks every object the plan would apply; raises one error listing every problem. ``data``:
+    the pinned upstream schemas (``upstream.find``); without them the report's notice says what was
+    not checked."""
+    report = validate_objects(rendered_objects(plan), plan.versions.get("kubernetes"), data)
+    problems = list(report.problems)
+    if data is None:
+        report.notice = not_checked_notice(plan.versions)
+    else:
+        if kind_config is not None:
+            problems += [f"{kind_config.path}: {p}" for p in check_kind_config(kind_config.body, data)]
+        problems += [f"Helm values: {p}" for p in check_plan_values(plan, data)]
     if problems:
         raise ManifestError(
             "objects the installer would apply do not validate against the pinned versions:\n  "
             + "\n  ".join(problems),
             "fix the fields named above (field names and values are those of the pinned upstream releases)",
         )
+    return report
 
 
 def fetch_url(url: str, timeout_s: float) -> str:
@@ -124,9 +145,12 @@ def run_plan(
     api_factory: Callable[[], KubeApi] | None = None,
     fetch: Callable[[str, float], str] = fetch_url,
     poll_interval_s: float = 2.0,
+    kind: KindLifecycle | None = None,
 ) -> list[StepReport]:
     state.create()
     context = plan.cluster.context
+    if kind is None and plan.cluster.kind_name is not None:
+        kind = KindLifecycle(plan.cluster.kind_name, plan.versions, state.root / "bin")
     ctx = RunContext(
         cluster=plan.cluster,
         state=state,
@@ -137,6 +161,7 @@ def run_plan(
         repo_root=REPO_ROOT,
         progress=progress,
         poll_interval_s=poll_interval_s,
+        kind=kind,
     )
     try:
         return Runner(plan, ctx, evidence_root, only=only).run()

@@ -223,13 +223,33 @@ class KubeApi:
         """Server-side apply (creates or converges; ``force`` takes over fields from other managers)."""
         meta = body.get("metadata") or {}
         path = self.path(str(body["apiVersion"]), str(body["kind"]), meta.get("namespace"), meta["name"])
-        params = {"fieldManager": field_manager, "force": "true"}
+        # Strict: the API server refuses a field the schema does not declare instead of dropping it
+        # with a warning (its default), so a misspelt field can never be silently ignored.
+        params = {"fieldManager": field_manager, "force": "true", "fieldValidation": "Strict"}
         if dry_run:
             params["dryRun"] = "All"
         response = self._request("PATCH", path, params=params, body=dict(body), content_type=APPLY_PATCH)
         self._raise_for(response)
         result: dict[str, Any] = response.json()
         return result
+
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None, grace_s: int | None = None
+    ) -> bool:
+        """Deletes an object (``grace_s``: its termination grace period; 0 kills a pod at once).
+        False when it did not exist."""
+        path = self.path(api_version, kind, namespace, name)
+        params = {"gracePeriodSeconds": str(grace_s)} if grace_s is not None else None
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            **({"gracePeriodSeconds": grace_s} if grace_s is not None else {}),
+        }
+        response = self._request("DELETE", path, params=params, body=body)
+        if response.status_code == 404:
+            return False
+        self._raise_for(response)
+        return True
 
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -256,15 +276,28 @@ def is_true(obj: Mapping[str, Any] | None, kind: str) -> bool:
     return cond is not None and str(cond.get("status")) == "True"
 
 
+# What the API server says when it could not reach an admission webhook (as opposed to a webhook
+# that answered and denied: "admission webhook ... denied the request", which waiting cannot fix).
+WEBHOOK_UNREACHABLE = (
+    "failed calling webhook",
+    "no endpoints available for service",
+    "connection refused",
+    "context deadline exceeded",
+    "i/o timeout",
+)
+
+
 def webhook_not_ready(error: KubeError) -> bool:
-    """An admission webhook that is not serving yet: retry, do not fail."""
+    """An admission webhook that is not serving yet, or the API server itself busy: retry.
+
+    Only these answers are transient: no answer at all (0), 429 (throttled), 502/503/504, and a 500
+    whose message says a webhook could not be called. Any other 500 is a refusal: server-side
+    apply's "failed to create typed patch object" (an unknown field, a wrong type, a list entry
+    without its key) and a webhook's own denial come back as 500 too, and must fail at once.
+    """
     text = error.message.lower()
-    markers = (
-        "failed calling webhook",
-        "connection refused",
-        "no endpoints available",
-        "context deadline exceeded",
-        "service unavailable",
-        "i/o timeout",
-    )
-    return error.status in (0, 500, 502, 503, 504) or any(m in text for m in markers)
+    if "denied the request" in text:
+        return False
+    if error.status in (0, 429, 502, 503, 504):
+        return True
+    return error.status == 500 and any(marker in text for marker in WEBHOOK_UNREACHABLE)

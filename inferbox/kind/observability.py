@@ -13,7 +13,9 @@ Interface:
   the prometheus-operator CRDs and Grafana exist: the PodMonitors/ServiceMonitors and Istio
   Telemetry from the manifests, and one ConfigMap per Grafana dashboard JSON, labelled for the
   Grafana sidecar of kube-prometheus-stack.
-- ``HELM_VALUES``: the chart values and Istio mesh config the observability checks rely on.
+
+The chart values the checks rely on (every monitor selected, 10 s scrapes, tracing to Jaeger) have
+one home: the installer's recipe, ``inferbox.kind.components``.
 """
 
 from __future__ import annotations
@@ -150,8 +152,8 @@ MESH_GRAPH = {
     "gateway_workload": "istio-ingressgateway|activator",
     "model_workload": "{model}-predictor-[0-9]+-deployment",
 }
-# The scrape interval HELM_VALUES sets (kube-prometheus-stack's default is 30 s); the Kind target
-# should pass the measured one: PrometheusClient(url).longest_scrape_interval().
+# The scrape interval the installer sets (components.monitoring_step; kube-prometheus-stack's default
+# is 30 s); the Kind target passes the measured one: PrometheusClient(url).longest_scrape_interval().
 SCRAPE_INTERVAL_S = 10.0
 # Envoy's OpenTelemetry tracer flushes every 5 s by default; Istio's sidecars use the same tracer.
 TRACE_EXPORT_INTERVAL_S = 5.0
@@ -229,52 +231,40 @@ def dashboard_configmaps(manifests_dir: Path, namespace: str = "monitoring") -> 
     return maps
 
 
-# Chart values and mesh config the checks rely on (release names as in kind-install-facts: prometheus,
-# jaeger, kiali, all in namespace monitoring).
-HELM_VALUES: dict[str, dict[str, Any]] = {
-    "kube-prometheus-stack": {
-        "prometheus": {
-            "prometheusSpec": {
-                # Select every PodMonitor/ServiceMonitor, not only those labelled release=<release>.
-                "podMonitorSelectorNilUsesHelmValues": False,
-                "serviceMonitorSelectorNilUsesHelmValues": False,
-                # Checks wait a few scrape intervals for every request they count.
-                "scrapeInterval": "10s",
-            }
-        },
-        "grafana": {
-            "sidecar": {
-                "dashboards": {
-                    "enabled": True,
-                    "label": "grafana_dashboard",
-                    "labelValue": "1",
-                    "searchNamespace": "ALL",
-                }
-            }
-        },
-    },
-    "istiod": {
-        "meshConfig": {
-            "enableTracing": True,
-            "extensionProviders": [
-                {
-                    "name": "jaeger",
-                    "opentelemetry": {"service": "jaeger-collector.monitoring.svc.cluster.local", "port": 4317},
-                }
-            ],
-        }
-    },
-    "kiali-server": {
-        "istio_namespace": "istio-system",
-        "auth": {"strategy": "anonymous"},
-        "external_services": {
-            "prometheus": {"url": "http://prometheus-kube-prometheus-prometheus.monitoring:9090"},
-            "tracing": {
-                "enabled": True,
-                "use_grpc": False,
-                "internal_url": "http://jaeger-query.monitoring:16686/jaeger",
+# -- Knative's autoscaler ---------------------------------------------------------------------------
+KNATIVE_NAMESPACE = "knative-serving"
+AUTOSCALER_LABELS = {"app": "autoscaler"}  # knative/serving@knative-v1.18.1 config/core/deployments/autoscaler.yaml
+AUTOSCALER_METRICS_PORT = ("metrics", 9090)  # the same file; config-observability: Prometheus exporter
+
+
+def knative_autoscaler_scrape() -> list[dict[str, Any]]:
+    """What makes the replica-count signal (``autoscaler_actual_pods``) reach Prometheus.
+
+    Knative's autoscaler serves its metrics on container port ``metrics`` (9090). Its namespace is
+    in the mesh (the installer enrols it, so the activator can reach STRICT tenants), and the mesh
+    is STRICT, while Prometheus has no sidecar: a plain scrape of 9090 would be refused. Knative's
+    own net-istio solves the same problem for its webhooks with a workload PeerAuthentication that
+    is PERMISSIVE on one port; this does that for port 9090 of the autoscaler alone (mTLS clients
+    are still accepted there, every other port stays STRICT), and a PodMonitor scrapes it.
+    """
+    name, port = AUTOSCALER_METRICS_PORT
+    return [
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "PeerAuthentication",
+            "metadata": {"name": "autoscaler-metrics", "namespace": KNATIVE_NAMESPACE},
+            "spec": {
+                "selector": {"matchLabels": dict(AUTOSCALER_LABELS)},
+                "portLevelMtls": {str(port): {"mode": "PERMISSIVE"}},
             },
-            "grafana": {"enabled": True, "internal_url": "http://prometheus-grafana.monitoring"},
         },
-    },
-}
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": {"name": "knative-autoscaler", "namespace": KNATIVE_NAMESPACE},
+            "spec": {
+                "selector": {"matchLabels": dict(AUTOSCALER_LABELS)},
+                "podMetricsEndpoints": [{"port": name, "path": "/metrics"}],
+            },
+        },
+    ]

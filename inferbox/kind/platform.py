@@ -3,6 +3,7 @@ component health and logs, and the versions actually running."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,11 @@ from inferbox.contract import (
     Capability,
     ComponentHealth,
     Credentials,
+    Fault,
     InClusterLoadPlace,
     Observability,
     PlatformBase,
+    ReplicaPause,
     SigningKey,
 )
 from inferbox.errors import PlatformError
@@ -103,6 +106,7 @@ class KubePlatform(PlatformBase):
     _probes: Any = None
     manifests: ManifestSet | None = None  # what restore_model returns to
     _promoted: set[tuple[str, str]] = field(default_factory=set)
+    _chaos: Any = None
 
     def __post_init__(self) -> None:
         if not self.state.credentials_file.exists():
@@ -135,7 +139,11 @@ class KubePlatform(PlatformBase):
             if ai_gateway_refs(self.manifests):
                 caps.add(Capability.AI_GATEWAY)
         if self._keys is not None:
-            caps.add(Capability.TOKEN_SIGNING_KEY)
+            caps |= {Capability.TOKEN_SIGNING_KEY, Capability.KEY_ROTATION}
+        # Chaos through the API: pod deletes, scaling, NetworkPolicies; a stall execs into the pod.
+        caps |= {Capability.KILL_REPLICA, Capability.KILL_GATEWAY, Capability.STOP_COMPONENT, Capability.PAUSE_REPLICA}
+        if self.manifests is not None:
+            caps.add(Capability.PARTITION)
         return frozenset(caps)
 
     def gateway(self) -> GatewayClient:
@@ -353,11 +361,85 @@ class KubePlatform(PlatformBase):
         else:
             self.api.apply(body)
 
+    # -- chaos (inferbox.kind.chaos: faults through the API, rolled back at their bound) ------------
+    @property
+    def chaos(self) -> Any:
+        if self._chaos is None:
+            from inferbox.kind.chaos import KubeChaos
+
+            def exec_in(namespace: str, pod: str, container: str, argv: list[str]) -> str:
+                return kind_mesh.kubernetes_exec(self._api_client())(namespace, pod, container, argv)
+
+            self._chaos = KubeChaos(self.api, self.manifests, exec_in)
+        return self._chaos
+
+    def kill_replica(self, model: Model, replica: int = 0, starting: bool = False) -> Fault:
+        fault: Fault = self.chaos.kill_replica(model, replica, starting)
+        return fault
+
+    def stall_replica(self, model: Model, seconds: float, replica: int = 0) -> Fault:
+        fault: Fault = self.chaos.stall_replica(model, seconds, replica)
+        return fault
+
+    def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
+        started = time.monotonic()
+        fault = self.stall_replica(model, seconds, replica)
+        time.sleep(max(0.0, started + seconds - time.monotonic()))  # the stall itself: its duration
+        self.heal(fault)
+        return ReplicaPause(model.name, model.tenant, fault.target.rsplit(" ", 1)[-1], started, time.monotonic())
+
+    def kill_gateway(self) -> Fault:
+        fault: Fault = self.chaos.kill_gateway()
+        return fault
+
+    def stop_component(self, component: str, seconds: float) -> Fault:
+        fault: Fault = self.chaos.stop_component(component, seconds)
+        return fault
+
+    def partition(self, tenant: str, seconds: float) -> Fault:
+        fault: Fault = self.chaos.partition(tenant, seconds)
+        return fault
+
+    def heal(self, fault: Fault) -> Fault:
+        healed: Fault | None = self.chaos.heal(fault.id) if fault.bound_s else None
+        return healed or fault
+
+    def faults(self) -> list[Fault]:
+        return list(self.chaos.active()) if self._chaos is not None else []
+
+    def _publish_keys(self) -> None:
+        from inferbox.kind.state import KEYS_SECRET, jwt_secrets
+
+        for secret in jwt_secrets(self.state):
+            if secret["metadata"]["name"] == KEYS_SECRET:
+                self.api.apply(secret)
+
+    def _keystore(self) -> KeyStore:
+        if self._keys is None:
+            raise self._missing(Capability.KEY_ROTATION)
+        return self._keys
+
+    def stage_signing_key(self) -> str:
+        kid = self._keystore().stage()
+        self._publish_keys()
+        return kid
+
+    def activate_signing_key(self) -> str:
+        kid = self._keystore().rotate()
+        self._publish_keys()
+        return kid
+
+    def retire_signing_key(self, kid: str) -> None:
+        self._keystore().withdraw(kid)
+        self._publish_keys()
+
     def dump_evidence(self, dest: Path) -> Path:
         namespaces = list(EVIDENCE_NAMESPACES) + [t.name for t in self.topology.tenants]
         return diagnostics.dump(self.api, dest, namespaces)
 
     def close(self) -> None:
+        if self._chaos is not None:
+            self._chaos.heal_all()
         if self._probes is not None:
             self._probes.teardown()
             self._probes = None

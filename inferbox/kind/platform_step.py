@@ -13,7 +13,7 @@ from typing import Any
 from inferbox.kind import catalog
 from inferbox.kind.actions import ApplyObjects, JwtSecrets
 from inferbox.kind.components import LocalImage
-from inferbox.kind.observability import dashboard_configmaps
+from inferbox.kind.observability import dashboard_configmaps, knative_autoscaler_scrape
 from inferbox.kind.plan import Item, Step
 from inferbox.kind.serving import RolloutInferenceService
 from inferbox.kind.waits import (
@@ -143,6 +143,13 @@ def platform_step(manifests: ManifestSet, needs: tuple[str, ...]) -> Step:
     dashboards = dashboard_configmaps(manifests.root)
     if dashboards:
         items.append(ApplyObjects("Grafana dashboards, as ConfigMaps for Grafana's sidecar", tuple(dashboards)))
+    items.append(
+        ApplyObjects(
+            "Knative's autoscaler metrics (the replica counts), scraped through one PERMISSIVE port",
+            tuple(knative_autoscaler_scrape()),
+            show_yaml=True,
+        )
+    )
     items.extend(w for o in rest if (w := wait_for(o)) is not None)
     touched = sorted({o.namespace for o in manifests if o.namespace} | {o.name for o in namespaces})
     return Step("platform", f"our manifests from {manifests.root}", needs, tuple(items), tuple(touched))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from inferbox.errors import ToolMissingError
 from inferbox.kind.commands import CommandRunner, SubprocessRunner
+from inferbox.kind.kindcluster import KIND_EXTRA_INSTALL, pytest_kind_installed
 from inferbox.kind.versions import Versions
 
 
@@ -70,7 +71,28 @@ def check_tools(
     find = which
     hints = _hints(versions)
     needed = ["docker", "kind", "kubectl", "helm"] if target == "kind" else ["kubectl"]
-    findings = [Finding(tool, "not found on PATH", hints[tool]) for tool in needed if find(tool) is None]
+    findings = [
+        Finding(
+            tool,
+            f"not found on PATH: pytest-kind will fetch the pinned kind {versions.get('kubernetes', 'kind')} "
+            "into the state folder, and it is used only if its sha256 is the pinned one",
+            hints[tool],
+            fatal=False,
+        )
+        if tool == "kind"
+        else Finding(tool, "not found on PATH", hints[tool])
+        for tool in needed
+        if find(tool) is None
+    ]
+    if target == "kind" and not pytest_kind_installed():
+        findings.append(
+            Finding(
+                "pytest-kind-ng",
+                "the Python package the Kind cluster's lifecycle runs through is not installed "
+                "(inferbox's optional extra 'kind')",
+                KIND_EXTRA_INSTALL,
+            )
+        )
     present = [tool for tool in needed if find(tool) is not None]
     if "docker" in present:
         code, out = _run(runner, ["docker", "info", "--format", "{{.ServerVersion}}"])

@@ -227,15 +227,23 @@ def promote(api: KubeApi, body: Mapping[str, Any], settle_s: float) -> None:
         )
 
 
+def previous_body(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The InferenceService as it was before its canary: the manifest with the previous predictor."""
+    previous = previous_predictor(_object(body))
+    if previous is None:
+        return None
+    base = copy.deepcopy(dict(body))
+    base["spec"]["predictor"] = previous
+    return base
+
+
 def rollout(api: KubeApi, body: Mapping[str, Any], settle_s: float) -> None:
     """Applies an InferenceService; with a previous predictor declared, that one first (rolled out to
     100 % and Ready), so that KServe has a rolled-out revision to split the canary against."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    previous = previous_predictor(_object(body))
-    if previous is not None:
-        base = copy.deepcopy(dict(body))
-        base["spec"]["predictor"] = previous
+    base = previous_body(body)
+    if base is not None:
         api.apply(base)
         if not _wait(lambda: _ready_latest(api, namespace, name), settle_s):
             raise PlatformError(
@@ -305,3 +313,9 @@ class RolloutInferenceService(Action):
 
     def applies(self) -> tuple[Created, ...]:
         return (("serving.kserve.io", "InferenceService", str(self.body["metadata"]["namespace"])),)
+
+    def objects(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """Both bodies the rollout applies: the previous revision's, then the manifest's."""
+        base = previous_body(self.body)
+        first = ((f"{self.source} (its previous revision, applied first)", base),) if base is not None else ()
+        return (*first, (self.source, self.body))

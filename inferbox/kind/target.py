@@ -17,15 +17,16 @@ from typing import Any
 
 from inferbox.contract import Platform
 from inferbox.errors import InferboxError, PlatformError
+from inferbox.kind import upstream
 from inferbox.kind.commands import CommandRunner, SubprocessRunner
 from inferbox.kind.installer import PlanOptions, build_plan, run_plan, validate_plan
 from inferbox.kind.kindcluster import (
     DEFAULT_CLUSTER_NAME,
     GATEWAY_NODE_PORT,
+    KindClusterLike,
     KindConfig,
-    cluster_exists,
+    KindLifecycle,
     context_for,
-    delete_cluster,
     load_kind_config,
 )
 from inferbox.kind.kube import KubeApi
@@ -92,7 +93,13 @@ def settings_from(target: str, manifests_dir: Path, extra: dict[str, Any]) -> Se
     )
 
 
-def plan_for(target: str, settings: Settings, kind_config: KindConfig | None = None) -> Plan:
+def plan_for(
+    target: str,
+    settings: Settings,
+    kind_config: KindConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Plan:
+    """The plan, validated (``validate_plan``); ``progress`` hears what could not be checked here."""
     plan = build_plan(
         PlanOptions(
             target=target,
@@ -104,7 +111,9 @@ def plan_for(target: str, settings: Settings, kind_config: KindConfig | None = N
             kind_config=kind_config,
         )
     )
-    validate_plan(plan, kind_config)
+    report = validate_plan(plan, upstream.find(settings.versions), kind_config)
+    if report.notice and progress is not None:
+        progress(report.notice)
     return plan
 
 
@@ -112,6 +121,16 @@ def plan_for(target: str, settings: Settings, kind_config: KindConfig | None = N
 class KindPreflight:
     plan: Plan
     existed: bool
+    kind: KindLifecycle | None = None
+
+
+def kind_lifecycle(
+    settings: Settings,
+    which: Callable[[str], str | None] = shutil.which,
+    cluster_factory: Callable[..., KindClusterLike] | None = None,
+) -> KindLifecycle:
+    """The cluster's lifecycle through pytest-kind; a fetched kind binary is kept with the state."""
+    return KindLifecycle(settings.cluster_name, settings.versions, settings.state.root / "bin", which, cluster_factory)
 
 
 def preflight_kind(
@@ -120,19 +139,21 @@ def preflight_kind(
     progress: Callable[[str], None],
     runner: CommandRunner,
     which: Callable[[str], str | None] = shutil.which,
+    cluster_factory: Callable[..., KindClusterLike] | None = None,
 ) -> KindPreflight:
     """Everything checked before the first change: objects, tools, and a cluster that must not be
     reused (this run would delete it at the end)."""
-    plan = plan_for("kind", settings, load_kind_config())
+    plan = plan_for("kind", settings, load_kind_config(), progress)
     for warning in require_tools("kind", settings.versions, runner, which):
         progress(f"warning: {warning.tool}: {warning.problem}")
-    existed = cluster_exists(runner, settings.cluster_name)
+    kind = kind_lifecycle(settings, which, cluster_factory)
+    existed = kind.exists(runner)
     if existed and not reuse:
         raise PlatformError(
             f"a Kind cluster named {settings.cluster_name} already exists, and this run would delete it at the end",
             "reuse it with --keep-platform, or remove it with `inferbox down --platform kind`",
         )
-    return KindPreflight(plan, existed)
+    return KindPreflight(plan, existed, kind)
 
 
 def provision_kind(
@@ -158,7 +179,7 @@ def provision_kind(
         progress(
             f"reusing Kind cluster {settings.cluster_name}: components unchanged, re-applying our images and manifests"
         )
-    run_plan(plan, settings.state, report_dir, progress, only=only, commands=runner)
+    run_plan(plan, settings.state, report_dir, progress, only=only, commands=runner, kind=preflight.kind)
     settings.state.write_record(
         {
             **record,
@@ -193,7 +214,7 @@ def deploy_existing(settings: Settings, report_dir: Path, progress: Callable[[st
             f"warning: {image.image} is built locally (images/); unless it was loaded into this cluster's nodes, "
             "push it to a registry the cluster pulls from and point a copy of the manifests (--manifests) at it"
         )
-    run_plan(plan_for("existing", settings), settings.state, report_dir, progress)
+    run_plan(plan_for("existing", settings, progress=progress), settings.state, report_dir, progress)
 
 
 def gateway_forward(settings: Settings, api: KubeApi) -> PortForward:
@@ -252,9 +273,9 @@ def kind_target(options: TargetOptions) -> Iterator[Platform]:
             options.progress(
                 f"Kind cluster {settings.cluster_name} kept (remove it with `inferbox down --platform kind`)"
             )
-        elif not preflight.existed and cluster_exists(runner, settings.cluster_name):
+        elif not preflight.existed and preflight.kind is not None and preflight.kind.exists(runner):
             options.progress(f"deleting Kind cluster {settings.cluster_name}")
-            delete_cluster(runner, settings.cluster_name)
+            preflight.kind.delete()
             settings.state.install_record.unlink(missing_ok=True)
 
 

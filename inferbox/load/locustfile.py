@@ -162,7 +162,7 @@ class Tokens:
         if path:
             with open(path, encoding="utf-8") as handle:
                 self.credentials = json.load(handle)
-        self.tenants = sorted({t["tenant"] for t in TARGETS if t["auth"]})
+        self.tenants = sorted({t.get("token_tenant") or t["tenant"] for t in TARGETS if t["auth"]})
         missing = [t for t in self.tenants if t not in self.credentials]
         if missing:
             raise RuntimeError(f"no client credentials for tenant(s) {missing} in INFERBOX_LOAD_CREDENTIALS")
@@ -319,7 +319,11 @@ class ModelUser(FastHttpUser):
         target = TARGETS[index]
         headers = {"Host": target["host"], "Content-Type": "application/json"}
         if target["auth"]:
-            headers["Authorization"] = f"Bearer {STATE['tokens'].get(target['tenant'])}"
+            # A chaos probe stream may send another tenant's valid token ("token_tenant").
+            tenant = target.get("token_tenant") or target["tenant"]
+            headers["Authorization"] = f"Bearer {STATE['tokens'].get(tenant)}"
+        elif target.get("token"):
+            headers["Authorization"] = f"Bearer {target['token']}"  # a fixed (e.g. forged) token
         sent = time.monotonic()
         STATE["in_flight"] = STATE.get("in_flight", 0) + 1
         try:

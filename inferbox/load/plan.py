@@ -189,4 +189,4 @@ def build_plan(
 
 
 def tenants_needing_tokens(plan: dict[str, Any]) -> list[str]:
-    return sorted({t["tenant"] for t in plan["targets"] if t["auth"]})
+    return sorted({t.get("token_tenant") or t["tenant"] for t in plan["targets"] if t["auth"]})

@@ -80,9 +80,7 @@ def _ms(figures: dict[str, Any]) -> list[str]:
     return [str(figures.get(k, "-")) for k in ("p50", "p90", "p99", "p99.9", "max", "count")]
 
 
-def write_outputs(
-    folder: Path, summary: dict[str, Any], records: Records, plan: dict[str, Any], profile: LoadProfile
-) -> dict[str, str]:
+def write_outputs(folder: Path, summary: dict[str, Any], records: Records, profile: LoadProfile) -> dict[str, str]:
     """Writes load.html; returns the run's output files by role (names relative to the folder)."""
     basis = summary["latency_basis"]
     window = records.select((records.intended >= profile.warmup_s) & (records.intended < profile.total_s))

@@ -347,6 +347,6 @@ def run_profile(
         "place": "beside the workloads" if place.command_prefix else "this machine",
     }
     summary = summarise(records, plan, profile, slo, context, events)
-    summary["files"] = write_outputs(folder, summary, records, plan, profile)
+    summary["files"] = write_outputs(folder, summary, records, profile)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return LoadResult(folder, summary, plan, code, events)

@@ -36,6 +36,33 @@ def _bind_host_override() -> None:
     server.uvicorn.Config = _Config
 
 
+def _model_server() -> Any:
+    """KServe's ModelServer with this process's own flags. KServe parses sys.argv when it is first
+    imported and binds the results as constructor defaults; a replica forked from a pre-imported
+    template (``inferbox.modelserver.template``) has other flags than the template had, so they are
+    parsed again here and passed explicitly."""
+    import kserve
+    from kserve import model_server
+
+    flags, _ = model_server.parser.parse_known_args()
+    model_server.args = flags  # KServe reads it at run time too (logging, predictor settings)
+    return kserve.ModelServer(
+        http_port=flags.http_port,
+        grpc_port=flags.grpc_port,
+        workers=flags.workers,
+        max_threads=flags.max_threads,
+        max_asyncio_workers=flags.max_asyncio_workers,
+        enable_grpc=flags.enable_grpc,
+        enable_docs_url=flags.enable_docs_url,
+        enable_latency_logging=False,
+        access_log_format=flags.access_log_format,
+        event_loop=flags.event_loop,
+        timeout_keep_alive=flags.timeout_keep_alive,
+        ssl_certfile=flags.ssl_certfile,
+        ssl_keyfile=flags.ssl_keyfile,
+    )
+
+
 def main() -> None:
     warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated.*")
     parser = argparse.ArgumentParser(add_help=False)
@@ -45,7 +72,6 @@ def main() -> None:
     parser.add_argument("--validate_inputs", default="true", choices=["true", "false"])
     ours, _ = parser.parse_known_args()
 
-    import kserve
     from kserve import logging as kserve_logging
 
     from inferbox.modelserver.models import ArtifactModel
@@ -66,11 +92,11 @@ def main() -> None:
         generative = NgramGenerativeModel(ours.model_name, ours.model)
         generative.load()
         register_openai_endpoints(app, {generative.name: generative})
-        kserve.ModelServer(enable_latency_logging=False).start([generative])
+        _model_server().start([generative])
         return
     model = ArtifactModel(ours.model_name, ours.model, validate=ours.validate_inputs == "true")
     model.load()
-    kserve.ModelServer(enable_latency_logging=False).start([model])
+    _model_server().start([model])
 
 
 if __name__ == "__main__":

@@ -151,6 +151,15 @@ def _canary_revision(figures: dict[str, Any], routed: dict[str, int]) -> str | N
 
 
 @section
+def chaos(report: dict[str, Any], _folder: Path | None) -> Section | None:
+    """Per chaos experiment: the hypothesis before and after, the fault, the prober's figures, the timeline."""
+    from inferbox.chaos.report import INTRO, chaos_section
+
+    body = chaos_section(report)  # every value in it is escaped where it is built
+    return Section("chaos", "Chaos experiments", Markup(body), intro=INTRO) if body else None  # noqa: S704
+
+
+@section
 def canary(report: dict[str, Any], _folder: Path | None) -> Section | None:
     """The canary's observed share against the interval a correct platform lands in."""
     cases = []

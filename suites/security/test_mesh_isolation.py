@@ -19,6 +19,7 @@ from inferbox.evidence import Evidence
 from inferbox.mesh import MeshClient, MeshSource, ProbeResult, Workload
 from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.waiting import eventually
+
 from ._mesh import (
     CONVERGENCE_S,
     best_token,

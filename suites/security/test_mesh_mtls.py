@@ -21,6 +21,7 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.mesh import MeshClient, MeshSource, Outcome, Transport, Workload
 from inferbox.topology import Model
 from inferbox.waiting import eventually
+
 from ._mesh import CONVERGENCE_S, mesh_clients, workloads_of
 
 pytestmark = [

@@ -25,6 +25,7 @@ from inferbox.policy.evaluator import Request, expected
 from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.tokens import decode_unverified
 from inferbox.waiting import eventually
+
 from ._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, sources
 
 pytestmark = [

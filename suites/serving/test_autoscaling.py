@@ -22,6 +22,7 @@ from inferbox.client import DEFAULT_TIMEOUT, GatewayClient
 from inferbox.contract import Capability, Feature, Platform
 from inferbox.evidence import Evidence
 from inferbox.topology import Model
+
 from ._serving import Answer, Token, await_zero, declared, failures, predict, slow_predict
 
 pytestmark = [

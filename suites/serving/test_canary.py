@@ -23,6 +23,7 @@ from inferbox.evidence import Evidence
 from inferbox.serving import RevisionStatus, binomial_interval, paced
 from inferbox.topology import Model
 from inferbox.waiting import eventually
+
 from ._serving import SETTLE_S, Answer, Token, failures, predict
 
 pytestmark = [

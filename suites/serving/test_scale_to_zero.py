@@ -20,6 +20,7 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.evidence import Evidence
 from inferbox.serving import cold_start_breakdown, summary
 from inferbox.topology import Model
+
 from ._serving import Token, await_zero, declared, predict
 
 pytestmark = [

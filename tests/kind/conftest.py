@@ -8,7 +8,9 @@ import pytest
 
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.timeouts import DEFAULTS, Timeouts
+from inferbox.kind.upstream import UpstreamData
 from tests.kind.fakekube import FakeCluster
+from tests.kind.upstream_data import pinned_schemas
 
 
 @pytest.fixture
@@ -30,3 +32,20 @@ def fake_api(fake_cluster: FakeCluster) -> Iterator[KubeApi]:
 def fast_timeouts() -> Timeouts:
     """Every named timeout at 1.5 s: long enough for the fakes, short enough to see one expire."""
     return Timeouts(dict.fromkeys(DEFAULTS, 1.5))
+
+
+# Lines the validation tests leave for the end of the run (how many objects were validated against
+# the pinned schemas, and any CEL rule that could not be evaluated): `make test` prints them.
+VALIDATION_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in VALIDATION_SUMMARY:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def pinned() -> UpstreamData:
+    """The pinned releases' CRDs and chart values; the test is skipped, naming how to fetch them,
+    where they are not on this machine (``tests/kind/upstream_data.py``)."""
+    return pinned_schemas()

@@ -1,10 +1,25 @@
 """A small in-process Kubernetes API for the installer's tests: discovery, get, list (label
-selectors), server-side apply (create or merge, dry run), pod logs, /version.
+selectors), server-side apply (dry run included), pod logs, /version.
+
+It is as strict as a real API server where the installer's logic depends on it:
+
+- custom resources are served only at the versions their CRD serves (``crd_object``: the
+  catalogue's served versions and scope, which the tests compare with the real CRDs where those
+  are on the machine), and an applied object is validated as the API server would: against the
+  pinned releases' real schemas when ``scripts/upstream-schemas`` has fetched them (or against the
+  small CRDs of our own tests, ``tests/kind/schemas``, when a test sets ``data``), otherwise
+  against the catalogue only (kind, served version, scope, metadata). A field the schema does not
+  declare, a wrong type or a list entry without its key is answered with HTTP 500 "failed to
+  create typed patch object" (server-side apply's conversion), any other violation with HTTP 422
+  "is invalid" and the causes; built-in kinds likewise against Kubernetes' schema;
+- a namespaced object needs its namespace (404 otherwise);
+- server-side apply tracks which field manager owns which fields: a field the manager applied
+  before and leaves out now is removed, unless another manager owns it too;
+- an admission webhook can be "not serving yet" (500 "failed calling webhook") or deny (its code).
 
 It plays the controllers too, just enough for waits: an object of a kind with a readiness notion
 (Deployment, CRD, Gateway, InferenceService...) reports ready after a configurable number of
-reads, or never. It can also play an admission webhook that is not serving yet. Served on
-127.0.0.1 only, on a free port, by a thread of the test process.
+reads, or never. Served on 127.0.0.1 only, on a free port, by a thread of the test process.
 """
 
 from __future__ import annotations
@@ -18,8 +33,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from inferbox.kind import catalog
-from inferbox.kind.kube import KubeApi
+from inferbox.kind import catalog, upstream, validation
+from inferbox.kind.kube import APPLY_PATCH, KubeApi
+from inferbox.kind.versions import load_versions
 
 # (apiVersion, kind) -> (plural, namespaced) of the built-in kinds the installer touches.
 BUILTIN: dict[tuple[str, str], tuple[str, bool]] = {
@@ -41,20 +57,19 @@ BUILTIN: dict[tuple[str, str], tuple[str, bool]] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
 }
-CRD_VERSIONS = ("v1", "v1beta1", "v1alpha1", "v1alpha2", "v1alpha3")
-CLUSTER_SCOPED_CRDS = {
-    "GatewayClass",
-    "ClusterServingRuntime",
-    "ClusterStorageContainer",
-    "ClusterIssuer",
-    "ClusterDomainClaim",
-}
+KUBERNETES = "v1.32.5"
+# The pinned releases' schemas, when they are on this machine (None: the catalogue only).
+PINNED = upstream.find(load_versions(environ={}))
 
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
+Path = tuple[str, ...]  # a field of an object, as its keys from the top
 
 
 def crd_object(kind: catalog.CrdKind) -> dict[str, Any]:
-    """A minimal CRD for a catalog kind, served at every version the tests use."""
+    """The CRD of a catalogue kind as the pinned release defines it: its scope and the versions it
+    serves (the first marked as storage, which the installer never looks at). Objects of the kind
+    are validated against the real schemas all the same when they are on the machine
+    (``FakeCluster.data``)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -62,20 +77,57 @@ def crd_object(kind: catalog.CrdKind) -> dict[str, Any]:
         "spec": {
             "group": kind.group,
             "names": {"kind": kind.kind, "plural": kind.plural},
-            "scope": "Cluster" if kind.kind in CLUSTER_SCOPED_CRDS else "Namespaced",
-            "versions": [{"name": v, "served": True, "storage": v == "v1"} for v in CRD_VERSIONS],
+            "scope": "Namespaced" if kind.namespaced else "Cluster",
+            "versions": [{"name": v, "served": True, "storage": i == 0} for i, v in enumerate(kind.served)],
         },
     }
 
 
+def namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+# Fields of an object that server-side apply never hands to a field manager.
+UNOWNED: frozenset[Path] = frozenset(
+    {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace"), ("metadata", "managedFields")}
+)
+
+
+def leaves(value: Any, prefix: Path = ()) -> set[Path]:
+    """The fields an applied configuration sets: every map key down to scalars and lists (a list is
+    owned whole, as an atomic list is)."""
+    if isinstance(value, dict) and value:
+        out: set[Path] = set()
+        for key, child in value.items():
+            out |= leaves(child, (*prefix, str(key)))
+        return out
+    return {prefix} if prefix not in UNOWNED and prefix[:1] != ("status",) else set()
+
+
 def _merge(base: Any, patch: Any) -> Any:
-    """Server-side apply, simplified: maps merge, everything else is replaced."""
+    """Maps merge, everything else is replaced (lists are atomic here)."""
     if isinstance(base, dict) and isinstance(patch, dict):
         out = dict(base)
         for key, value in patch.items():
             out[key] = _merge(base.get(key), value)
         return out
     return copy.deepcopy(patch)
+
+
+def _remove(obj: dict[str, Any], path: Path) -> None:
+    """Deletes a field, and the maps it leaves empty."""
+    node: Any = obj
+    trail = []
+    for key in path[:-1]:
+        if not isinstance(node, dict) or key not in node:
+            return
+        trail.append((node, key))
+        node = node[key]
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+    for parent, key in reversed(trail):
+        if parent[key] == {}:
+            del parent[key]
 
 
 @dataclass
@@ -85,6 +137,9 @@ class Webhook:
     group: str
     failures: int
     rejects: bool = False  # answers, but denies (a wrong probe)
+    # The code a denying webhook answers with: 0 is none, which the API server turns into 403;
+    # some webhooks deny with 500 (controller-runtime's admission.Errored).
+    code: int = 0
 
 
 @dataclass
@@ -99,6 +154,11 @@ class FakeCluster:
     requests: list[tuple[str, str]] = field(default_factory=list)
     applied: list[dict[str, Any]] = field(default_factory=list)  # bodies applied (not dry runs), in order
     authorizations: list[str] = field(default_factory=list)
+    owners: dict[Key, dict[str, set[Path]]] = field(default_factory=dict)  # server-side apply ownership
+    require_namespaces: bool = True
+    # The schemas applied objects are validated against (None: custom resources by the catalogue).
+    data: upstream.UpstreamData | None = PINNED
+    deleted: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, namespace, name, grace
     lock: threading.RLock = field(default_factory=threading.RLock)
     url: str = ""
     _server: ThreadingHTTPServer | None = None
@@ -113,7 +173,8 @@ class FakeCluster:
                 if kind != "CustomResourceDefinition":
                     continue
                 spec = obj.get("spec") or {}
-                if spec.get("group") == group and any(v["name"] == version for v in spec.get("versions", [])):
+                served = [v["name"] for v in spec.get("versions", []) if v.get("served")]
+                if spec.get("group") == group and version in served:
                     names = spec["names"]
                     found[names["kind"]] = (names["plural"], spec.get("scope") == "Namespaced")
         return found
@@ -149,21 +210,72 @@ class FakeCluster:
         with self.lock:
             return iter([o for (_, k, _, _), o in self.objects.items() if k == kind])
 
-    def apply(self, body: dict[str, Any], dry_run: bool) -> tuple[int, dict[str, Any]]:
+    def _admit(self, body: dict[str, Any], resource: str) -> tuple[int, dict[str, Any]] | None:
+        """What the admission webhooks of the object's group say (None: admitted)."""
         group = body["apiVersion"].rpartition("/")[0]
+        name = body["metadata"].get("name", "")
         for hook in self.webhooks:
-            if hook.group == group:
-                if hook.rejects:
-                    return 400, _status(400, "BadRequest", f'admission webhook "{group}" denied the request: bad probe')
-                if hook.failures != 0:
-                    hook.failures -= 1 if hook.failures > 0 else 0
-                    message = f'Internal error occurred: failed calling webhook "{group}": connect: connection refused'
-                    return 500, _status(500, "InternalError", message)
+            if hook.group != group:
+                continue
+            if hook.rejects:
+                code = hook.code or 403
+                denied = f'admission webhook "{group or "core"}.example" denied the request: bad probe'
+                prefix = "Internal error occurred" if code == 500 else f'{resource} "{name}" is forbidden'
+                reason = "InternalError" if code == 500 else "Forbidden"
+                return code, _status(code, reason, f"{prefix}: {denied}")
+            if hook.failures != 0:
+                hook.failures -= 1 if hook.failures > 0 else 0
+                message = f'Internal error occurred: failed calling webhook "{group}": connect: connection refused'
+                return 500, _status(500, "InternalError", message)
+        return None
+
+    def _validate(self, body: dict[str, Any], resource: str) -> tuple[int, dict[str, Any]] | None:
+        """The API server's checks of an applied object, with its status codes and wording."""
+        meta = body.get("metadata") or {}
+        name = meta.get("name", "")
+        group, _, version = body["apiVersion"].rpartition("/")
+        checked = validation.check(body, KUBERNETES, self.data)
+        if not checked.problems:
+            return None
+        gvk = f"{body['apiVersion'] if group else '/' + version}, Kind={body['kind']}"
+        where = f"{meta.get('namespace', '')}/{name}"
+        first = checked.problems[0]
+        if checked.typed or (group in validation.BUILTIN_GROUPS and "Additional properties" in first.message):
+            # Server-side apply converts the patch to the schema's types first, and fails there.
+            message = f"failed to create typed patch object ({where}; {gvk}): .{first.path}: {first.message}"
+            return 500, {"kind": "Status", "status": "Failure", "code": 500, "reason": "", "message": message}
+        qualified = f"{body['kind']}.{group}" if group else body["kind"]
+        causes = [{"reason": "FieldValueInvalid", "message": p.message, "field": p.path} for p in checked.problems]
+        listed = ", ".join(f"{p.path}: {p.message}" for p in checked.problems)
+        status = _status(422, "Invalid", f'{qualified} "{name}" is invalid: [{listed}]')
+        status["details"] = {"name": name, "group": group, "kind": resource, "causes": causes}
+        return 422, status
+
+    def apply(
+        self, body: dict[str, Any], dry_run: bool, manager: str = "test", resource: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        """Server-side apply of ``body`` by ``manager``: admission, validation, then the merge."""
         meta = body["metadata"]
-        key = (body["apiVersion"], body["kind"], meta.get("namespace", ""), meta["name"])
+        namespace = meta.get("namespace", "")
+        if namespace and self.require_namespaces and self.get("v1", "Namespace", namespace) is None:
+            return 404, _status(404, "NotFound", f'namespaces "{namespace}" not found')
+        refused = self._validate(body, resource or body["kind"].lower()) or self._admit(body, resource)
+        if refused is not None:
+            return refused
+        key = (body["apiVersion"], body["kind"], namespace, meta["name"])
         with self.lock:
             current = self.objects.get(key)
-            merged = _merge(current or {}, body)
+            owners = {m: set(f) for m, f in self.owners.get(key, {}).items()}
+            applied = leaves(body)
+            merged = copy.deepcopy(current) if current is not None else {}
+            # Fields this manager applied before and leaves out now are removed, unless shared.
+            for path in owners.get(manager, set()) - applied:
+                if not any(path in fields for other, fields in owners.items() if other != manager):
+                    _remove(merged, path)
+            merged = _merge(merged, body)
+            for other in owners:
+                owners[other] -= applied  # force: the applier takes the fields over
+            owners[manager] = applied
             merged["metadata"].setdefault("generation", 1)
             if current is not None and merged.get("spec") != current.get("spec"):
                 merged["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
@@ -172,6 +284,7 @@ class FakeCluster:
                 if current != merged:
                     self.changes[key] = self.changes.get(key, 0) + 1
                 self.objects[key] = merged
+                self.owners[key] = owners
         return (201 if current is None else 200), merged
 
     # -- controllers ----------------------------------------------------------------------------
@@ -260,8 +373,15 @@ class FakeCluster:
             def do_GET(self) -> None:
                 cluster._serve(self, "GET", None)
 
+            def do_DELETE(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                cluster._serve(self, "DELETE", json.loads(self.rfile.read(length) or b"{}"))
+
             def do_PATCH(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
+                if self.headers.get("Content-Type") != APPLY_PATCH:
+                    self._send(415, _status(415, "UnsupportedMediaType", "only server-side apply is served"))
+                    return
                 cluster._serve(self, "PATCH", json.loads(self.rfile.read(length) or b"{}"))
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -277,7 +397,8 @@ class FakeCluster:
     def api(self) -> KubeApi:
         return KubeApi(self.url, context="fake")
 
-    def _serve(self, handler: Any, method: str, body: Any) -> None:
+    # Complex on purpose: one branch per API verb and path form.
+    def _serve(self, handler: Any, method: str, body: Any) -> None:  # noqa: C901
         parsed = urlparse(handler.path)
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
         parts = [p for p in parsed.path.split("/") if p]
@@ -328,9 +449,27 @@ class FakeCluster:
                     return
             handler._send(200, self.observe(key))
             return
-        status, result = self.apply(body, dry_run=query.get("dryRun") == "All")
+        if method == "DELETE":
+            self._delete(handler, key, query.get("gracePeriodSeconds", ""))
+            return
+        if "fieldManager" not in query:
+            handler._send(422, _status(422, "Invalid", "PATCH is not supported without fieldManager"))
+            return
+        if (body.get("metadata") or {}).get("name") != name or body.get("kind") != kind:
+            handler._send(400, _status(400, "BadRequest", "the name or kind of the object does not match the URL"))
+            return
+        status, result = self.apply(body, query.get("dryRun") == "All", query["fieldManager"], rest[0])
         handler._send(status, result)
         return
+
+    def _delete(self, handler: Any, key: Key, grace: str) -> None:
+        with self.lock:
+            gone = self.objects.pop(key, None)
+            self.deleted.append((key[1], key[2], key[3], grace))
+        if gone is None:
+            handler._send(404, _status(404, "NotFound", f'{key[1]} "{key[3]}" not found'))
+        else:
+            handler._send(200, gone)
 
     def _list(self, api_version: str, kind: str, namespace: str, query: dict[str, str]) -> list[dict[str, Any]]:
         wanted = dict(p.split("=", 1) for p in query.get("labelSelector", "").split(",") if "=" in p)

@@ -7,6 +7,7 @@ recipe, and a test shows that the runner runs every action and that every wait t
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,9 @@ import yaml
 from inferbox.kind import catalog
 from inferbox.kind.actions import Action, ApplyUrl, CreateKindCluster, HelmChartCrds, HelmRelease
 from inferbox.kind.commands import CommandResult
+from inferbox.kind.kindcluster import KindLifecycle
 from inferbox.kind.plan import Plan
+from inferbox.kind.versions import Versions
 from inferbox.kind.waits import (
     ConditionsTrue,
     CrdsEstablished,
@@ -105,6 +108,29 @@ def objects_by_action(plan: Plan) -> dict[tuple[str, str], list[dict[str, Any]]]
     return out
 
 
+class FakeKindCluster:
+    """pytest-kind's KindCluster, playing against FakeTools (what it runs is tested in
+    test_kind_lifecycle against the real class)."""
+
+    def __init__(self, tools: FakeTools, name: str, **settings: Any) -> None:
+        self.tools, self.name, self.settings = tools, name, settings
+
+    def _run(self, argv: list[str]) -> None:
+        result = self.tools.run(argv, 600)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr)
+
+    def create(self, config_file: str | Path | None = None) -> None:
+        self._run(["kind", "create", "cluster", "--name", self.name, "--image", str(self.settings["image"]),
+                   "--config", str(config_file)])  # fmt: skip
+
+    def load_docker_image(self, docker_image: str) -> None:
+        self._run(["kind", "load", "docker-image", docker_image, "--name", self.name])
+
+    def delete(self) -> None:
+        self._run(["kind", "delete", "cluster", "--name", self.name])
+
+
 class FakeTools:
     """A CommandRunner: kind, helm, docker and kubectl as far as the installer uses them."""
 
@@ -123,6 +149,9 @@ class FakeTools:
     def which(self, tool: str) -> str | None:
         return f"/usr/local/bin/{tool}" if tool in self.present else None
 
+    def lifecycle(self, name: str, versions: Versions, cache: Path) -> KindLifecycle:
+        return KindLifecycle(name, versions, cache, self.which, functools.partial(FakeKindCluster, self))
+
     def lines(self) -> list[str]:
         return [shlex.join(c) for c in self.calls]
 
@@ -130,10 +159,14 @@ class FakeTools:
         for body in self.made.get(key, []):
             self.cluster.put(yaml.safe_load(yaml.safe_dump(body)))  # a copy per creation
 
-    def run(
+    def _namespace(self, name: str) -> None:
+        if self.cluster.get("v1", "Namespace", name) is None:
+            self.cluster.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    def run(  # noqa: C901 - one branch per faked command
         self, argv: Sequence[str], timeout_s: float, stdin: str | None = None, cwd: Path | None = None
     ) -> CommandResult:
-        argv = list(argv)
+        argv = [Path(argv[0]).name, *argv[1:]]  # kind is run by its path
         self.calls.append(argv)
         line = shlex.join(argv)
         for pattern, errors in self.failures.items():
@@ -145,6 +178,8 @@ class FakeTools:
                 return CommandResult(0, "\n".join(sorted(self.kind_clusters)), "")
             case ["kind", "create", "cluster", "--name", name, *_]:
                 self.kind_clusters.add(name)
+                for namespace in ("default", "kube-system", "kube-public"):
+                    self._namespace(namespace)
                 self._make(("kind-create", name))
                 return ok
             case ["kind", "delete", "cluster", "--name", name]:
@@ -164,7 +199,9 @@ class FakeTools:
                 return CommandResult(0, self.helm_version, "")
             case ["helm", "template", _release, chart, *_]:
                 return CommandResult(0, yaml.safe_dump_all(self.made.get(("helm-template", chart), [])), "")
-            case ["helm", "upgrade", "--install", release, *_]:
+            case ["helm", "upgrade", "--install", release, *rest]:
+                if "--create-namespace" in rest:
+                    self._namespace(rest[rest.index("--namespace") + 1])
                 self._make(("helm", release))
                 return ok
             case ["docker", "build", *_] | ["kind", "load", *_]:
@@ -172,4 +209,9 @@ class FakeTools:
         raise AssertionError(f"the installer ran a command the fakes do not know: {line}")
 
     def fetch(self, url: str, timeout_s: float) -> str:
-        return yaml.safe_dump_all(self.made.get(("url", url), []))
+        """A release YAML: what the waits after it name, with the Namespaces it creates (a real
+        release YAML carries its own)."""
+        objects = self.made.get(("url", url), [])
+        namespaces = sorted({o["metadata"]["namespace"] for o in objects if o["metadata"].get("namespace")})
+        docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces]
+        return yaml.safe_dump_all(docs + objects)

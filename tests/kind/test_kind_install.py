@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +20,7 @@ from inferbox.kind.timeouts import Timeouts
 from inferbox.kind.versions import load_versions
 from inferbox.manifests import load_manifests
 from tests.kind.fakekube import FakeCluster
-from tests.kind.fakes import FakeTools
+from tests.kind.fakes import FakeKindCluster, FakeTools
 
 NAME = "inference-in-a-box"
 
@@ -39,8 +41,13 @@ def install(plan: Plan, cluster: FakeCluster, tools: FakeTools, root: Path, only
         api_factory=cluster.api,
         fetch=tools.fetch,
         poll_interval_s=0.01,
+        kind=tools.lifecycle(NAME, plan.versions, root / "bin"),
     )
     return [r.name for r in reports]
+
+
+def _fake(tools: FakeTools) -> Any:
+    return functools.partial(FakeKindCluster, tools)
 
 
 def _first(lines: list[str], needle: str) -> int:
@@ -159,8 +166,12 @@ def test_reusing_a_kept_cluster_only_reapplies_our_images_and_manifests(
         progress: object,
         only: set[str] | None = None,
         commands: object = None,
+        kind: object = None,
     ) -> object:
-        return real_run_plan(plan, state, report, lambda _: None, only, tools, fake_cluster.api, tools.fetch, 0.01)
+        lifecycle = tools.lifecycle(NAME, plan.versions, tmp_path / "bin")
+        return real_run_plan(
+            plan, state, report, lambda _: None, only, tools, fake_cluster.api, tools.fetch, 0.01, lifecycle
+        )
 
     monkeypatch.setattr("inferbox.kind.target.run_plan", run_on_fakes)
     provision_kind(settings, KindPreflight(plan, existed=False), tmp_path / "r1", lambda _: None, tools)
@@ -193,7 +204,9 @@ def test_an_existing_cluster_is_not_taken_over_by_a_run_that_would_delete_it(
     tools = FakeTools(fake_cluster)
     tools.kind_clusters.add(NAME)
     with pytest.raises(PlatformError, match="already exists") as caught:
-        preflight_kind(_settings(tmp_path, fast_timeouts), False, lambda _: None, tools, tools.which)
+        preflight_kind(_settings(tmp_path, fast_timeouts), False, lambda _: None, tools, tools.which, _fake(tools))
     assert "--keep-platform" in caught.value.fix
     assert not any("kind create" in line or "helm upgrade" in line for line in tools.lines())  # only version checks
-    assert preflight_kind(_settings(tmp_path, fast_timeouts), True, lambda _: None, tools, tools.which).existed
+    assert preflight_kind(
+        _settings(tmp_path, fast_timeouts), True, lambda _: None, tools, tools.which, _fake(tools)
+    ).existed

@@ -116,6 +116,10 @@ def test_down_deletes_only_a_kind_cluster_inferbox_created(
     tools = FakeTools(FakeCluster())
     tools.kind_clusters.add("inference-in-a-box")
     monkeypatch.setattr("inferbox.kind.cli.SubprocessRunner", lambda: tools)
+    monkeypatch.setattr(
+        "inferbox.kind.cli.kind_lifecycle",
+        lambda settings: tools.lifecycle(settings.cluster_name, settings.versions, tmp_path / "bin"),
+    )
     args = ["down", "--platform", "kind", "--kube-state-dir", str(tmp_path)]
     with pytest.raises(SystemExit) as exited:
         main(args)

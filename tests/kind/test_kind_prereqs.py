@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 
 from inferbox.errors import ToolMissingError
+from inferbox.kind import kindcluster, prereqs
+from inferbox.kind.kindcluster import KindExtraMissing, KindLifecycle, kind_cluster_class
 from inferbox.kind.prereqs import check_tools, require_tools
 from inferbox.kind.versions import load_versions
 from tests.kind.fakekube import FakeCluster
@@ -27,10 +33,20 @@ def test_every_missing_tool_is_reported_in_one_error_with_install_hints(tools: F
     with pytest.raises(ToolMissingError) as caught:
         require_tools("kind", VERSIONS, tools, tools.which)
     problem = caught.value.problem
-    for tool in ("docker", "kind", "kubectl", "helm"):
+    for tool in ("docker", "kubectl", "helm"):
         assert f"{tool}: not found on PATH" in problem
-    assert "https://kind.sigs.k8s.io/dl/v0.29.0/" in problem  # the pinned kind, not "latest"
     assert "https://dl.k8s.io/release/v1.32.5/" in problem
+
+
+def test_a_missing_kind_is_fetched_pinned_rather_than_refused(tools: FakeTools) -> None:
+    """Without kind on PATH, pytest-kind fetches the pinned release (checked against its sha256):
+    a warning with the manual install command, not a refusal."""
+    tools.present = {"docker", "kubectl", "helm"}
+    [finding] = require_tools("kind", VERSIONS, tools, tools.which)
+    assert finding.tool == "kind"
+    assert not finding.fatal
+    assert "fetch the pinned kind v0.29.0" in finding.problem
+    assert "https://kind.sigs.k8s.io/dl/v0.29.0/" in finding.hint  # the pinned kind, not "latest"
 
 
 def test_wrong_versions_are_reported_together(tools: FakeTools) -> None:
@@ -58,3 +74,29 @@ def test_kubectl_version_skew_is_a_warning_only(tools: FakeTools) -> None:
 def test_an_existing_cluster_needs_only_kubectl(tools: FakeTools) -> None:
     tools.present = {"kubectl"}
     assert check_tools("existing", VERSIONS, tools, tools.which) == []
+
+
+def test_without_the_kind_extra_the_target_names_it(
+    tools: FakeTools, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """pytest-kind-ng (GPL-3.0-or-later) is the optional extra 'kind': the prerequisites and the
+    cluster's lifecycle both say how to install it."""
+    monkeypatch.setitem(sys.modules, "pytest_kind", None)  # an import of it now fails
+    monkeypatch.setattr(prereqs, "pytest_kind_installed", lambda: False)
+    with pytest.raises(ToolMissingError) as caught:
+        require_tools("kind", VERSIONS, tools, tools.which)
+    assert "pytest-kind-ng: the Python package the Kind cluster's lifecycle runs through is not installed" in (
+        caught.value.problem
+    )
+    assert "install: pip install 'inferbox[kind]'" in caught.value.problem
+    assert check_tools("existing", VERSIONS, tools, tools.which) == [], "the existing target does not need it"
+    with pytest.raises(KindExtraMissing) as missing:
+        kind_cluster_class()
+    assert "optional extra 'kind' (GPL-3.0-or-later" in missing.value.problem
+    assert "pip install 'inferbox[kind]'" in missing.value.fix
+    with pytest.raises(KindExtraMissing):
+        KindLifecycle("x", VERSIONS, tmp_path, tools.which)
+
+
+def test_the_kind_extra_is_detected_when_installed() -> None:
+    assert kindcluster.pytest_kind_installed() is (importlib.util.find_spec("pytest_kind") is not None)

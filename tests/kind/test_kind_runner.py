@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,10 +18,14 @@ from inferbox.kind.state import ClusterState
 from inferbox.kind.timeouts import Timeouts
 from inferbox.kind.versions import load_versions
 from inferbox.kind.waits import ConditionsTrue, DeploymentAvailable, WebhookAnswers
-from tests.kind.fakekube import FakeCluster, Webhook, crd_object
+from tests.kind.fakekube import FakeCluster, Webhook, crd_object, namespace
 from tests.kind.fakes import FakeTools, _workload
+from tests.kind.upstream_data import own_schemas
 
 VERSIONS = load_versions(environ={})
+
+
+OWN_SCHEMAS = own_schemas()
 
 
 def context(cluster: FakeCluster, timeouts: Timeouts, tmp_path: Path, tools: FakeTools | None = None) -> RunContext:
@@ -110,6 +115,7 @@ def test_apply_rides_out_a_webhook_that_starts_late(
 ) -> None:
     fake_cluster.webhooks.append(Webhook("cert-manager.io", failures=3))
     fake_cluster.put(crd_object(catalog.crd_for("cert-manager.io", "Issuer")))  # type: ignore[arg-type]
+    fake_cluster.put(namespace("ns"))
     issuer = {
         "apiVersion": "cert-manager.io/v1",
         "kind": "Issuer",
@@ -126,6 +132,7 @@ def test_apply_gives_up_when_the_webhook_never_answers(
     fake_cluster: FakeCluster, fast_timeouts: Timeouts, tmp_path: Path
 ) -> None:
     fake_cluster.webhooks.append(Webhook("", failures=-1))
+    fake_cluster.put(namespace("n"))
     with pytest.raises(ApplyFailed, match="failed calling webhook") as caught:
         apply_objects(
             context(fake_cluster, fast_timeouts, tmp_path),
@@ -139,6 +146,7 @@ def test_a_webhook_probe_waits_until_admitted_and_stores_nothing(
     fake_cluster: FakeCluster, fast_timeouts: Timeouts, tmp_path: Path
 ) -> None:
     fake_cluster.webhooks.append(Webhook("", failures=4))
+    fake_cluster.put(namespace("n"))
     probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe", "namespace": "n"}}
     run(
         [Step("s", "t", (), (WebhookAnswers("w", probe, "n"),))],
@@ -150,6 +158,7 @@ def test_a_webhook_probe_waits_until_admitted_and_stores_nothing(
 
 def test_a_webhook_that_rejects_the_probe_fails_at_once(fake_cluster: FakeCluster, tmp_path: Path) -> None:
     fake_cluster.webhooks.append(Webhook("", failures=0, rejects=True))
+    fake_cluster.put(namespace("n"))
     probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe", "namespace": "n"}}
     started = time.monotonic()
     with pytest.raises(StepFailed, match="refused the probe"):
@@ -159,6 +168,85 @@ def test_a_webhook_that_rejects_the_probe_fails_at_once(fake_cluster: FakeCluste
             tmp_path,
         )
     assert time.monotonic() - started < 5  # not the 300 s webhook timeout
+
+
+# What a real API server answers that waiting cannot fix: each must fail the apply at once, with the
+# server's own message, instead of being retried for the webhook timeout. The fake validates against
+# a small CRD of our own (tests/kind/schemas), so this needs no upstream data.
+REFUSALS = [
+    # Server-side apply's conversion: a field the CRD does not declare (HTTP 500, no reason).
+    (
+        {"hostname": "typo"},
+        None,
+        "500: failed to create typed patch object (ns/r; test.inferbox.io/v1, Kind=Route): .spec.hostname",
+    ),
+    # The same for a value of the wrong type.
+    ({"parents": [{"name": "g", "port": "80"}]}, None, 'expected integer, got string "80"'),
+    # Validation of the schema: 422 Invalid with the causes.
+    ({"weight": -1}, None, '422 Invalid: Route.test.inferbox.io "r" is invalid: [spec.weight: Invalid value: -1'),
+    # A CEL rule of the schema: 422 too.
+    ({"tls": {"mode": "Terminate"}}, None, "a certificate is needed to terminate TLS"),
+    # A webhook that answered and denied, with 500 (controller-runtime's admission.Errored).
+    ({}, Webhook("test.inferbox.io", 0, rejects=True, code=500), "denied the request"),
+    # ... and with the API server's default, 403.
+    ({}, Webhook("test.inferbox.io", 0, rejects=True), "403 Forbidden"),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "hook", "message"), REFUSALS, ids=["unknown-field", "type", "invalid", "cel", "deny-500", "deny-403"]
+)
+def test_a_refusal_fails_the_apply_at_once_with_the_servers_message(
+    fake_cluster: FakeCluster, tmp_path: Path, spec: dict[str, Any], hook: Webhook | None, message: str
+) -> None:
+    fake_cluster.data = OWN_SCHEMAS
+    fake_cluster.put(OWN_SCHEMAS.crds["routes.test.inferbox.io"].as_object())
+    fake_cluster.put(namespace("ns"))
+    if hook is not None:
+        fake_cluster.webhooks.append(hook)
+    route = {
+        "apiVersion": "test.inferbox.io/v1",
+        "kind": "Route",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"parents": [{"name": "g"}], **spec},
+    }
+    started = time.monotonic()
+    with pytest.raises(ApplyFailed) as caught:
+        apply_objects(context(fake_cluster, Timeouts(), tmp_path), [route])
+    assert time.monotonic() - started < 5, "not retried for the 300 s webhook timeout"
+    assert message in caught.value.problem
+    assert "nothing was retried" in caught.value.fix
+    assert "webhook-answering" not in caught.value.fix
+
+
+def test_a_valid_object_is_applied_and_an_unserved_version_is_not_found(
+    fake_cluster: FakeCluster, tmp_path: Path
+) -> None:
+    fake_cluster.data = OWN_SCHEMAS
+    fake_cluster.put(OWN_SCHEMAS.crds["routes.test.inferbox.io"].as_object())
+    fake_cluster.put(namespace("ns"))
+    route = {
+        "apiVersion": "test.inferbox.io/v1",
+        "kind": "Route",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"parents": [{"name": "g"}]},
+    }
+    apply_objects(context(fake_cluster, Timeouts(), tmp_path), [route])
+    assert fake_cluster.get("test.inferbox.io/v1", "Route", "r", "ns") is not None
+    # v1alpha1 is defined by the CRD but not served: discovery does not list it there.
+    assert fake_cluster.resources("test.inferbox.io/v1") == {"Route": ("routes", True)}
+    assert fake_cluster.resources("test.inferbox.io/v1alpha1") == {}
+
+
+def test_a_missing_namespace_is_waited_for_as_a_controller_may_still_create_it(
+    fake_cluster: FakeCluster, fast_timeouts: Timeouts, tmp_path: Path
+) -> None:
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "later"}}
+    with pytest.raises(ApplyFailed, match='namespaces "later" not found'):
+        apply_objects(context(fake_cluster, fast_timeouts, tmp_path), [config])
+    fake_cluster.put(namespace("later"))
+    apply_objects(context(fake_cluster, fast_timeouts, tmp_path), [config])
+    assert fake_cluster.get("v1", "ConfigMap", "c", "later") is not None
 
 
 def _helm(release: str, retry: bool) -> HelmRelease:

@@ -21,7 +21,7 @@ from inferbox.kind.state import ClusterState, ensure_jwt_material
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, K8sObject, load_manifests
 from inferbox.profile import load_profile
 from inferbox.topology import read_topology
-from tests.kind.fakekube import FakeCluster, crd_object
+from tests.kind.fakekube import FakeCluster, crd_object, namespace
 
 MANIFESTS = load_manifests(DEFAULT_MANIFEST_DIR)
 
@@ -39,6 +39,7 @@ IRIS = _iris()
 def cluster(fake_cluster: FakeCluster) -> FakeCluster:
     for kind in catalog.KNATIVE_SERVING + catalog.KSERVE:
         fake_cluster.put(crd_object(kind))
+    fake_cluster.put(namespace("tenant-a"))
     return fake_cluster
 
 
@@ -149,10 +150,38 @@ def test_bounds_are_applied_on_the_manifest_and_restored_with_it(cluster: FakeCl
     assert IRIS.body["spec"]["predictor"]["minReplicas"] == 0, "the manifest itself is never changed"
 
 
-def test_promotion_removes_the_canary_percentage(cluster: FakeCluster, fake_api: KubeApi) -> None:
+def _stored_predictor(cluster: FakeCluster) -> dict[str, Any]:
+    stored = cluster.get("serving.kserve.io/v1beta1", "InferenceService", "sklearn-iris", "tenant-a")
+    assert stored is not None
+    predictor: dict[str, Any] = stored["spec"]["predictor"]
+    return predictor
+
+
+def test_promotion_removes_the_canary_percentage_from_the_stored_object(
+    cluster: FakeCluster, fake_api: KubeApi
+) -> None:
+    """KServe promotes when the InferenceService it stores has no canaryTrafficPercent: what counts
+    is what server-side apply leaves on the server, not what the request carried."""
+    ks.rollout(fake_api, IRIS.body, settle_s=3)  # as the installer does: previous revision, then the canary
+    assert _stored_predictor(cluster)["canaryTrafficPercent"] == 20
     _knative(cluster, {"sklearn-iris-predictor-00002": 100})
     ks.promote(fake_api, IRIS.body, settle_s=3)
-    assert "canaryTrafficPercent" not in cluster.applied[-1]["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in _stored_predictor(cluster)
+    assert _stored_predictor(cluster)["model"]["storageUri"].endswith("/model-2"), "the canary's spec stays"
+
+
+def test_server_side_apply_keeps_what_another_manager_set() -> None:
+    """The fake API server's apply semantics, which the promotion relies on: a field its manager
+    leaves out is removed, one another manager also applied stays."""
+    cluster = FakeCluster()
+    cluster.put(namespace("n"))
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}
+    cluster.apply({**body, "data": {"a": "1", "b": "2"}}, dry_run=False, manager="inferbox")
+    cluster.apply({**body, "data": {"b": "2"}}, dry_run=False, manager="someone-else")
+    cluster.apply({**body, "data": {"c": "3"}}, dry_run=False, manager="inferbox")
+    stored = cluster.get("v1", "ConfigMap", "c", "n")
+    assert stored is not None
+    assert stored["data"] == {"b": "2", "c": "3"}
 
 
 def test_a_canary_rollout_applies_the_previous_predictor_first(cluster: FakeCluster, fake_api: KubeApi) -> None:
@@ -171,7 +200,7 @@ def test_the_installer_rolls_canaries_out_by_their_own_step() -> None:
     step = platform_step(MANIFESTS, ("kserve",))
     rollouts = [i for i in step.items if isinstance(i, ks.RolloutInferenceService)]
     assert [r.body["metadata"]["name"] for r in rollouts] == ["sklearn-iris"]
-    applied = [o for i in step.items if isinstance(i, ApplyObjects) for o in i.objects]
+    applied = [o for i in step.items if isinstance(i, ApplyObjects) for o in i.bodies]
     names = {(o["kind"], o["metadata"]["name"]) for o in applied}
     assert ("InferenceService", "pytorch-resnet") in names
     assert ("InferenceService", "sklearn-iris") not in names

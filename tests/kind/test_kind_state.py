@@ -11,7 +11,7 @@ from inferbox.jwtserver.keystore import KeyStore
 from inferbox.kind.kube import KubeApi
 from inferbox.kind.state import ClusterState, ensure_jwt_material, jwt_secrets
 from inferbox.kind.validation import check_object
-from tests.kind.fakekube import FakeCluster
+from tests.kind.fakekube import FakeCluster, namespace
 
 TENANTS = ["tenant-a", "tenant-b", "tenant-c"]
 
@@ -39,7 +39,7 @@ def test_secrets_carry_the_jwt_servers_file_layout_and_validate(tmp_path: Path) 
     assert set(clients["data"]) == {"clients.json"}
     assert set(credentials["data"]) == {"credentials.json"}
     for secret in (keys, clients, credentials):
-        assert check_object(secret, "v1.32.5") == []
+        assert check_object(secret, "v1.32.5", None) == []  # built-in kinds need no upstream data
         assert secret["metadata"]["namespace"] == "inference-system"
 
 
@@ -48,6 +48,7 @@ def test_material_is_restored_from_the_cluster_when_the_local_copy_is_gone(
 ) -> None:
     first = ClusterState(tmp_path / "first")
     ensure_jwt_material(first, None, TENANTS)
+    fake_cluster.put(namespace("inference-system"))
     for secret in jwt_secrets(first):
         fake_api.apply(secret)
     second = ClusterState(tmp_path / "second")

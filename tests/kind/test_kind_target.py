@@ -22,7 +22,7 @@ from inferbox.manifests import DEFAULT_MANIFEST_DIR, load_manifests
 from inferbox.profile import load_profile
 from inferbox.targets import TargetOptions, target_names
 from inferbox.topology import read_topology
-from tests.kind.fakekube import FakeCluster, crd_object
+from tests.kind.fakekube import FakeCluster, crd_object, namespace
 from tests.kind.fakes import _workload
 
 CRDS = {k.crd_name: k for k in catalog.ALL}
@@ -66,6 +66,12 @@ def test_the_platform_implements_the_contract_with_the_kept_key(fake_cluster: Fa
             Capability.MESH_GRAPH,
             Capability.IN_CLUSTER_LOAD,
             Capability.FAILURE_EVIDENCE,
+            # Chaos through the API; a partition needs the manifests' NetworkPolicies, so not here.
+            Capability.KEY_ROTATION,
+            Capability.KILL_REPLICA,
+            Capability.KILL_GATEWAY,
+            Capability.STOP_COMPONENT,
+            Capability.PAUSE_REPLICA,
         }, "without the manifests it was deployed from, bounds could not be restored: no autoscaling"
         token = platform.tokens().valid("tenant-a")
         public = platform.signing_key().key.public_key()
@@ -204,6 +210,9 @@ def test_deploy_applies_our_manifests_and_generates_the_credentials(
 ) -> None:
     for name in required_crds(load_manifests()):
         on_fake_cluster.put(crd_object(CRDS[name]))
+    # The platform's components are installed there already, with the namespaces they create.
+    for component in ("knative-serving", "istio-system"):
+        on_fake_cluster.put(namespace(component))
     options = _options(tmp_path, kube_context="staging", deploy=True, kube_gateway_url="http://127.0.0.1:9")
     with existing_target(options) as platform:
         assert set(platform.credentials(t).tenant for t in TENANTS) == set(TENANTS)

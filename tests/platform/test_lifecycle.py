@@ -146,12 +146,13 @@ import json, sys, time
 from pathlib import Path
 from inferbox.manifests import DEFAULT_MANIFEST_DIR
 from inferbox.profile import load_profile
-from inferbox.targets import TargetOptions, embedded_target
+from inferbox.embedded.factory import embedded_target
+from inferbox.targets import TargetOptions
 options = TargetOptions(DEFAULT_MANIFEST_DIR, load_profile(), Path(sys.argv[1]))
 with embedded_target(options) as platform:
-    live = platform.live
-    pids = [[p.pid, p.start_time] for p in live.supervisor.processes]
-    print(json.dumps({"instance": live.instance, "state_dir": str(live.options.state_dir), "pids": pids}), flush=True)
+    state = platform.state
+    pids = [[c.pid, c.start_time] for c in state.components.values()]
+    print(json.dumps({"instance": state.instance, "state_dir": state.state_dir, "pids": pids}), flush=True)
     time.sleep(600)
 """
 

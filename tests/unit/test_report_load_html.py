@@ -38,7 +38,7 @@ def _records(errors: int = 0) -> Records:
 
 def _page(tmp_path: Path, records: Records) -> str:
     summary = summarise(records, PLAN, PROFILE, SLO, {"target": "unit"})
-    write_outputs(tmp_path, summary, records, PLAN, PROFILE)
+    write_outputs(tmp_path, summary, records, PROFILE)
     return (tmp_path / "load.html").read_text()
 
 
