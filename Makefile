@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.inferbox-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup conformance test check lint typecheck unit platform-tests load mutants bench clean help chaos chaos-slow
+.PHONY: setup conformance test check lint typecheck unit platform-tests load mutants bench bench-readme clean help chaos chaos-slow
 
 help:
 	@echo "make conformance   stand up the embedded platform and run pytest -m conformance"
@@ -17,7 +17,8 @@ help:
 	@echo "make chaos         the chaos experiments (faults under load) on the embedded target, key rotation aside"
 	@echo "make chaos-slow    the chaos experiments marked slow (key rotation: about 11 minutes)"
 	@echo "make setup         create $(VENV) and install everything (idempotent)"
-	@echo "make bench         print the benchmark figures"
+	@echo "make bench         run every benchmark, save bench/results/*.json, print all figures against targets"
+	@echo "make bench-readme  rewrite the README's (and docs/load.md's) benchmark tables from bench/results"
 
 setup: $(STAMP)
 	@scripts/system-deps --check-or-install
@@ -67,8 +68,14 @@ mutants: setup
 
 test: lint typecheck unit platform-tests conformance chaos load mutants
 
+# Every benchmark (about half an hour); each saves bench/results/<name>.json, then the table of all
+# figures against their targets. wrk (Debian's package) runs beside the load generator.
 bench: setup
+	@INFERBOX_EXTRA_DEPS="wrk:wrk" scripts/system-deps --check-or-install
 	$(BIN)/python -m bench
+
+bench-readme: setup
+	$(BIN)/python -m bench --readme
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -9,7 +9,7 @@ Per cycle, on one private platform, through the platform contract only:
 - token issuer back: the issuer is stopped and started again; from the start until the token
   endpoint hands out a token.
 
-Prints the median, p90 and max of each (seconds). No wall-clock assertion: figures only.
+Saves and prints the median, p90 and max of each (seconds). No wall-clock assertion: figures only.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ import os
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import httpx
 
+from bench.results import Figure
 from bench.stats import percentile
+from bench.suite import main_of
 from inferbox.contract import Platform
 from inferbox.manifests import DEFAULT_MANIFEST_DIR
 from inferbox.profile import load_profile
@@ -77,16 +80,16 @@ def _issuer_back(platform: Platform) -> float:
     return time.time() - started
 
 
-def _line(name: str, values: list[float]) -> str:
-    ordered = sorted(values)
-    return (
-        f"  {name:<20} median {percentile(ordered, 50):6.2f}s  p90 {percentile(ordered, 90):6.2f}s  "
-        f"max {ordered[-1]:6.2f}s  (n={len(ordered)})"
-    )
+TITLE = "recovery after the chaos suite's faults (embedded target, through the contract)"
+NAMES = {
+    "replica replaced": "replica_replaced_s",
+    "gateway back": "gateway_back_s",
+    "token issuer back": "issuer_back_s",
+}
 
 
-def main() -> None:
-    figures: dict[str, list[float]] = {"replica replaced": [], "gateway back": [], "token issuer back": []}
+def run() -> dict[str, Any]:
+    samples: dict[str, list[float]] = {name: [] for name in NAMES}
     with TemporaryDirectory(prefix="inferbox-bench-recovery-") as tmp:
         options = TargetOptions(DEFAULT_MANIFEST_DIR, load_profile(), Path(tmp))
         with target_factory("embedded")(options) as platform:
@@ -94,15 +97,35 @@ def main() -> None:
                 tenant = platform.topology.models[0].tenant
                 token = client.token(platform.credentials(tenant))
             for _ in range(CYCLES):
-                figures["replica replaced"].append(_replica_replaced(platform))
-                figures["gateway back"].append(_gateway_back(platform, token))
-                figures["token issuer back"].append(_issuer_back(platform))
+                samples["replica replaced"].append(_replica_replaced(platform))
+                samples["gateway back"].append(_gateway_back(platform, token))
+                samples["token issuer back"].append(_issuer_back(platform))
             for model in platform.topology.models:
                 platform.restore_model(model, SETTLE_S)
-    print(f"recovery after chaos faults, embedded target ({CYCLES} cycles):")
-    for name, values in figures.items():
-        print(_line(name, values))
+    summary = {}
+    for name, values in samples.items():
+        ordered = sorted(values)
+        summary[NAMES[name]] = {
+            "p50": round(percentile(ordered, 50), 3),
+            "p90": round(percentile(ordered, 90), 3),
+            "max": round(ordered[-1], 3),
+        }
+    return {"cycles": CYCLES, **summary}
+
+
+def figures(details: dict[str, Any]) -> list[Figure]:
+    return [
+        Figure(key, f"{name}, median of {details['cycles']} cycles", float(details[key]["p50"]), "s")
+        for name, key in NAMES.items()
+    ]
+
+
+def report(details: dict[str, Any]) -> None:
+    print(f"{TITLE}, {details['cycles']} cycles:")
+    for name, key in NAMES.items():
+        row = details[key]
+        print(f"  {name:<20} median {row['p50']:6.2f}s  p90 {row['p90']:6.2f}s  max {row['max']:6.2f}s")
 
 
 if __name__ == "__main__":
-    main()
+    main_of("recovery")

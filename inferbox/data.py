@@ -25,3 +25,15 @@ def data_root() -> Path:
 
 def data_path(*parts: str) -> Path:
     return data_root().joinpath(*parts)
+
+
+def suites_root() -> Path:
+    """The suites: the checkout's ``suites/``, or the installed package ``inferbox_suites``."""
+    root = data_root()
+    if root != PACKAGE / "_data":
+        return root / "suites"
+    import importlib.util
+
+    spec = importlib.util.find_spec("inferbox_suites")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations else root / "suites"

@@ -22,10 +22,11 @@ from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
 
 from inferbox.chaos import actions, probes
 from inferbox.chaos.session import Session
+from inferbox.data import suites_root
 from inferbox.errors import InferboxError
 from inferbox.topology import Topology
 
-EXPERIMENT_DIR = Path(__file__).resolve().parent.parent.parent / "suites" / "chaos" / "experiments"
+EXPERIMENT_DIR = suites_root() / "chaos" / "experiments"
 MODULES = {"inferbox.chaos.actions": actions, "inferbox.chaos.probes": probes}
 SETTINGS = {"runtime": {"rollbacks": {"strategy": "always"}}}
 

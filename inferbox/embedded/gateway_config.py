@@ -46,7 +46,7 @@ from inferbox.embedded.gateway_plan import (
     Unresolved,
 )
 from inferbox.embedded.jwt_authn import JwksSource, Provider, gateway_provider_config
-from inferbox.embedded.mesh_plan import OutlierPlan
+from inferbox.embedded.outliers import OutlierPlan
 from inferbox.embedded.xds_files import eds_path, path_config_source, rds_path
 
 __all__ = ["FAULT_FILTER", "ISTIO_TLS_MODE", "JWT_FILTER"]

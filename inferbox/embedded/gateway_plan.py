@@ -32,7 +32,7 @@ from inferbox.embedded.eg_policies import (
     route_timeout,
 )
 from inferbox.embedded.envoy_patch import PatchPolicy, PolicyStatus, plan_patch_policies
-from inferbox.embedded.mesh_plan import OutlierPlan, destination_rule_outliers
+from inferbox.embedded.outliers import OutlierPlan, destination_rule_outliers
 from inferbox.envoy_gateway_settings import envoy_patch_policy_enabled
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet

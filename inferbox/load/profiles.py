@@ -36,7 +36,7 @@ class LoadProfileError(InferboxError):
 class Stage:
     seconds: float
     rate: float  # requests per second, all tenants together
-    users: int  # Locust users: the connection pool (open) or the simulated clients (closed)
+    users: int  # open loop: connections opened up front (the pool grows); closed loop: the simulated clients
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import pytest
 
 from inferbox.chaos.session import Session
 from inferbox.contract import Capability, Feature
-from suites.chaos.conftest import assert_kept
+
+from ._chaos import assert_kept
 
 pytestmark = [pytest.mark.chaos]
 Run = Callable[[str], tuple[dict[str, Any], Session]]

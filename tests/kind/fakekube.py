@@ -114,6 +114,11 @@ def _merge(base: Any, patch: Any) -> Any:
     return copy.deepcopy(patch)
 
 
+def _without_status(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as validated: the status is the controllers' (a subresource), not the applier's."""
+    return {k: v for k, v in obj.items() if k != "status"}
+
+
 def _remove(obj: dict[str, Any], path: Path) -> None:
     """Deletes a field, and the maps it leaves empty."""
     node: Any = obj
@@ -259,9 +264,6 @@ class FakeCluster:
         namespace = meta.get("namespace", "")
         if namespace and self.require_namespaces and self.get("v1", "Namespace", namespace) is None:
             return 404, _status(404, "NotFound", f'namespaces "{namespace}" not found')
-        refused = self._validate(body, resource or body["kind"].lower()) or self._admit(body, resource)
-        if refused is not None:
-            return refused
         key = (body["apiVersion"], body["kind"], namespace, meta["name"])
         with self.lock:
             current = self.objects.get(key)
@@ -273,6 +275,14 @@ class FakeCluster:
                 if not any(path in fields for other, fields in owners.items() if other != manager):
                     _remove(merged, path)
             merged = _merge(merged, body)
+        # As the API server: a partial apply (only the fields one manager owns) is validated as the
+        # object it makes together with the fields of the others, not on its own.
+        refused = self._validate(_without_status(merged), resource or body["kind"].lower()) or self._admit(
+            body, resource
+        )
+        if refused is not None:
+            return refused
+        with self.lock:
             for other in owners:
                 owners[other] -= applied  # force: the applier takes the fields over
             owners[manager] = applied

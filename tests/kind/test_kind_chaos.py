@@ -30,6 +30,10 @@ def _pod(name: str, namespace: str, labels: dict[str, str], ready: bool = True) 
 
 @pytest.fixture
 def cluster(fake_cluster: FakeCluster) -> FakeCluster:
+    # The namespaces the platform's manifests create (the fake API, like a real one, refuses objects
+    # in a namespace that does not exist).
+    for namespace in sorted({o.namespace for o in MANIFESTS if o.namespace} | {"envoy-gateway-system"}):
+        fake_cluster.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     labels = {"serving.kserve.io/inferenceservice": MODEL.name}
     fake_cluster.put(_pod("pytorch-resnet-a", "tenant-c", labels))
     fake_cluster.put(_pod("pytorch-resnet-b", "tenant-c", labels))
@@ -61,14 +65,9 @@ def test_the_gateway_is_killed_by_deleting_its_proxy_pods(cluster: FakeCluster, 
 
 
 def test_the_token_issuer_comes_back_at_the_bound(cluster: FakeCluster, fake_api: KubeApi) -> None:
-    cluster.put(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "jwt-server", "namespace": "inference-system"},
-            "spec": {"replicas": 1},
-        }
-    )
+    issuer = MANIFESTS.get("Deployment", "jwt-server", "inference-system")
+    assert issuer is not None
+    cluster.put(issuer.body)
     chaos = KubeChaos(fake_api, MANIFESTS, None)
     chaos.stop_component("token-issuer", 0.3)
     deployment = cluster.find("Deployment", "jwt-server", "inference-system")

@@ -9,7 +9,7 @@ import pytest
 
 from inferbox.embedded.gateway_config import cluster_resilience, outlier_detection, retry_policy
 from inferbox.embedded.gateway_plan import RetryPlan, plan_gateway
-from inferbox.embedded.mesh_plan import OutlierPlan
+from inferbox.embedded.outliers import OutlierPlan
 from inferbox.embedded.subset import check_all_supported
 from inferbox.errors import ManifestError
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, ManifestSet, load_manifests
