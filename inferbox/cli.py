@@ -156,6 +156,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     console.print(Text(f"gateway: {state.gateway_url}   (network: {state.network}, ready in {state.ready_after_s}s)"))
     # Plain print: the hint is copied into a shell, so no console may wrap it.
     print("\n".join(curl_hint(state.gateway_url, command_name())), flush=True)
+    if state.ai_gateway_url:
+        console.print(
+            Text(f"AI Gateway (OpenAI API of the generative models): {state.ai_gateway_url}/v1/chat/completions")
+        )
     telemetry = state.observability
     if telemetry.prometheus_url:
         console.print(Text(f"prometheus: {telemetry.prometheus_url}   jaeger query API: {telemetry.jaeger_query_url}"))
@@ -200,6 +204,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "running": True,
             "state_dir": str(state_dir),
             "gateway_url": state.gateway_url,
+            "ai_gateway_url": state.ai_gateway_url,
             "network": state.network,
             "log_dir": state.log_dir,
             "observability": asdict(state.observability),
@@ -209,6 +214,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     console.print(_components_table(components))
     console.print(Text(f"gateway: {state.gateway_url}"))
+    if state.ai_gateway_url:
+        console.print(Text(f"AI Gateway: {state.ai_gateway_url}"))
     console.print(Text(f"state: {state_dir}"))
     return 0
 

@@ -109,6 +109,10 @@ class Platform(Protocol):
     def versions(self) -> dict[str, str]:
         """Versions of the components actually running."""
 
+    def ai_gateway_url(self) -> str:
+        """Base URL of the AI Gateway (OpenAI's API for the generative models) as this machine reaches
+        it (needs Capability.AI_GATEWAY)."""
+
     # -- the mesh (needs Capability.MESH_PROBES) --------------------------------------------------
     def workloads(self) -> list[Workload]:
         """Every pod serving a model, as mesh clients address it."""
@@ -229,6 +233,9 @@ class PlatformBase:
 
     def signing_key(self) -> SigningKey:
         raise self._missing(Capability.TOKEN_SIGNING_KEY)
+
+    def ai_gateway_url(self) -> str:
+        raise self._missing(Capability.AI_GATEWAY)
 
     def workloads(self) -> list[Workload]:
         raise self._missing(Capability.MESH_PROBES)

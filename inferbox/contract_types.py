@@ -39,6 +39,8 @@ class Feature(StrEnum):
     METRICS = "metrics"
     TRACING = "tracing"
     DASHBOARDS = "dashboards"
+    AI_GATEWAY = "ai-gateway"
+    TOKEN_BUDGET = "token-budget"  # noqa: S105 - a feature name, not a secret
 
 
 class Capability(StrEnum):
@@ -81,6 +83,9 @@ class Capability(StrEnum):
     GRAFANA = "grafana"
     # Kiali draws the mesh's traffic graph (Platform.observability().kiali_url).
     MESH_GRAPH = "mesh-graph"
+    # The manifests' AI Gateway (Envoy AI Gateway's OpenAI entry point) is reachable:
+    # Platform.ai_gateway_url.
+    AI_GATEWAY = "ai-gateway"
     # Chaos: a model replica is killed at once (SIGKILL / pod delete with grace 0) and the platform
     # replaces it: Platform.kill_replica.
     KILL_REPLICA = "kill-replica"

@@ -78,6 +78,14 @@ class TokenEndpointPromise:
 
 
 @dataclass(frozen=True)
+class AIGatewayPromise:
+    """What the OpenAI entry point of the generative models promises (Envoy AI Gateway)."""
+
+    unknown_model_status: int  # the answer to a body naming a model no route serves
+    tokens_per_tenant_per_minute: int  # the most tokens a tenant may spend in a minute
+
+
+@dataclass(frozen=True)
 class TokenChecksPromise:
     """What the gateway checks about a token beyond its signature, issuer and audience."""
 
@@ -158,6 +166,15 @@ class ConformanceProfile:
             raise ProfileError(f"{self.source}: the profile has no spec.chaos", "add it; see profiles/conformance.yaml")
         return self.chaos
 
+    ai_gateway: AIGatewayPromise | None = None
+
+    def require_ai_gateway(self) -> AIGatewayPromise:
+        if self.ai_gateway is None:
+            raise ProfileError(
+                f"{self.source}: the profile has no spec.aiGateway", "add it; see profiles/conformance.yaml"
+            )
+        return self.ai_gateway
+
     def require_token_endpoint(self) -> TokenEndpointPromise:
         if self.token_endpoint is None:
             raise ProfileError(
@@ -230,6 +247,7 @@ SCHEMA: Schema = {
         "maxP99IncreaseSeconds": float,
         "keyPropagationSeconds": float,
     },
+    "aiGateway": {"unknownModelStatus": int, "tokensPerTenantPerMinute": int},
 }
 TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
 
@@ -366,6 +384,18 @@ def load_profile(path: Path | str = DEFAULT_PROFILE) -> ConformanceProfile:
             else None
         ),
         chaos=_chaos(spec, path) if "chaos" in spec else None,
+        ai_gateway=(
+            AIGatewayPromise(
+                unknown_model_status=_need(spec, "aiGateway.unknownModelStatus", path),
+                tokens_per_tenant_per_minute=_at_least_one(
+                    _need(spec, "aiGateway.tokensPerTenantPerMinute", path),
+                    "spec.aiGateway.tokensPerTenantPerMinute",
+                    path,
+                ),
+            )
+            if "aiGateway" in spec
+            else None
+        ),
     )
 
 

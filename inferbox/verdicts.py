@@ -26,6 +26,8 @@ import httpx
 
 # Envoy jwt_authn's failure messages (JwtMissed, JwtExpired, JwksKidAlgMismatch, JwtAudienceNotAllowed...).
 JWT_AUTHN_BODIES = ("Jwt ", "Jwks ", "Audiences in Jwt")
+# Envoy AI Gateway 0.2.1's processor, when no rule serves the body's model.
+AI_GATEWAY_NO_RULE = "no matching rule found"
 
 
 class Source(StrEnum):
@@ -56,9 +58,12 @@ def source_of(response: httpx.Response) -> Source:
         return Source.MESH_AUTHENTICATION if upstream else Source.GATEWAY_AUTHENTICATION
     if response.status_code == 403 and body.startswith("RBAC: access denied"):
         return Source.MESH_AUTHORIZATION if upstream else Source.GATEWAY_AUTHORIZATION
-    if response.status_code == 429 and "local_rate_limited" in body:
+    if response.status_code == 429 and ("local_rate_limited" in body or response.headers.get("x-envoy-ratelimited")):
+        # Envoy's local rate limiter names itself in the body; its global one (Envoy Gateway's global
+        # rate limit) answers with an empty body and x-envoy-ratelimited.
         return Source.GATEWAY_RATE_LIMIT
-    if response.status_code == 404 and not body and not upstream:
+    # No route (an empty body), or no AI Gateway rule for the body's model ("no matching rule found").
+    if response.status_code == 404 and not upstream and (not body or body == AI_GATEWAY_NO_RULE):
         return Source.GATEWAY_ROUTING
     if "application/json" in content_type:
         return Source.MODEL

@@ -70,4 +70,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from inferbox.topology import read_topology
 
         topology = read_topology(load_manifests(metafunc.config.getoption("inferbox_manifests")))
-        metafunc.parametrize("model", topology.models, ids=model_ids(topology.models), scope="session")
+        # Generative models speak OpenAI's API through the AI Gateway (suites/ai_gateway), not V1/V2.
+        models = topology.predictive_models
+        metafunc.parametrize("model", models, ids=model_ids(models), scope="session")

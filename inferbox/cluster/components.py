@@ -385,13 +385,70 @@ def ai_gateway_rbac() -> tuple[dict[str, Any], ...]:
     )
 
 
+REDIS_NAMESPACE = "redis-system"
+REDIS_URL = f"redis.{REDIS_NAMESPACE}.svc.cluster.local:6379"
+
+
+def redis_objects(version: str) -> tuple[dict[str, Any], ...]:
+    """Redis for Envoy Gateway's global rate limits (the AI Gateway's token budgets), as the AI Gateway
+    docs deploy it (manifests/envoy-gateway-config/redis.yaml at v0.2.1), with a pinned image."""
+    labels = {"app": "redis"}
+    return (
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": REDIS_NAMESPACE}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "redis", "namespace": REDIS_NAMESPACE},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "redis",
+                                "image": f"redis:{version}-alpine",
+                                "ports": [{"name": "redis", "containerPort": 6379}],
+                                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "redis", "namespace": REDIS_NAMESPACE},
+            "spec": {"selector": labels, "ports": [{"name": "redis", "port": 6379, "targetPort": 6379}]},
+        },
+    )
+
+
+def redis_step(versions: Versions) -> Step:
+    version = versions.get("redis")
+    return Step(
+        "redis",
+        f"Redis {version} for Envoy Gateway's global rate limits (the AI Gateway's token budgets)",
+        ("cluster",),
+        (
+            ApplyObjects("Redis", redis_objects(version), show_yaml=True),
+            DeploymentAvailable(REDIS_NAMESPACE, "redis"),
+        ),
+        (REDIS_NAMESPACE,),
+    )
+
+
 def envoy_gateway_step(versions: Versions) -> Step:
     version = versions.get("envoy-gateway")
     # The AI Gateway integration lives in the Helm release's own config, not a ConfigMap applied
-    # over it, so a later `helm upgrade` keeps it. Rate limiting uses Envoy's local limiter, so the
-    # global rate-limit backend (Redis) of the AI Gateway docs is not installed.
+    # over it, so a later `helm upgrade` keeps it. Global rate limits (the AI Gateway's token
+    # budgets: a cost per answer read from the AI Gateway's metadata) need Envoy Gateway's
+    # rate-limit service, which Envoy Gateway deploys (envoy-ratelimit) once a backend is configured.
     config = {
         "envoyGateway": {
+            "rateLimit": {"backend": {"type": "Redis", "redis": {"url": REDIS_URL}}},
             "extensionApis": dict(EXTENSION_APIS),
             "extensionManager": {
                 "hooks": {"xdsTranslator": {"post": ["VirtualHost", "Translation"]}},
@@ -413,8 +470,9 @@ def envoy_gateway_step(versions: Versions) -> Step:
     return Step(
         "envoy-gateway",
         f"Envoy Gateway {version}, with the AI Gateway extension",
-        # The extension manager is not fail-open: the AI Gateway controller must answer first.
-        ("gateway-crds", "envoy-ai-gateway"),
+        # The extension manager is not fail-open: the AI Gateway controller must answer first. The
+        # rate-limit service needs Redis.
+        ("gateway-crds", "envoy-ai-gateway", "redis"),
         (
             ApplyObjects("Envoy Gateway may read AI Gateway kinds", ai_gateway_rbac(), show_yaml=True),
             HelmRelease(
@@ -425,6 +483,7 @@ def envoy_gateway_step(versions: Versions) -> Step:
                 skip_crds=True,
             ),
             DeploymentAvailable("envoy-gateway-system", "envoy-gateway"),
+            DeploymentAvailable("envoy-gateway-system", "envoy-ratelimit"),
         ),
         ("envoy-gateway-system", "envoy-ai-gateway-system"),
     )
@@ -529,6 +588,7 @@ def component_steps(versions: Versions) -> list[Step]:
         net_istio_step(versions),
         kserve_step(versions),
         ai_gateway_step(versions),
+        redis_step(versions),
         envoy_gateway_step(versions),
         monitoring_step(versions),
         jaeger_step(versions),

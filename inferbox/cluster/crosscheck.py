@@ -88,6 +88,22 @@ UPSTREAM_PODS: dict[str, Pods] = {
         {"metrics": 19001, "readiness": 19003},
         "envoyproxy/gateway@v1.4.2: internal/infrastructure/kubernetes/proxy/resource.go",
     ),
+    # The AI Gateway's proxy: Envoy Gateway's labels, plus the processor sidecar AI Gateway's webhook
+    # injects with its metrics port.
+    "ai-gateway-proxy": Pods(
+        "envoy (ai-gateway)",
+        "envoy-gateway-system",
+        {
+            "app.kubernetes.io/name": "envoy",
+            "app.kubernetes.io/component": "proxy",
+            "app.kubernetes.io/managed-by": "envoy-gateway",
+            "gateway.envoyproxy.io/owning-gateway-name": "ai-gateway",
+            "gateway.envoyproxy.io/owning-gateway-namespace": "envoy-gateway-system",
+        },
+        {"metrics": 19001, "readiness": 19003, "aigw-metrics": 1064},
+        "envoyproxy/gateway@v1.4.2: internal/infrastructure/kubernetes/proxy/resource.go; "
+        "envoyproxy/ai-gateway@v0.2.1: internal/controller/gateway_mutator.go",
+    ),
     "prometheus": Pods(
         "prometheus-kube-prometheus-prometheus",
         PROMETHEUS_NAMESPACE,
@@ -292,6 +308,12 @@ def exporters(platform: Platform, models: Iterable[tuple[str, str]]) -> list[Exp
             ("autoscaler_actual_pods", "autoscaler_desired_pods"), UPSTREAM_PODS["knative-autoscaler"], 9090, "/metrics"
         ),
         Exporter(("jwt_server_tokens_issued_total",), jwt, jwt.ports.get("http", 0), "/metrics"),
+        Exporter(
+            tuple(m for m in KIND_METRICS if m.startswith("gen_ai_")),
+            UPSTREAM_PODS["ai-gateway-proxy"],
+            1064,
+            "/metrics",
+        ),
     ]
     model_metrics = tuple(
         m for m in KIND_METRICS if m.startswith("request_predict") or m == "process_start_time_seconds"

@@ -45,6 +45,11 @@ KNATIVE = "knative/serving@knative-v1.18.1: pkg/autoscaler/metrics (OpenCensus, 
 ISTIO = "istio/proxy@1.26.0: source/extensions/filters/http/istio_stats/istio_stats.cc"
 PROMETHEUS = "prometheus/prometheus: the synthetic `up` series of every scrape"
 JWT_SERVER = "inferbox: inferbox/jwtserver/app.py (the platform's JWT server image)"
+AI_GATEWAY = (
+    "envoyproxy/ai-gateway@v0.2.1: internal/metrics/genai.go, tests/e2e/token_ratelimit_test.go "
+    "(OpenTelemetry's Prometheus exporter: unit {token} adds no suffix)"
+)
+GEN_AI = ("gen_ai_operation_name", "gen_ai_system_name", "gen_ai_request_model")
 
 CLUSTER = ("envoy_cluster_name",)
 HCM = ("envoy_http_conn_manager_prefix",)
@@ -84,6 +89,12 @@ KIND_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
         ISTIO,
     ),
     "jwt_server_tokens_issued_total": (("tenant",), JWT_SERVER),
+    "gen_ai_client_token_usage_bucket": ((*GEN_AI, "gen_ai_token_type", "le"), AI_GATEWAY),
+    "gen_ai_client_token_usage_sum": ((*GEN_AI, "gen_ai_token_type"), AI_GATEWAY),
+    "gen_ai_client_token_usage_count": ((*GEN_AI, "gen_ai_token_type"), AI_GATEWAY),
+    "gen_ai_server_request_duration_seconds_bucket": ((*GEN_AI, "error_type", "le"), AI_GATEWAY),
+    "gen_ai_server_time_to_first_token_seconds_bucket": ((*GEN_AI, "le"), AI_GATEWAY),
+    "gen_ai_server_time_per_output_token_seconds_bucket": ((*GEN_AI, "le"), AI_GATEWAY),
     "up": ((), PROMETHEUS),
 }
 # Labels every series gets from the scrape (prometheus-operator's relabelings) and from our

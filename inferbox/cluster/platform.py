@@ -34,7 +34,7 @@ from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, Sou
 from inferbox.profile import ConformanceProfile
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
-from inferbox.topology import Model, Topology
+from inferbox.topology import Model, Topology, ai_gateway_refs
 
 # Namespaces whose Deployments are platform components (health, logs); tenants are added.
 COMPONENT_NAMESPACES = (
@@ -136,6 +136,8 @@ class KubePlatform(PlatformBase):
         }
         if self.manifests is not None:
             caps.add(Capability.AUTOSCALING)  # bounds and rollouts are restored to the manifests
+            if ai_gateway_refs(self.manifests):
+                caps.add(Capability.AI_GATEWAY)
         if self._keys is not None:
             caps |= {Capability.TOKEN_SIGNING_KEY, Capability.KEY_ROTATION}
         # Chaos through the API: pod deletes, scaling, NetworkPolicies; a stall execs into the pod.
@@ -226,6 +228,24 @@ class KubePlatform(PlatformBase):
 
     def versions(self) -> dict[str, str]:
         return readback.running_versions(self.api)
+
+    def ai_gateway_url(self) -> str:
+        """The AI Gateway's proxy Service (Envoy Gateway labels it with its Gateway), port-forwarded."""
+        refs = sorted(ai_gateway_refs(self.manifests)) if self.manifests is not None else []
+        if not refs:
+            raise self._missing(Capability.AI_GATEWAY)
+        namespace, name = refs[0]
+        selector = (
+            f"gateway.envoyproxy.io/owning-gateway-name={name},"
+            f"gateway.envoyproxy.io/owning-gateway-namespace={namespace}"
+        )
+        services = self.api.list("v1", "Service", GATEWAY_NAMESPACE, selector=selector)
+        if not services:
+            raise PlatformError(
+                f"no Envoy Gateway proxy Service for the AI Gateway {namespace}/{name}",
+                "check that Envoy Gateway programmed it (kubectl get gateway -A)",
+            )
+        return self._forwarded(GATEWAY_NAMESPACE, services[0]["metadata"]["name"], 80)
 
     def in_cluster_gateway_url(self) -> str:
         """The gateway as pods reach it: the Service Envoy Gateway created for our Gateway."""

@@ -40,7 +40,7 @@ from inferbox.contract import Platform
 from inferbox.errors import InferboxError, PlatformError
 from inferbox.manifests import ManifestSet, load_manifests
 from inferbox.targets import TargetOptions
-from inferbox.topology import read_topology
+from inferbox.topology import ai_gateway_refs, read_topology
 
 # Steps that make up "the platform is installed" on Kind; a reused cluster whose record shows the
 # same fingerprint for these only gets our images and manifests re-applied.
@@ -219,7 +219,8 @@ def deploy_existing(settings: Settings, report_dir: Path, progress: Callable[[st
 
 def gateway_forward(settings: Settings, api: KubeApi) -> PortForward:
     """A port-forward to the Envoy Gateway proxy Service of the manifests' Gateway."""
-    gateways = settings.manifests.of_kind("Gateway")
+    ai_gateways = ai_gateway_refs(settings.manifests)
+    gateways = [g for g in settings.manifests.of_kind("Gateway") if (g.namespace, g.name) not in ai_gateways]
     if not gateways:
         raise PlatformError("the manifests define no Gateway", "add the platform's Gateway to manifests/platform")
     gateway = gateways[0]

@@ -36,6 +36,7 @@ from inferbox.embedded.outliers import OutlierPlan, destination_rule_outliers
 from inferbox.envoy_gateway_settings import envoy_patch_policy_enabled
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
+from inferbox.topology import ai_gateway_refs
 
 # Re-exported from eg_policies for the modules that read them with the plan.
 __all__ = ["ListenerSettings", "LuaPlan", "parse_go_duration"]
@@ -447,7 +448,12 @@ def plan_gateway(manifests: ManifestSet, envoy_patch_policy: bool | None = None)
     ``envoy_patch_policy`` overrides whether the controller's configuration enables EnvoyPatchPolicy
     (default: as the installer configures Envoy Gateway)."""
     classes = {c.name for c in manifests.of_kind("GatewayClass") if c.spec.get("controllerName") == GATEWAY_CONTROLLER}
-    gateways = [g for g in manifests.of_kind("Gateway") if g.spec.get("gatewayClassName") in classes]
+    ai_gateways = ai_gateway_refs(manifests)  # the AI Gateway's own plan: inferbox.embedded.ai_gateway_plan
+    gateways = [
+        g
+        for g in manifests.of_kind("Gateway")
+        if g.spec.get("gatewayClassName") in classes and (g.namespace or "default", g.name) not in ai_gateways
+    ]
     if len(gateways) != 1:
         raise ManifestError(
             f"the embedded target needs exactly one Gateway of an Envoy Gateway class, found {len(gateways)}",

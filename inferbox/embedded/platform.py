@@ -16,7 +16,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from inferbox.embedded.ai_gateway import EmbeddedAIGateway
+from inferbox.embedded.ai_gateway_plan import AIGatewayPlan, plan_ai_gateway
 from inferbox.embedded.chaos import ChaosControl
 from inferbox.embedded.control import LocalControl
 from inferbox.embedded.deployer import Deployer, process_status
@@ -35,6 +38,7 @@ from inferbox.embedded.serving import ServingControlPlane
 from inferbox.embedded.state import ComponentStatus, PlatformState, PodAddress, write_state
 from inferbox.embedded.subset import check_all_supported
 from inferbox.embedded.workloads import read_workloads, secret_dir
+from inferbox.errors import PlatformError
 from inferbox.jwtserver.clients import generate_clients, write_clients, write_credentials
 from inferbox.jwtserver.keystore import KeyStore
 from inferbox.manifests import ManifestSet, load_manifests
@@ -54,6 +58,7 @@ class EmbeddedOptions:
     gateway_port: int = 0  # 0: any free port
     admin_port: int = 0
     network: str = "auto"
+    ai_gateway_port: int = 0  # 0: the gateway's port + 1 when that is fixed (8081 for `inferbox up`), else any
     ready_timeout_s: float = float(os.environ.get("INFERBOX_READY_TIMEOUT", "90"))
     knobs: Knobs = field(default_factory=read_knobs)
     # Model-server replicas are forked from a pre-imported template (False: each starts from scratch).
@@ -68,6 +73,7 @@ class EmbeddedPlatform:
         self.plan: GatewayPlan = plan_gateway(
             self.manifests, envoy_patch_policy=False if options.knobs.envoy_patch_policy_disabled else None
         )
+        self.ai_plan: AIGatewayPlan | None = plan_ai_gateway(self.manifests)
         self.topology: Topology = read_topology(self.manifests)
         self.workloads = read_workloads(self.manifests)
         check_mesh_policies(self.manifests)
@@ -82,6 +88,7 @@ class EmbeddedPlatform:
         self._deployer: Deployer | None = None
         self._gateway: EmbeddedGateway | None = None
         self._serving: ServingControlPlane | None = None
+        self._ai_gateway: EmbeddedAIGateway | None = None
         self._chaos: ChaosControl | None = None
 
     # -- the running parts (each exists once start() has created it) --------------------------
@@ -123,6 +130,7 @@ class EmbeddedPlatform:
             ensure_port_free(opts.gateway_port, "gateway", "--gateway-port")
         if opts.admin_port:
             ensure_port_free(opts.admin_port, "gateway admin", "--admin-port")
+        ai_port = self._ai_gateway_port()
         opts.state_dir.mkdir(parents=True, exist_ok=True)
         supervisor = self._supervisor = Supervisor(opts.state_dir, opts.log_dir)
         events = EventLog(opts.log_dir)
@@ -179,12 +187,13 @@ class EmbeddedPlatform:
             if template is not None:
                 template.wait_ready(opts.ready_timeout_s)
             self._start_workloads()
+            ai_gateway = self._start_ai_gateway(ai_port)
             gateway.start(
                 deployer.service_endpoints,
                 self._mesh_upstream(),
                 serving.revisions_for,
                 opts.knobs,
-                lambda bootstrap: self.observability.decorate_gateway(bootstrap, gateway.pod),
+                lambda bootstrap: self._decorate_gateway(bootstrap, ai_gateway),
                 opts.ready_timeout_s,
                 RestartPolicy(never=opts.knobs.gateway_restart_never),
             )
@@ -207,6 +216,45 @@ class EmbeddedPlatform:
         except BaseException:
             self.stop()
             raise
+
+    def _ai_gateway_port(self) -> int:
+        """The AI Gateway's host port: as asked, else the gateway's next port when that one is fixed
+        (8081 for `inferbox up`) and free, else any free port (`inferbox up` and status print it)."""
+        opts = self.options
+        if self.ai_plan is None:
+            return 0
+        if opts.ai_gateway_port:
+            ensure_port_free(opts.ai_gateway_port, "AI Gateway", "another AI Gateway port")
+            return opts.ai_gateway_port
+        if opts.gateway_port:
+            try:
+                ensure_port_free(opts.gateway_port + 1, "AI Gateway", "")
+            except PlatformError:
+                return 0
+            return opts.gateway_port + 1
+        return 0
+
+    def _start_ai_gateway(self, port: int) -> EmbeddedAIGateway | None:
+        """AI Gateway's processor and the rate-limit service in the gateway's pod (before Envoy)."""
+        if self.ai_plan is None:
+            return None
+        ai_gateway = self._ai_gateway = EmbeddedAIGateway(self.ai_plan, self.options.state_dir, port)
+        ai_gateway.start_services(self.supervisor, self.gateway.pod, self.options.ready_timeout_s)
+        self.observability.extra_views.append(ai_gateway.pod_view())
+        return ai_gateway
+
+    def _decorate_gateway(self, bootstrap: dict[str, Any], ai_gateway: EmbeddedAIGateway | None) -> None:
+        self.observability.decorate_gateway(bootstrap, self.gateway.pod)
+        if ai_gateway is not None:
+            ai_gateway.decorate(
+                bootstrap,
+                host_netns=self.network.host_netns_path(),
+                eds=self.gateway.eds,
+                revisions=self.serving.revisions_for,
+                service_endpoints=self.deployer.service_endpoints,
+                mesh=self._mesh_upstream(),
+                jwt_clock_skew_s=self.options.knobs.jwt_clock_skew_s,
+            )
 
     def _mesh_upstream(self) -> MeshUpstream:
         """The gateway's mesh identity and, per revision cluster, the identity its replicas present."""
@@ -294,6 +342,8 @@ class EmbeddedPlatform:
             status["gateway"] = process_status(self._gateway.process)
         if self._deployer is not None and self._deployer.template is not None:
             status["model-server-template"] = process_status(self._deployer.template.process)
+        if self._ai_gateway is not None:
+            status.update({name: process_status(p) for name, p in self._ai_gateway.processes.items()})
         for name, component in self.observability.components().items():
             status[name] = process_status(component.process)
         if self._deployer is not None:
@@ -321,6 +371,7 @@ class EmbeddedPlatform:
             mesh=self.mesh.state(),
             workloads=tuple(self.deployer.workload_rows()),
             observability=self.observability.state(),
+            ai_gateway_url=self._ai_gateway.url if self._ai_gateway else None,
         )
 
     def write_state(self) -> Path:

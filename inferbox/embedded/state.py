@@ -120,6 +120,7 @@ class PlatformState:
     mesh: MeshState | None = None
     workloads: tuple[WorkloadRow, ...] = ()
     observability: TelemetryState = field(default_factory=TelemetryState)
+    ai_gateway_url: str | None = None  # the AI Gateway's listener, when the manifests have AIGatewayRoutes
 
     @property
     def netns_prefix(self) -> str:

@@ -29,6 +29,13 @@ TARGET_REF: Shape = {
     "name": str,
 }
 HEADER_MATCH: Shape = {"name": str, "type": OneOf(("Exact",)), "value": str}
+# Envoy Gateway's global rate limit: a bucket per value of a Distinct header.
+GLOBAL_HEADER_MATCH: Shape = {"name": str, "type": OneOf(("Exact", "Distinct")), "value": str}
+RATE_LIMIT_COST: Shape = {
+    "from": OneOf(("Number", "Metadata")),
+    "number": int,
+    "metadata": {"namespace": str, "key": str},
+}
 # Envoy Gateway's authorization principal matches a header against any of several values.
 PRINCIPAL_HEADER: Shape = {"name": str, "values": [str]}
 PATH_MATCH: Shape = {"type": OneOf(("Exact", "PathPrefix")), "value": str}
@@ -202,6 +209,14 @@ SHAPES: dict[str, Shape] = {
         "metadata": METADATA,
         "spec": {
             "gatewayClassName": str,
+            # A Gateway's own EnvoyProxy (its proxy Deployment and Service on a cluster).
+            "infrastructure": {
+                "parametersRef": {
+                    "group": OneOf(("gateway.envoyproxy.io",)),
+                    "kind": OneOf(("EnvoyProxy",)),
+                    "name": str,
+                }
+            },
             "listeners": [
                 {
                     "name": str,
@@ -353,7 +368,18 @@ SHAPES: dict[str, Shape] = {
         "spec": {
             "targetRefs": [TARGET_REF],
             "rateLimit": {
-                "type": OneOf(("Local",)),
+                "type": OneOf(("Local", "Global")),
+                # Global limits with request and response costs: on the AI Gateway only (ai_gateway_plan.py).
+                "global": {
+                    "rules": [
+                        {
+                            "clientSelectors": [{"headers": [GLOBAL_HEADER_MATCH]}],
+                            "limit": {"requests": int, "unit": OneOf(("Second", "Minute", "Hour", "Day"))},
+                            "shared": bool,
+                            "cost": {"request": RATE_LIMIT_COST, "response": RATE_LIMIT_COST},
+                        }
+                    ]
+                },
                 "local": {
                     "rules": [
                         {
@@ -412,6 +438,45 @@ SHAPES: dict[str, Shape] = {
                 }
             },
         },
+    },
+    # Envoy AI Gateway 0.2.1 (inferbox/embedded/ai_gateway_plan.py).
+    "AIGatewayRoute": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "schema": {"name": OneOf(("OpenAI",)), "version": str},
+            "targetRefs": [{"group": OneOf(("gateway.networking.k8s.io",)), "kind": OneOf(("Gateway",)), "name": str}],
+            "rules": [
+                {
+                    "matches": [{"headers": [HEADER_MATCH]}],
+                    "backendRefs": [{"name": str, "weight": int}],
+                    "timeouts": {"request": str},
+                    "modelsOwnedBy": str,
+                    "modelsCreatedAt": str,
+                }
+            ],
+            "filterConfig": {
+                "type": OneOf(("ExternalProcessor",)),
+                "externalProcessor": {"resources": Noted("the processor sidecar's resources on a cluster")},
+            },
+            "llmRequestCosts": [{"metadataKey": str, "type": OneOf(("InputToken", "OutputToken", "TotalToken"))}],
+        },
+    },
+    "AIServiceBackend": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "schema": {"name": OneOf(("OpenAI",)), "version": str},
+            "backendRef": {"group": OneOf(("gateway.envoyproxy.io",)), "kind": OneOf(("Backend",)), "name": str},
+        },
+    },
+    "Backend": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {"endpoints": [{"fqdn": {"hostname": str, "port": int}}]},
     },
     "InferenceService": {
         "apiVersion": str,

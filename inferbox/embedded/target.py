@@ -64,6 +64,8 @@ class EmbeddedTarget(PlatformBase):
     @property
     def capabilities(self) -> frozenset[Capability]:
         caps = {Capability.TOKEN_SIGNING_KEY, Capability.PAUSE_REPLICA, Capability.DIRECT_MODEL_ACCESS}
+        if self.state.ai_gateway_url:
+            caps.add(Capability.AI_GATEWAY)
         if self.state.network == "netns":
             caps.add(Capability.WORKLOAD_NETWORK)
         if self.state.mesh is not None:
@@ -119,6 +121,11 @@ class EmbeddedTarget(PlatformBase):
     @property
     def gateway_url(self) -> str:
         return self.state.gateway_url
+
+    def ai_gateway_url(self) -> str:
+        if not self.state.ai_gateway_url:
+            raise self._missing(Capability.AI_GATEWAY)
+        return self.state.ai_gateway_url
 
     def gateway(self) -> GatewayClient:
         client = GatewayClient(self.gateway_url, self.profile)

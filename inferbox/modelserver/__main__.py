@@ -1,7 +1,9 @@
 """Starts KServe's ModelServer for one artifact.
 
-``python -m inferbox.modelserver --model_name NAME --model {iris,digits} --http_port PORT``; every
-other flag is KServe's own (it parses sys.argv itself).
+``python -m inferbox.modelserver --model_name NAME --model ARTIFACT --http_port PORT``; every
+other flag is KServe's own (it parses sys.argv itself). A generative artifact (``ngram-*``) is served
+on KServe's V1 routes (metadata, readiness) and on KServe's OpenAI-compatible routes
+(``inferbox.modelserver.openai_api``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import copy
 import os
 import warnings
 from typing import Any
+
+from inferbox.model_kinds import GENERATIVE_ARTIFACTS
+from inferbox.modelserver.artifacts import ARTIFACTS
 
 
 def _bind_host_override() -> None:
@@ -61,7 +66,7 @@ def _model_server() -> Any:
 def main() -> None:
     warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated.*")
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--model", required=True, choices=["iris", "iris-2", "digits"])
+    parser.add_argument("--model", required=True, choices=[*ARTIFACTS, *GENERATIVE_ARTIFACTS])
     parser.add_argument("--model_name", required=True)
     # Without validation, malformed inputs surface as 500s, as with a model that trusts its callers.
     parser.add_argument("--validate_inputs", default="true", choices=["true", "false"])
@@ -78,6 +83,17 @@ def main() -> None:
         config["loggers"][name]["level"] = "WARNING"
     kserve_logging.configure_logging(config)
     _bind_host_override()
+    if ours.model in GENERATIVE_ARTIFACTS:
+        from kserve.model_server import app
+
+        from inferbox.modelserver.generative import NgramGenerativeModel
+        from inferbox.modelserver.openai_api import register_openai_endpoints
+
+        generative = NgramGenerativeModel(ours.model_name, ours.model)
+        generative.load()
+        register_openai_endpoints(app, {generative.name: generative})
+        _model_server().start([generative])
+        return
     model = ArtifactModel(ours.model_name, ours.model, validate=ours.validate_inputs == "true")
     model.load()
     _model_server().start([model])

@@ -87,7 +87,7 @@ def test_budget_is_enforced_per_tenant(
         f"{platform.profile.rate_limit_per_tenant_rps}/s allows"
     )
     # While this tenant is limited, every other tenant with a model is still served.
-    for other in platform.topology.models:
+    for other in platform.topology.predictive_models:
         if other.tenant != model.tenant:
             response = gateway.metadata_v1(other, token_for(other.tenant))
             assert response.status_code == 200, (

@@ -39,7 +39,7 @@ def test_every_shipped_manifest_is_inside_the_subset(manifests: ManifestSet) -> 
         (
             "BackendTrafficPolicy",
             "sklearn-iris-rate-limit",
-            lambda b: b["spec"]["rateLimit"].update(type="Global"),
+            lambda b: b["spec"]["rateLimit"].update(type="Distributed"),
             "spec.rateLimit.type",
         ),
         (
