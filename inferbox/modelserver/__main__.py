@@ -46,6 +46,17 @@ def _model_server() -> Any:
 
     flags, _ = model_server.parser.parse_known_args()
     model_server.args = flags  # KServe reads it at run time too (logging, predictor settings)
+    # KServe builds its FastAPI app at import, and FastAPI reads its telemetry settings
+    # (FASTAPI_OTEL_AUTO_CONFIGURE) when an app is built: build it again with this process's
+    # environment, as KServe does (its REST server looks the app up by name when it starts).
+    previous = model_server.app
+    model_server.app = type(previous)(
+        title=previous.title,
+        version=previous.version,
+        docs_url="/docs" if flags.enable_docs_url else None,
+        redoc_url=None,
+        default_response_class=previous.router.default_response_class,
+    )
     return kserve.ModelServer(
         http_port=flags.http_port,
         grpc_port=flags.grpc_port,

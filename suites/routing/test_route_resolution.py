@@ -109,7 +109,7 @@ def _verdict(request: RouteRequest, response: httpx.Response) -> str:
 def test_every_route_reaches_a_backend(
     platform: Platform, gateway: GatewayClient, token_for: Callable[[str], str], request: pytest.FixtureRequest
 ) -> None:
-    requests = route_requests(request.config.getoption("manifests"))
+    requests = route_requests(request.config.getoption("inferbox_manifests"))
     assert requests, "the manifests publish no route"
     tenants = {t.name for t in platform.topology.tenants}
     failures = []

@@ -51,7 +51,7 @@ def test_other_issuers_are_refused_by_the_gateway(
     platform: Platform, gateway: GatewayClient, model: Model, request: pytest.FixtureRequest
 ) -> None:
     failures = []
-    for issuer in other_issuers(platform, request.config.getoption("manifests")):
+    for issuer in other_issuers(platform, request.config.getoption("inferbox_manifests")):
         response = gateway.metadata_v1(model, platform.tokens().valid(model.tenant, iss=issuer))
         if response.status_code != 401 or source_of(response) is not Source.GATEWAY_AUTHENTICATION:
             failures.append(f"issuer {issuer!r}: {describe(response)}")
@@ -66,7 +66,7 @@ def test_other_issuers_are_refused_by_the_gateway(
 def test_other_issuers_are_not_answered_by_a_models_sidecar(
     platform: Platform, mesh_clients: dict[str, MeshClient], model: Model, request: pytest.FixtureRequest
 ) -> None:
-    issuers = other_issuers(platform, request.config.getoption("manifests"))
+    issuers = other_issuers(platform, request.config.getoption("inferbox_manifests"))
     client = mesh_clients[MeshSource.gateway().label]
     path = f"/v1/models/{model.name}"
 

@@ -78,7 +78,7 @@ def _verdict(response: httpx.Response, status: int, source: Source) -> str | Non
 def test_every_route_rule_refuses_missing_and_foreign_tokens(
     platform: Platform, gateway: GatewayClient, token_for: Callable[[str], str], request: pytest.FixtureRequest
 ) -> None:
-    targets = inventory(platform, request.config.getoption("manifests"))
+    targets = inventory(platform, request.config.getoption("inferbox_manifests"))
     assert targets, "the manifests publish no model route"
     tenants = [t.name for t in platform.topology.tenants]
     tokens = {t: token_for(t) for t in tenants}  # fetched once, before the parallel attacks
@@ -118,7 +118,7 @@ def test_each_model_host_answers_its_own_tenant(
     """The allowed twin: on every host of a known tenant, its own token passes the gateway's checks."""
     known = {t.name for t in platform.topology.tenants}
     failures = []
-    for target in inventory(platform, request.config.getoption("manifests")):
+    for target in inventory(platform, request.config.getoption("inferbox_manifests")):
         if target.tenant not in known:
             continue
         headers = {"Host": target.host, "Authorization": f"Bearer {token_for(target.tenant)}"}
