@@ -36,11 +36,10 @@ from inferbox.embedded.gateway_config import MeshUpstream
 from inferbox.embedded.health import wait_until
 from inferbox.embedded.network import Pod, free_port
 from inferbox.embedded.processes import ManagedProcess, Supervisor
+from inferbox.embedded.socket_dir import ensure_socket_dir, socket_dir_for
 from inferbox.embedded.xds_files import EdsFiles
-from inferbox.errors import PlatformError
 
 EXTPROC_METRICS_PORT = 1064  # AI Gateway's sidecar port "aigw-metrics"
-MAX_SOCKET_PATH = 100  # a Unix socket path must fit sun_path (108 bytes on Linux)
 ServiceEndpoints = Callable[[str, str, int], list[Endpoint]]
 
 
@@ -48,6 +47,7 @@ class EmbeddedAIGateway:
     def __init__(self, plan: AIGatewayPlan, state_dir: Path, public_port: int = 0) -> None:
         self.plan = plan
         self.folder = state_dir / "ai-gateway"
+        self.sockets = socket_dir_for(state_dir)  # short: a state folder can be too deep for sun_path
         self.public_port = public_port or free_port()
         self.pod: Pod | None = None
         self.processes: dict[str, ManagedProcess] = {}
@@ -58,22 +58,18 @@ class EmbeddedAIGateway:
 
     @property
     def processor_socket(self) -> Path:
-        return self.folder / "extproc.sock"
+        return self.sockets / "ai-gateway-extproc.sock"
 
     @property
     def ratelimit_socket(self) -> Path:
-        return self.folder / "ratelimit.sock"
+        return self.sockets / "ai-gateway-ratelimit.sock"
 
     def start_services(self, supervisor: Supervisor, pod: Pod, timeout_s: float) -> None:
         """The processor and the rate-limit service in the gateway's pod, ready before Envoy starts
         (the processor fails closed: Envoy would answer 500 without it)."""
-        if len(str(self.processor_socket)) > MAX_SOCKET_PATH:
-            raise PlatformError(
-                f"the state folder {self.folder.parent} is too deep for the AI Gateway's Unix sockets",
-                "use a shorter --state-dir (INFERBOX_STATE_DIR)",
-            )
         self.pod = pod
         self.folder.mkdir(parents=True, exist_ok=True)
+        ensure_socket_dir(self.folder.parent)
         extproc_config = self.folder / "filter-config.json"
         extproc_config.write_text(json.dumps(processor_config(self.plan), indent=2))
         limits = self.folder / "ratelimit-config.json"

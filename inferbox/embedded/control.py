@@ -24,6 +24,7 @@ from inferbox.embedded.chaos import ChaosControl
 from inferbox.embedded.deployer import Deployer
 from inferbox.embedded.quota import QuotaLedger
 from inferbox.embedded.serving import ServingControlPlane
+from inferbox.embedded.socket_dir import socket_dir_for
 from inferbox.embedded.state import ComponentStatus, WorkloadRow, parse, to_json
 from inferbox.errors import InferboxError, PlatformError
 from inferbox.mesh import QuotaStatus, ScaleOutcome
@@ -263,9 +264,14 @@ class RemoteControl:
         return faults
 
 
+def control_socket(state_dir: Path) -> Path:
+    """Where the kept platform in ``state_dir`` serves its control channel."""
+    return socket_dir_for(state_dir) / SOCKET_NAME
+
+
 def remote(state_dir: Path) -> RemoteControl | None:
     """The control channel of a kept platform in ``state_dir``, if it answers."""
-    path = state_dir / SOCKET_NAME
+    path = control_socket(state_dir)
     if not path.exists():
         return None
     with contextlib.suppress(PlatformError):

@@ -35,6 +35,7 @@ from inferbox.embedded.observability import EmbeddedObservability
 from inferbox.embedded.processes import RestartPolicy, Supervisor, proc_start_time
 from inferbox.embedded.replica_template import ReplicaTemplate
 from inferbox.embedded.serving import ServingControlPlane
+from inferbox.embedded.socket_dir import remove_socket_dir
 from inferbox.embedded.state import ComponentStatus, PlatformState, PodAddress, write_state
 from inferbox.embedded.subset import check_all_supported
 from inferbox.embedded.workloads import read_workloads, secret_dir
@@ -285,6 +286,7 @@ class EmbeddedPlatform:
             self._supervisor.stop_all()
         if self._network is not None:
             self._network.teardown()
+        remove_socket_dir(self.options.state_dir)
         if self._deployer is not None:
             self._deployer.forget_all()
         if self._reaper and self._reaper.stdin:
