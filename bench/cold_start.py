@@ -21,10 +21,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from bench.results import Figure
 from bench.stats import percentile
+from bench.suite import main_of
 from inferbox.embedded.health import wait_until
 from inferbox.embedded.network import free_port
 from inferbox.embedded.platform import EmbeddedOptions, EmbeddedPlatform
@@ -37,6 +40,7 @@ from inferbox.topology import Model
 CYCLES = int(os.environ.get("BENCH_COLD_CYCLES", "10"))
 NAMESPACE, NAME, KIND = "tenant-c", "pytorch-resnet", "digits"
 HOST = f"{NAME}.{NAMESPACE}.inference.example"
+TITLE = f"cold start ({NAMESPACE}/{NAME}, request at zero to answer through the gateway)"
 
 
 class _Serving:
@@ -72,7 +76,7 @@ def bare_start(argv: list[str], env: dict[str, str]) -> float:
         process.wait(timeout=30)
 
 
-def run() -> dict[str, object]:
+def run() -> dict[str, Any]:
     state = Path(tempfile.mkdtemp(prefix="inferbox-bench-cold-"))
     platform = EmbeddedPlatform(EmbeddedOptions(DEFAULT_MANIFEST_DIR, state, state / "logs"))
     platform.start()
@@ -125,13 +129,36 @@ def run() -> dict[str, object]:
     }
 
 
-def main() -> None:
-    figures = run()
-    print(f"cold start ({NAMESPACE}/{NAME}, {figures['cycles']} cycles, request at zero to answer through the gateway)")
+def figures(details: dict[str, Any]) -> list[Figure]:
+    cycles = details["cycles"]
+    return [
+        Figure(
+            "activation_adds_p50_ms",
+            f"activation adds over the bare model-server start, median of {cycles} cycles",
+            float(details["activation_adds_p50_ms"]),
+            "ms",
+            "<=",
+            150.0,
+        ),
+        Figure(
+            "cold_start_p50_ms", "cold start through the gateway, p50", float(details["cold_start_ms"]["p50"]), "ms"
+        ),
+        Figure(
+            "bare_start_p50_ms", "bare model-server start, p50", float(details["bare_process_start_ms"]["p50"]), "ms"
+        ),
+    ]
+
+
+def report(details: dict[str, Any]) -> None:
+    print(f"{TITLE}, {details['cycles']} cycles")
     for key in ("cold_start_ms", "bare_process_start_ms", "activation_adds_p50_ms", "breakdown_p50_ms"):
-        print(f"  {key}: {figures[key]}")
+        print(f"  {key}: {details[key]}")
     print("  target: activation adds <= 150 ms median over the bare process start")
     sys.stdout.flush()
+
+
+def main() -> None:
+    main_of("cold_start")
 
 
 if __name__ == "__main__":

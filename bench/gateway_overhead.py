@@ -20,11 +20,14 @@ import ssl
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpcore
 import httpx
 
+from bench.results import Figure
 from bench.stats import summary_ms
+from bench.suite import main_of
 from inferbox.embedded.netns import NetnsBackend
 from inferbox.embedded.platform import GATEWAY_POD_PORT, EmbeddedOptions, EmbeddedPlatform
 from inferbox.jwtserver.clients import read_credentials
@@ -34,6 +37,7 @@ RATE_PER_S = float(os.environ.get("BENCH_RATE", "80"))  # per path; the gateway 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1200"))  # per path
 WARMUP = 50
 BODY = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
+TITLE = "gateway overhead (embedded target, V1 predict, valid JWT, fixed rate)"
 
 
 def client_in(netns_path: str | None, ssl_context: ssl.SSLContext | None = None) -> httpx.Client:
@@ -53,7 +57,7 @@ def mesh_tls(cert: str, key: str, bundle: str) -> ssl.SSLContext:
     return ctx
 
 
-def run() -> dict[str, object]:
+def run() -> dict[str, Any]:
     state = Path(tempfile.mkdtemp(prefix="inferbox-bench-"))
     platform = EmbeddedPlatform(EmbeddedOptions(DEFAULT_MANIFEST_DIR, state, state / "logs"))
     started = time.monotonic()
@@ -119,19 +123,38 @@ def run() -> dict[str, object]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def main() -> None:
-    figures = run()
-    print("gateway overhead (embedded target, V1 predict, valid JWT, fixed rate)")
+def figures(details: dict[str, Any]) -> list[Figure]:
+    added, network = details["added_ms"], details["network"]
+    setup = f"{details['rate_per_path']:g}/s per path, {network} network"
+    return [
+        Figure("added_p50_ms", f"gateway adds, p50 ({setup})", added["p50"], "ms", "<=", 1.0),
+        Figure("added_p99_ms", "gateway adds, p99", added["p99"], "ms", "<=", 3.0),
+        Figure(
+            "bring_up_s",
+            "embedded platform bring-up (start to all components ready)",
+            details["bring_up_s"],
+            "s",
+            "<=",
+            10.0,
+        ),
+    ]
+
+
+def report(details: dict[str, Any]) -> None:
+    print(TITLE)
     print(
-        f"  network: {figures['network']}, {figures['requests_per_path']} requests per path "
-        f"at {figures['rate_per_path']}/s each, alternating"
+        f"  network: {details['network']}, {details['requests_per_path']} requests per path "
+        f"at {details['rate_per_path']}/s each, alternating"
     )
-    print(f"  bring-up (start to all components ready): {figures['bring_up_s']} s   [target <= 10 s]")
+    print(f"  bring-up (start to all components ready): {details['bring_up_s']} s   [target <= 10 s]")
     for label, key in (("direct to model", "direct_ms"), ("through gateway", "gateway_ms"), ("added", "added_ms")):
-        values = figures[key]
-        assert isinstance(values, dict)
+        values = details[key]
         print(f"  {label:16} p50 {values['p50']:7.3f} ms   p90 {values['p90']:7.3f} ms   p99 {values['p99']:7.3f} ms")
     print("  targets: added p50 <= 1 ms, added p99 <= 3 ms")
+
+
+def main() -> None:
+    main_of("gateway_overhead")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 
+from bench.results import Figure
 from bench.stats import summary_ms
+from bench.suite import main_of
 from inferbox.embedded.platform import EmbeddedOptions, EmbeddedPlatform
 from inferbox.jwtserver.clients import read_credentials
 from inferbox.manifests import DEFAULT_MANIFEST_DIR
@@ -31,6 +34,7 @@ REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1200"))  # per path
 WARMUP = 50
 BODY = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
 HOST = "sklearn-iris.tenant-a.inference.example"
+TITLE = "sidecar overhead (embedded target, V1 predict through the gateway, valid JWT, fixed rate)"
 
 
 def without_sidecar(target: Path) -> Path:
@@ -57,7 +61,7 @@ def token(platform: EmbeddedPlatform) -> str:
         return value
 
 
-def run() -> dict[str, object]:
+def run() -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="inferbox-bench-sidecar-"))
     meshed = EmbeddedPlatform(EmbeddedOptions(DEFAULT_MANIFEST_DIR, work / "meshed", work / "meshed" / "logs"))
     plain = EmbeddedPlatform(
@@ -107,22 +111,33 @@ def run() -> dict[str, object]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main() -> None:
-    figures = run()
-    print("sidecar overhead (embedded target, V1 predict through the gateway, valid JWT, fixed rate)")
+def figures(details: dict[str, Any]) -> list[Figure]:
+    added = details["added_ms"]
+    setup = f"{details['rate_per_path']:g}/s per path, {details['network']} network"
+    return [
+        Figure("added_p50_ms", f"sidecar hop adds, p50 ({setup})", added["p50"], "ms", "<=", 1.0),
+        Figure("added_p99_ms", "sidecar hop adds, p99", added["p99"], "ms", "<=", 2.8),
+    ]
+
+
+def report(details: dict[str, Any]) -> None:
+    print(TITLE)
     print(
-        f"  network: {figures['network']}, {figures['requests_per_path']} requests per path "
-        f"at {figures['rate_per_path']}/s each, alternating"
+        f"  network: {details['network']}, {details['requests_per_path']} requests per path "
+        f"at {details['rate_per_path']}/s each, alternating"
     )
     for label, key in (
         ("gateway -> model", "without_ms"),
         ("gateway -> sidecar -> model", "with_ms"),
         ("added by the sidecar", "added_ms"),
     ):
-        values = figures[key]
-        assert isinstance(values, dict)
+        values = details[key]
         print(f"  {label:28} p50 {values['p50']:7.3f} ms   p90 {values['p90']:7.3f} ms   p99 {values['p99']:7.3f} ms")
     print("  targets: added p50 <= 1 ms, added p99 <= 2.8 ms (mTLS, token check and RBAC on the sidecar)")
+
+
+def main() -> None:
+    main_of("sidecar_overhead")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ from typing import Protocol, runtime_checkable
 from inferbox.client import GatewayClient
 from inferbox.contract_types import (
     PROMETHEUS_TARGET_UPDATE_S,
+    STOPPABLE_COMPONENTS,
     Capability,
     ComponentHealth,
     Credentials,
+    Fault,
+    FaultKind,
     Feature,
     InClusterLoadPlace,
     LoadClientPlace,
@@ -41,9 +44,12 @@ from inferbox.topology import Model, Topology
 
 __all__ = [
     "PROMETHEUS_TARGET_UPDATE_S",
+    "STOPPABLE_COMPONENTS",
     "Capability",
     "ComponentHealth",
     "Credentials",
+    "Fault",
+    "FaultKind",
     "Feature",
     "InClusterLoadPlace",
     "LoadClientPlace",
@@ -103,6 +109,10 @@ class Platform(Protocol):
     def versions(self) -> dict[str, str]:
         """Versions of the components actually running."""
 
+    def ai_gateway_url(self) -> str:
+        """Base URL of the AI Gateway (OpenAI's API for the generative models) as this machine reaches
+        it (needs Capability.AI_GATEWAY)."""
+
     # -- the mesh (needs Capability.MESH_PROBES) --------------------------------------------------
     def workloads(self) -> list[Workload]:
         """Every pod serving a model, as mesh clients address it."""
@@ -112,6 +122,10 @@ class Platform(Protocol):
 
     def mesh_trust_anchors(self) -> list[bytes]:
         """PEM root certificates of the platform CA that issues workload identities."""
+
+    def mesh_client_with_identity(self, source: MeshSource, namespace: str, service_account: str) -> MeshClient:
+        """A client in ``source``'s network place presenting the mesh identity of ``namespace``/
+        ``service_account``, issued by the platform CA (needs Capability.BORROWED_MESH_IDENTITY)."""
 
     # -- quotas (needs Capability.RESOURCE_QUOTA) -------------------------------------------------
     def resource_quota(self, tenant: str) -> QuotaStatus | None:
@@ -156,6 +170,40 @@ class Platform(Protocol):
     def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
         """Stops the replica's processes for ``seconds`` (bounded), then resumes them; returns when resumed."""
 
+    # -- chaos: bounded faults, each rolled back by the platform at its bound at the latest ------------
+    def kill_replica(self, model: Model, replica: int = 0, starting: bool = False) -> Fault:
+        """Kills one ready replica at once (needs Capability.KILL_REPLICA); the platform replaces it.
+        With ``starting``, the replica being started (waiting, bounded, for one to start)."""
+
+    def stall_replica(self, model: Model, seconds: float, replica: int = 0) -> Fault:
+        """Freezes one ready replica for ``seconds`` and returns at once (needs Capability.PAUSE_REPLICA);
+        it resumes at the bound or on ``heal``."""
+
+    def kill_gateway(self) -> Fault:
+        """Kills the gateway's proxy at once (needs Capability.KILL_GATEWAY); the platform restarts it."""
+
+    def stop_component(self, component: str, seconds: float) -> Fault:
+        """Stops a platform component (one of STOPPABLE_COMPONENTS) for ``seconds`` (needs
+        Capability.STOP_COMPONENT); it starts again at the bound or on ``heal``."""
+
+    def partition(self, tenant: str, seconds: float) -> Fault:
+        """Cuts the gateway off from the tenant's pods for ``seconds`` (needs Capability.PARTITION)."""
+
+    def heal(self, fault: Fault) -> Fault:
+        """Rolls a fault back now (idempotent); returns it with its ``healed`` time."""
+
+    def faults(self) -> list[Fault]:
+        """Faults injected on this platform that are still in force (to roll back after a crash)."""
+
+    def stage_signing_key(self) -> str:
+        """Publishes a new signing key that does not sign yet; returns its key id (Capability.KEY_ROTATION)."""
+
+    def activate_signing_key(self) -> str:
+        """The staged key signs from now on; the previous one is retired (still published for its grace)."""
+
+    def retire_signing_key(self, kid: str) -> None:
+        """Ends a retired key's grace period now: it leaves the published keys."""
+
     # -- load (needs Capability.DIRECT_MODEL_ACCESS / IN_CLUSTER_LOAD) --------------------------
     def load_client(self, name: str, tenant: str | None = None) -> AbstractContextManager[LoadClientPlace]:
         """A place for a load generator, removed when the context ends; with ``tenant``, one that calls
@@ -186,6 +234,9 @@ class PlatformBase:
     def signing_key(self) -> SigningKey:
         raise self._missing(Capability.TOKEN_SIGNING_KEY)
 
+    def ai_gateway_url(self) -> str:
+        raise self._missing(Capability.AI_GATEWAY)
+
     def workloads(self) -> list[Workload]:
         raise self._missing(Capability.MESH_PROBES)
 
@@ -194,6 +245,9 @@ class PlatformBase:
 
     def mesh_trust_anchors(self) -> list[bytes]:
         raise self._missing(Capability.MESH_PROBES)
+
+    def mesh_client_with_identity(self, source: MeshSource, namespace: str, service_account: str) -> MeshClient:
+        raise self._missing(Capability.BORROWED_MESH_IDENTITY)
 
     def resource_quota(self, tenant: str) -> QuotaStatus | None:
         raise self._missing(Capability.RESOURCE_QUOTA)
@@ -229,6 +283,36 @@ class PlatformBase:
 
     def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
         raise self._missing(Capability.PAUSE_REPLICA)
+
+    def kill_replica(self, model: Model, replica: int = 0, starting: bool = False) -> Fault:
+        raise self._missing(Capability.KILL_REPLICA)
+
+    def stall_replica(self, model: Model, seconds: float, replica: int = 0) -> Fault:
+        raise self._missing(Capability.PAUSE_REPLICA)
+
+    def kill_gateway(self) -> Fault:
+        raise self._missing(Capability.KILL_GATEWAY)
+
+    def stop_component(self, component: str, seconds: float) -> Fault:
+        raise self._missing(Capability.STOP_COMPONENT)
+
+    def partition(self, tenant: str, seconds: float) -> Fault:
+        raise self._missing(Capability.PARTITION)
+
+    def heal(self, fault: Fault) -> Fault:
+        return fault  # a target that injects nothing has nothing to roll back
+
+    def faults(self) -> list[Fault]:
+        return []
+
+    def stage_signing_key(self) -> str:
+        raise self._missing(Capability.KEY_ROTATION)
+
+    def activate_signing_key(self) -> str:
+        raise self._missing(Capability.KEY_ROTATION)
+
+    def retire_signing_key(self, kid: str) -> None:
+        raise self._missing(Capability.KEY_ROTATION)
 
     def load_client(self, name: str, tenant: str | None = None) -> AbstractContextManager[LoadClientPlace]:
         raise self._missing(Capability.DIRECT_MODEL_ACCESS)

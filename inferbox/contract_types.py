@@ -22,6 +22,7 @@ class Feature(StrEnum):
     TOKEN_ENDPOINT = "token-endpoint"  # noqa: S105 - a feature name, not a secret
     JWT_AUTHENTICATION = "jwt-authentication"
     TENANT_AUTHORIZATION = "tenant-authorization"
+    REQUEST_LIMITS = "request-limits"  # the gateway's own refusals: body size, paths leaving a route
     IDENTITY_HEADERS = "identity-headers"
     RATE_LIMIT = "rate-limit"
     SERVING_V1 = "serving-v1"
@@ -38,6 +39,8 @@ class Feature(StrEnum):
     METRICS = "metrics"
     TRACING = "tracing"
     DASHBOARDS = "dashboards"
+    AI_GATEWAY = "ai-gateway"
+    TOKEN_BUDGET = "token-budget"  # noqa: S105 - a feature name, not a secret
 
 
 class Capability(StrEnum):
@@ -50,6 +53,9 @@ class Capability(StrEnum):
     # Mesh clients with a tenant's identity, the gateway's, or none, calling workloads directly;
     # workloads behind sidecars that enforce mTLS and Istio policies.
     MESH_PROBES = "mesh-probes"
+    # A mesh client in one place presenting another workload's identity, issued by the platform's
+    # CA (what a stolen or mis-issued certificate gives an intruder), to prove mesh authorization alone.
+    BORROWED_MESH_IDENTITY = "borrowed-mesh-identity"
     # NetworkPolicies are enforced between the network places of workloads.
     NETWORK_POLICY = "network-policy"
     # The deployer and autoscaler honour ResourceQuotas, and replica counts can be requested.
@@ -77,6 +83,23 @@ class Capability(StrEnum):
     GRAFANA = "grafana"
     # Kiali draws the mesh's traffic graph (Platform.observability().kiali_url).
     MESH_GRAPH = "mesh-graph"
+    # The manifests' AI Gateway (Envoy AI Gateway's OpenAI entry point) is reachable:
+    # Platform.ai_gateway_url.
+    AI_GATEWAY = "ai-gateway"
+    # Chaos: a model replica is killed at once (SIGKILL / pod delete with grace 0) and the platform
+    # replaces it: Platform.kill_replica.
+    KILL_REPLICA = "kill-replica"
+    # Chaos: the gateway's proxy is killed and the platform restarts it (a supervisor's restart
+    # policy / the Deployment): Platform.kill_gateway.
+    KILL_GATEWAY = "kill-gateway"
+    # Chaos: a platform component (the token issuer, the telemetry stack) is stopped for a bounded
+    # time and started again: Platform.stop_component.
+    STOP_COMPONENT = "stop-component"
+    # Chaos: the gateway is cut off from one tenant's pods for a bounded time: Platform.partition.
+    PARTITION = "partition"
+    # Chaos: the issuer's signing keys are rotated in stages (publish, activate, retire):
+    # Platform.stage_signing_key / activate_signing_key / retire_signing_key.
+    KEY_ROTATION = "key-rotation"
 
 
 class Signal(StrEnum):
@@ -237,6 +260,40 @@ class ReplicaPause:
     @property
     def seconds(self) -> float:
         return self.ended - self.started
+
+
+class FaultKind(StrEnum):
+    """The faults chaos experiments inject through the contract."""
+
+    REPLICA_KILL = "replica-kill"
+    REPLICA_PAUSE = "replica-pause"
+    GATEWAY_KILL = "gateway-kill"
+    COMPONENT_STOP = "component-stop"
+    PARTITION = "partition"
+
+
+# Components Platform.stop_component knows: the token issuer, and the telemetry stack (metrics and
+# the trace store together).
+STOPPABLE_COMPONENTS = ("token-issuer", "telemetry")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault the platform injected. Times are wall-clock (``time.time()``). ``bound_s``: the
+    platform rolls it back by itself at ``started + bound_s`` at the latest, whoever asked for it
+    (0: nothing to roll back, e.g. a killed replica the platform replaces itself)."""
+
+    id: str
+    kind: str  # a FaultKind value
+    target: str  # what it hit: "<tenant>/<model> replica <name>", "gateway", a component, a tenant
+    started: float
+    bound_s: float
+    healed: float | None = None  # when it was rolled back (None: still in force, or nothing to undo)
+    detail: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.bound_s > 0 and self.healed is None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 with a CPU hog pinned to one core, and each test's pass rate with the failures' messages.
 
 ``python -m inferbox.flakes --runs 10 --noise --output docs/flakes.md`` (``make flakes RUNS=10
-NOISE=1``) starts one kept embedded platform, runs ``pytest -m conformance --keep-platform`` RUNS
+NOISE=1``) starts one kept embedded platform, runs ``pytest -m conformance --inferbox-keep-platform`` RUNS
 times against it (a report folder per run), stops the platform and the hog by PID, and prints (and
 writes, with ``--output``) the table. A suite that never cries wolf has every test at RUNS/RUNS.
 """
@@ -93,12 +93,12 @@ def run_once(number: int, folder: Path, state_dir: Path, extra: list[str]) -> Ru
         "pytest",
         "-m",
         "conformance",
-        "--keep-platform",
+        "--inferbox-keep-platform",
         "-p",
         "no:cacheprovider",
         "-q",
         "--no-header",
-        "--report-dir",
+        "--inferbox-report-dir",
         str(report_dir),
         *extra,
     ]

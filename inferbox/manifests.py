@@ -10,9 +10,10 @@ from typing import Any
 import yaml
 
 from inferbox import strictyaml
+from inferbox.data import data_path
 from inferbox.errors import ManifestError
 
-DEFAULT_MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
+DEFAULT_MANIFEST_DIR = data_path("manifests")
 
 # Files under manifests/ that are not Kubernetes objects.
 NON_OBJECT_FILES = {"versions.yaml"}

@@ -9,9 +9,10 @@ from typing import Any
 import yaml
 
 from inferbox import strictyaml
+from inferbox.data import data_path
 from inferbox.errors import ProfileError
 
-DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "conformance.yaml"
+DEFAULT_PROFILE = data_path("profiles", "conformance.yaml")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,53 @@ class TokenEndpointPromise:
     max_failed_authentications_before_backoff: int
 
 
+@dataclass(frozen=True)
+class AIGatewayPromise:
+    """What the OpenAI entry point of the generative models promises (Envoy AI Gateway)."""
+
+    unknown_model_status: int  # the answer to a body naming a model no route serves
+    tokens_per_tenant_per_minute: int  # the most tokens a tenant may spend in a minute
+
+
+@dataclass(frozen=True)
+class TokenChecksPromise:
+    """What the gateway checks about a token beyond its signature, issuer and audience."""
+
+    authorization_header_only: bool  # a token in a query parameter or a cookie is not read
+    expiry_required: bool  # no exp, or exp further ahead than the maximum lifetime: refused
+    future_issued_at_refused: bool  # iat further ahead than the allowed clock skew: refused
+
+
+@dataclass(frozen=True)
+class RequestChecksPromise:
+    """What the gateway refuses about a request itself, before any model sees it."""
+
+    max_body_bytes: int  # a larger request body is refused (413)
+    paths_normalized: bool  # a path is routed as normalised: dot-segments cannot leave a route's match
+
+
+@dataclass(frozen=True)
+class ChaosPromise:
+    """What the platform promises while a fault is in force and after it (spec.chaos)."""
+
+    min_success_ratio: float  # valid requests answered during a fault that leaves a path open
+    unaffected_success_ratio: float  # streams the fault must not touch (other tenants, telemetry down)
+    max_request_s: float  # no request waits longer than this during any fault
+    max_unauthenticated_successes: int  # unauthenticated, forged or wrong-tenant requests answered, ever
+    recovery_s: dict[str, float]  # per fault: seconds from the fault's end (or start) to full service
+    max_p99_increase_s: float  # p99 latency added while only telemetry is down
+    key_propagation_s: float  # a published (or withdrawn) signing key takes effect at the gateway within this
+
+    def recovery(self, kind: str) -> float:
+        if kind not in self.recovery_s:
+            raise ProfileError(
+                f"the profile has no spec.chaos.recoverySeconds.{kind}", f"known: {', '.join(sorted(self.recovery_s))}"
+            )
+        return self.recovery_s[kind]
+
+
 CALLER_KINDS = ("gateway", "ownTenant", "otherTenant", "outsideMesh")
+RECOVERY_KINDS = ("replacementReady", "gateway", "tokenIssuer", "partition", "telemetry")
 
 
 @dataclass(frozen=True)
@@ -95,6 +142,38 @@ class ConformanceProfile:
     quota: QuotaPromise | None = None
     serving: ServingPromise | None = None
     token_endpoint: TokenEndpointPromise | None = None
+    token_checks: TokenChecksPromise | None = None
+    request_checks: RequestChecksPromise | None = None
+
+    def require_token_checks(self) -> TokenChecksPromise:
+        if self.token_checks is None:
+            raise ProfileError(
+                f"{self.source}: the profile has no spec.tokenChecks", "add it; see profiles/conformance.yaml"
+            )
+        return self.token_checks
+
+    def require_request_checks(self) -> RequestChecksPromise:
+        if self.request_checks is None:
+            raise ProfileError(
+                f"{self.source}: the profile has no spec.requestChecks", "add it; see profiles/conformance.yaml"
+            )
+        return self.request_checks
+
+    chaos: ChaosPromise | None = None
+
+    def require_chaos(self) -> ChaosPromise:
+        if self.chaos is None:
+            raise ProfileError(f"{self.source}: the profile has no spec.chaos", "add it; see profiles/conformance.yaml")
+        return self.chaos
+
+    ai_gateway: AIGatewayPromise | None = None
+
+    def require_ai_gateway(self) -> AIGatewayPromise:
+        if self.ai_gateway is None:
+            raise ProfileError(
+                f"{self.source}: the profile has no spec.aiGateway", "add it; see profiles/conformance.yaml"
+            )
+        return self.ai_gateway
 
     def require_token_endpoint(self) -> TokenEndpointPromise:
         if self.token_endpoint is None:
@@ -156,7 +235,19 @@ SCHEMA: Schema = {
     },
     "rateLimit": {"perTenantRequestsPerSecond": int},
     "tokenEndpoint": {"maxTokensPerClientPerMinute": int, "maxFailedAuthenticationsBeforeBackoff": int},
+    "tokenChecks": {"authorizationHeaderOnly": bool, "expiryRequired": bool, "futureIssuedAtRefused": bool},
+    "requestChecks": {"maxBodyBytes": int, "pathsNormalized": bool},
     "observability": {"maxScrapeIntervalSeconds": float, "everyRequestTraced": bool},
+    "chaos": {
+        "minSuccessRatio": float,
+        "unaffectedSuccessRatio": float,
+        "maxRequestSeconds": float,
+        "maxUnauthenticatedSuccesses": int,
+        "recoverySeconds": {kind: float for kind in RECOVERY_KINDS},
+        "maxP99IncreaseSeconds": float,
+        "keyPropagationSeconds": float,
+    },
+    "aiGateway": {"unknownModelStatus": int, "tokensPerTenantPerMinute": int},
 }
 TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
 
@@ -273,6 +364,66 @@ def load_profile(path: Path | str = DEFAULT_PROFILE) -> ConformanceProfile:
             if "tokenEndpoint" in spec
             else None
         ),
+        token_checks=(
+            TokenChecksPromise(
+                authorization_header_only=_need(spec, "tokenChecks.authorizationHeaderOnly", path),
+                expiry_required=_need(spec, "tokenChecks.expiryRequired", path),
+                future_issued_at_refused=_need(spec, "tokenChecks.futureIssuedAtRefused", path),
+            )
+            if "tokenChecks" in spec
+            else None
+        ),
+        request_checks=(
+            RequestChecksPromise(
+                max_body_bytes=_at_least_one(
+                    _need(spec, "requestChecks.maxBodyBytes", path), "spec.requestChecks.maxBodyBytes", path
+                ),
+                paths_normalized=_need(spec, "requestChecks.pathsNormalized", path),
+            )
+            if "requestChecks" in spec
+            else None
+        ),
+        chaos=_chaos(spec, path) if "chaos" in spec else None,
+        ai_gateway=(
+            AIGatewayPromise(
+                unknown_model_status=_need(spec, "aiGateway.unknownModelStatus", path),
+                tokens_per_tenant_per_minute=_at_least_one(
+                    _need(spec, "aiGateway.tokensPerTenantPerMinute", path),
+                    "spec.aiGateway.tokensPerTenantPerMinute",
+                    path,
+                ),
+            )
+            if "aiGateway" in spec
+            else None
+        ),
+    )
+
+
+def _chaos(spec: dict[str, Any], path: Path) -> ChaosPromise:
+    def ratio(name: str) -> float:
+        value = float(_need(spec, f"chaos.{name}", path))
+        if not 0.0 <= value <= 1.0:
+            raise ProfileError(f"{path}: spec.chaos.{name} is {value}, outside 0-1", "a ratio is between 0 and 1")
+        return value
+
+    def positive(name: str) -> float:
+        value = float(_need(spec, f"chaos.{name}", path))
+        if value <= 0:
+            raise ProfileError(f"{path}: spec.chaos.{name} must be above 0, found {value}", "give a time in seconds")
+        return value
+
+    recovery = {kind: positive(f"recoverySeconds.{kind}") for kind in RECOVERY_KINDS}
+    unauthenticated = int(_need(spec, "chaos.maxUnauthenticatedSuccesses", path))
+    if unauthenticated < 0:
+        raise ProfileError(f"{path}: spec.chaos.maxUnauthenticatedSuccesses is negative", "use 0")
+    return ChaosPromise(
+        min_success_ratio=ratio("minSuccessRatio"),
+        unaffected_success_ratio=ratio("unaffectedSuccessRatio"),
+        max_request_s=positive("maxRequestSeconds"),
+        max_unauthenticated_successes=unauthenticated,
+        recovery_s=recovery,
+        max_p99_increase_s=positive("maxP99IncreaseSeconds"),
+        key_propagation_s=positive("keyPropagationSeconds"),
     )
 
 

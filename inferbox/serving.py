@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+from scipy.stats import binom
+
 from inferbox.topology import Model
 from inferbox.waiting import eventually
 
@@ -174,16 +177,12 @@ def binomial_interval(n: int, p: float, false_failure_rate: float) -> tuple[int,
     (split evenly between the tails, computed from the exact binomial distribution)."""
     if not 0 <= p <= 1 or n <= 0 or not 0 < false_failure_rate < 1:
         raise ValueError(f"bad binomial parameters n={n} p={p} rate={false_failure_rate}")
-    pmf = [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
+    pmf = binom.pmf(np.arange(n + 1), n, p)  # scipy evaluates it in log space: no overflow for large n
     tail = false_failure_rate / 2
-    lo, below = 0, 0.0
-    while lo < n and below + pmf[lo] <= tail:
-        below += pmf[lo]
-        lo += 1
-    hi, above = n, 0.0
-    while hi > 0 and above + pmf[hi] <= tail:
-        above += pmf[hi]
-        hi -= 1
+    at_most = np.cumsum(pmf)  # P(X <= k)
+    at_least_from_top = np.cumsum(pmf[::-1])  # P(X >= n - j)
+    lo = int(np.argmax(at_most > tail))  # the first k whose lower tail exceeds the allowance
+    hi = n - int(np.argmax(at_least_from_top > tail))
     return lo, hi
 
 

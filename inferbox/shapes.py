@@ -10,6 +10,8 @@ A shape is a nested description of the fields an object may carry:
 - ``StringMap`` is a free-form string-to-string map (labels, annotations, data);
 - ``MapOf`` is a map with free-form keys whose values all follow one shape;
 - ``float`` is a number (an integer is accepted too);
+- ``Whole`` accepts any value that the interpreter uses as a whole (a JSON Patch value, a Lua
+  script's data), so no field inside it can be ignored;
 - ``Noted`` accepts anything: the field is meaningful only on a real cluster (an image name, a
   probe) and the checker's caller may report it as not interpreted. Security-relevant fields are
   never ``Noted``.
@@ -41,7 +43,12 @@ class MapOf:
     value: Shape
 
 
-Shape = Union[dict[str, "Shape"], list["Shape"], type, OneOf, StringMap, Noted, "MapOf"]
+@dataclass(frozen=True)
+class Whole:
+    what: str
+
+
+Shape = Union[dict[str, "Shape"], list["Shape"], type, OneOf, StringMap, Noted, "MapOf", Whole]
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ def _join(path: str, key: str | int) -> str:
 # Complex on purpose: one case per kind of shape.
 def check_shape(value: Any, shape: Shape, path: str = "") -> ShapeViolation | None:  # noqa: C901
     """The first place where ``value`` does not fit ``shape``, or None."""
-    if isinstance(shape, Noted):
+    if isinstance(shape, Noted | Whole):
         return None
     if isinstance(shape, StringMap):
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):

@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inferbox.manifests import ManifestSet
+from inferbox.model_kinds import GENERATIVE_ARTIFACTS
 from inferbox.replica_bounds import replica_bounds
 
 TENANT_LABEL = "inferbox.io/tenant"
+# Kinds of model whose server speaks KServe's OpenAI-compatible protocol (text generation) rather
+# than its V1/V2 inference protocols.
+GENERATIVE_KINDS = frozenset(GENERATIVE_ARTIFACTS)
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,11 @@ class Model:
     kind: str  # "sklearn" for a runtime model, or the custom container's --model value
     min_replicas: int
     max_replicas: int  # 0: no upper bound (KServe)
+
+    @property
+    def generative(self) -> bool:
+        """Served with KServe's OpenAI-compatible protocol (through the AI Gateway), not V1/V2."""
+        return self.kind in GENERATIVE_KINDS
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,16 @@ class Topology:
     def models_of(self, tenant: str) -> tuple[Model, ...]:
         return tuple(m for m in self.models if m.tenant == tenant)
 
+    @property
+    def predictive_models(self) -> tuple[Model, ...]:
+        """Models served with KServe's V1/V2 protocols at <model>.<tenant>.<domain> on the gateway."""
+        return tuple(m for m in self.models if not m.generative)
+
+    @property
+    def generative_models(self) -> tuple[Model, ...]:
+        """Models served with KServe's OpenAI-compatible protocol, through the AI Gateway."""
+        return tuple(m for m in self.models if m.generative)
+
 
 def _model_kind(spec: dict[str, object]) -> str:
     predictor = spec.get("predictor")
@@ -76,6 +95,17 @@ def _model_kind(spec: dict[str, object]) -> str:
             if isinstance(arg, str) and arg.startswith("--model="):
                 return arg.split("=", 1)[1]
     return "custom"
+
+
+def ai_gateway_refs(manifests: ManifestSet) -> set[tuple[str, str]]:
+    """(namespace, name) of every Gateway an AIGatewayRoute (Envoy AI Gateway) attaches to: AI
+    Gateways, which serve OpenAI's API rather than the models' host names."""
+    return {
+        (route.namespace or "default", ref["name"])
+        for route in manifests.of_kind("AIGatewayRoute")
+        for ref in route.spec.get("targetRefs") or []
+        if ref.get("kind") == "Gateway"
+    }
 
 
 def read_topology(manifests: ManifestSet) -> Topology:

@@ -13,7 +13,8 @@ from inferbox.client import GatewayClient
 from inferbox.contract import Capability, Platform
 from inferbox.tokens import decode_unverified
 from inferbox.topology import Model
-from suites.serving._overlap import OVERLAP_KEY
+
+from .serving._overlap import OVERLAP_KEY
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +110,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from inferbox.manifests import load_manifests
         from inferbox.topology import read_topology
 
-        topology = read_topology(load_manifests(metafunc.config.getoption("manifests")))
-        metafunc.parametrize("model", topology.models, ids=model_ids(topology.models), scope="session")
+        topology = read_topology(load_manifests(metafunc.config.getoption("inferbox_manifests")))
+        # Generative models speak OpenAI's API through the AI Gateway (suites/ai_gateway), not V1/V2.
+        models = topology.predictive_models
+        metafunc.parametrize("model", models, ids=model_ids(models), scope="session")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

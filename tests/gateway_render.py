@@ -10,6 +10,7 @@ from inferbox.embedded.gateway_config import (
     GatewayPorts,
     Revisions,
     render_gateway,
+    route_config_name,
     service_backends,
 )
 from inferbox.embedded.gateway_plan import GatewayPlan
@@ -33,5 +34,12 @@ def render_bootstrap(
     for cluster in config.eds_clusters:
         eds.ensure(cluster)
     if rds:
-        RoutesFile(xds_dir).write(config.routes)
+        RoutesFile(xds_dir, route_config_name(plan)).write(config.routes)
     return config.bootstrap
+
+
+def gateway_hcm(bootstrap: dict[str, Any]) -> dict[str, Any]:
+    """The HTTP connection manager of the gateway's listener (Envoy Gateway: in default_filter_chain)."""
+    listener = bootstrap["static_resources"]["listeners"][0]
+    hcm: dict[str, Any] = listener["default_filter_chain"]["filters"][0]["typed_config"]
+    return hcm

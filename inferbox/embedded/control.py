@@ -19,10 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from inferbox.contract_types import Fault
+from inferbox.embedded.chaos import ChaosControl
 from inferbox.embedded.deployer import Deployer
 from inferbox.embedded.knobs import Knobs, parse_knobs
 from inferbox.embedded.quota import QuotaLedger
 from inferbox.embedded.serving import ServingControlPlane
+from inferbox.embedded.socket_dir import socket_dir_for
 from inferbox.embedded.state import ComponentStatus, WorkloadRow, parse, to_json
 from inferbox.errors import InferboxError, PlatformError
 from inferbox.mesh import QuotaStatus, ScaleOutcome
@@ -61,6 +64,12 @@ class ControlPlane(Protocol):
 
     def reconfigure(self, manifests_dir: str, knobs: str) -> list[str]: ...
 
+    def chaos_inject(self, kind: str, target: dict[str, Any], seconds: float) -> Fault: ...
+
+    def chaos_heal(self, fault_id: str) -> Fault: ...
+
+    def chaos_faults(self) -> list[Fault]: ...
+
 
 Reconfigure = Callable[[Path, Knobs], list[str]]
 
@@ -75,7 +84,9 @@ class LocalControl:
         ledger: QuotaLedger,
         components: Callable[[], dict[str, ComponentStatus]],
         reconfigure: Reconfigure | None = None,
+        chaos: ChaosControl | None = None,
     ) -> None:
+        self._chaos = chaos
         self._deployer = deployer
         self._serving = serving
         self._ledger = ledger
@@ -120,6 +131,21 @@ class LocalControl:
             raise PlatformError("this platform cannot be reconfigured in place", "start a new one")
         return self._reconfigure(Path(manifests_dir).resolve(), parse_knobs(knobs))
 
+    # -- chaos: faults live in the owner, whose timers roll them back at their bound ------------------
+    def _faults(self) -> ChaosControl:
+        if self._chaos is None:
+            raise PlatformError("this platform cannot inject faults (it is not started)", "start it first")
+        return self._chaos
+
+    def chaos_inject(self, kind: str, target: dict[str, Any], seconds: float) -> Fault:
+        return self._faults().inject(kind, target, seconds)
+
+    def chaos_heal(self, fault_id: str) -> Fault:
+        return self._faults().heal(fault_id)
+
+    def chaos_faults(self) -> list[Fault]:
+        return self._faults().active()
+
 
 # The operations the channel serves: each a method of ControlPlane.
 OPERATIONS = (
@@ -134,6 +160,9 @@ OPERATIONS = (
     "promote",
     "restore",
     "reconfigure",
+    "chaos_inject",
+    "chaos_heal",
+    "chaos_faults",
 )
 
 
@@ -242,10 +271,27 @@ class RemoteControl:
     def restore(self, namespace: str, name: str, settle_s: float) -> None:
         call(self.path, "restore", namespace, name, settle_s)
 
+    def chaos_inject(self, kind: str, target: dict[str, Any], seconds: float) -> Fault:
+        fault: Fault = self._call(Fault, "chaos_inject", kind, target, seconds)
+        return fault
+
+    def chaos_heal(self, fault_id: str) -> Fault:
+        fault: Fault = self._call(Fault, "chaos_heal", fault_id)
+        return fault
+
+    def chaos_faults(self) -> list[Fault]:
+        faults: list[Fault] = self._call(list[Fault], "chaos_faults")
+        return faults
+
+
+def control_socket(state_dir: Path) -> Path:
+    """Where the kept platform in ``state_dir`` serves its control channel."""
+    return socket_dir_for(state_dir) / SOCKET_NAME
+
 
 def remote(state_dir: Path) -> RemoteControl | None:
     """The control channel of a kept platform in ``state_dir``, if it answers."""
-    path = state_dir / SOCKET_NAME
+    path = control_socket(state_dir)
     if not path.exists():
         return None
     with contextlib.suppress(PlatformError):

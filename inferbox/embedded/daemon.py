@@ -12,8 +12,9 @@ import sys
 import threading
 from pathlib import Path
 
-from inferbox.embedded.control import SOCKET_NAME, ControlServer
+from inferbox.embedded.control import ControlServer, control_socket
 from inferbox.embedded.platform import EmbeddedOptions, EmbeddedPlatform
+from inferbox.embedded.socket_dir import ensure_socket_dir
 from inferbox.errors import InferboxError
 
 
@@ -52,7 +53,8 @@ def main() -> None:
         error_file.write_text(json.dumps({"problem": f"{type(exc).__name__}: {exc}", "fix": ""}))
         raise
     # Live replica state and bound changes for targets in other processes (pytest --keep-platform).
-    control = ControlServer(platform.control(), args.state_dir / SOCKET_NAME).start()
+    ensure_socket_dir(args.state_dir)
+    control = ControlServer(platform.control(), control_socket(args.state_dir)).start()
     try:
         platform.write_state()
         stop.wait()

@@ -9,6 +9,9 @@ scrape configuration when one is ready or gone.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +24,9 @@ from inferbox.embedded.health import pod_http_status, wait_until
 from inferbox.embedded.mesh_plan import PodMeta
 from inferbox.embedded.mesh_runtime import MeshControlPlane
 from inferbox.embedded.network import Network, Pod
-from inferbox.embedded.processes import ManagedProcess, Supervisor
+from inferbox.embedded.processes import ManagedProcess, Supervisor, is_same_process
 from inferbox.embedded.quota import QuotaExceeded
+from inferbox.embedded.replica_template import ReplicaTemplate, model_server_args
 from inferbox.embedded.state import ComponentStatus, WorkloadRow
 from inferbox.embedded.workloads import WorkloadSpec, secret_dir, service_selects, service_target_port
 from inferbox.errors import PlatformError
@@ -30,6 +34,9 @@ from inferbox.manifests import ManifestSet
 from inferbox.mesh import ScaleOutcome
 
 Endpoint = tuple[str, int]
+# How often the deployer notices a replica whose process died: the kubelet's pod lifecycle event
+# generator relists containers every second, and only then do endpoints and controllers learn of it.
+RELIST_S = 1.0
 
 
 @dataclass
@@ -93,6 +100,7 @@ class Deployer:
         events: EventLog,
         state_dir: Path,
         ready_timeout_s: float,
+        template: ReplicaTemplate | None = None,
     ) -> None:
         self.manifests = manifests
         self.workloads = workloads
@@ -103,6 +111,7 @@ class Deployer:
         self.events = events
         self.state_dir = state_dir
         self.ready_timeout_s = ready_timeout_s
+        self.template = template  # model-server replicas are forked from it (skipping their imports)
         # Held while the replica lists change; the serving control plane holds it too while it
         # counts replicas, so a replica being created is never counted twice.
         self.lock = threading.RLock()
@@ -111,6 +120,8 @@ class Deployer:
         self._on_ready: list[ReplicaHook] = []
         self._on_removing: list[ReplicaHook] = []
         self._on_gone: list[ReplicaHook] = []
+        self._desired: dict[str, int] = {}  # Deployments' replicas, as their ReplicaSets want them
+        self._watching = threading.Event()
 
     # -- subscriptions -------------------------------------------------------------------------
     def when_ready(self, hook: ReplicaHook) -> None:
@@ -169,7 +180,7 @@ class Deployer:
             meta = PodMeta(spec.namespace, f"{spec.name}-{index}", spec.service_account, dict(spec.labels))
             self.mesh.admit(meta, list(spec.resources) or [{}])
             pod = self.network.add_pod(name)
-            process = self.supervisor.start(name, self._argv_for(spec, pod), pod, self._env_for(spec, pod))
+            process = self._start_process(name, spec, pod)
             replica = Replica(spec, index, pod, process, time.monotonic(), meta)
             if self._has_sidecar(spec):
                 replica.app_port = self._app_port(spec, pod)
@@ -194,7 +205,7 @@ class Deployer:
             if replica.process.alive():
                 return None
             return (
-                f"its process exited (code {replica.process.popen.returncode}); log {replica.process.log_path}:\n"
+                f"its process exited (code {replica.process.exit_code()}); log {replica.process.log_path}:\n"
                 f"{replica.process.log_tail()}"
             )
 
@@ -251,13 +262,78 @@ class Deployer:
 
     def forget_all(self) -> None:
         """The platform stopped every process itself: nothing is left to track."""
+        self._watching.clear()
         with self.lock:
             self._replicas.clear()
+
+    def stop_watching(self) -> None:
+        """The platform is stopping its processes: their exits are not crashes to repair."""
+        self._watching.clear()
+
+    # -- dead replicas (the kubelet and the ReplicaSet controller) -------------------------------
+    def kill(self, replica: Replica) -> None:
+        """SIGKILL to every process of the replica at once, as a pod deleted with grace 0; the
+        liveness watch removes it and a replacement comes from its controller."""
+        for process in (replica.sidecar, replica.process):
+            if process is not None and is_same_process(process.pid, process.start_time):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+    def watch_liveness(self) -> None:
+        """Starts noticing replicas whose processes died (every RELIST_S): they leave the endpoints
+        and their pods go; a Deployment gets a replacement (an InferenceService's comes from the
+        autoscaler, which sees one replica fewer)."""
+        self._watching.set()
+        threading.Thread(target=self._liveness_loop, name="liveness", daemon=True).start()
+
+    def _liveness_loop(self) -> None:
+        while self._watching.is_set():
+            time.sleep(RELIST_S)  # the relist period: this is the kubelet's own cadence
+            try:
+                self._reap_dead()
+            except Exception as exc:  # the watch must survive one bad pass; the event log says why
+                self.events.record("kube-system", "LivenessWatchFailed", f"{type(exc).__name__}: {exc}")
+
+    def _reap_dead(self) -> None:
+        with self.lock:
+            dead = [
+                r
+                for r in self.all_replicas()
+                if r.ready_at is not None
+                and not r.draining
+                and any(p is not None and not p.alive() for p in (r.process, r.sidecar))
+            ]
+            for replica in dead:
+                replica.draining = True
+        for replica in dead:
+            if not self._watching.is_set():
+                return  # the platform is stopping: nothing is restarted or replaced any more
+            if replica.workload.kind == "Deployment":
+                # A crashed container is restarted in its pod (restartPolicy: Always): same address.
+                self.events.record(replica.workload.namespace, "ContainerRestarted", f"{replica.name} exited")
+                self.restart_in_place(replica)
+                continue
+            # A model replica's pod was deleted (chaos kills it that way): it goes, its revision's
+            # autoscaler sees one replica fewer and starts a replacement.
+            self.events.record(replica.workload.namespace, "ReplicaDied", f"{replica.name} exited; removing it")
+            self.stop_replica(replica)
+
+    def restart_in_place(self, replica: Replica) -> None:
+        """Starts the replica's process again in its own pod and waits until it is ready (the kubelet
+        restarting a container); it then serves again."""
+        spec, pod = replica.workload, replica.pod
+        with contextlib.suppress(ValueError):
+            self.supervisor.processes.remove(replica.process)
+        replica.ready_at = None
+        replica.process = self.supervisor.start(replica.name, self._argv_for(spec, pod), pod, self._env_for(spec, pod))
+        self.wait_ready(replica)
+        replica.draining = False
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> ScaleOutcome:
         """Runs a Deployment at ``replicas`` replicas, as far as its namespace's quota allows (the
         first refusal stops it and is recorded as an event). Returns once new replicas are ready."""
         spec = self.spec(namespace, name)
+        self._desired[spec.component] = replicas
         mark = self.events.mark()
         started: list[Replica] = []
         while len(self.replicas(spec.component)) < replicas:
@@ -313,6 +389,13 @@ class Deployer:
         return rows
 
     # -- how a replica is started ----------------------------------------------------------------
+    def _start_process(self, name: str, spec: WorkloadSpec, pod: Pod) -> ManagedProcess:
+        argv, env = self._argv_for(spec, pod), self._env_for(spec, pod)
+        args = model_server_args(argv)
+        if self.template is not None and args is not None and self.template.available():
+            return self.template.spawn(name, args, pod, {**os.environ, **env})
+        return self.supervisor.start(name, argv, pod, env)
+
     def _has_sidecar(self, spec: WorkloadSpec) -> bool:
         return self.mesh.injected(spec.namespace)
 
@@ -322,7 +405,7 @@ class Deployer:
             for mount, secret in spec.secret_mounts.items():
                 if value == mount or value.startswith(mount.rstrip("/") + "/"):
                     env[name] = str(secret_dir(self.state_dir, secret)) + value[len(mount.rstrip("/")) :]
-        env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
+        env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"  # the template's too (platform.REPLICA_WARNINGS)
         if not pod.netns or self._has_sidecar(spec):
             env["INFERBOX_BIND_HOST"] = "127.0.0.1"
         env.update(self.decorations.workload_env(spec, pod))

@@ -8,6 +8,8 @@ JWT_FILTER = "envoy.filters.http.jwt_authn"
 RBAC_FILTER = "envoy.filters.http.rbac"
 RATELIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 FAULT_FILTER = "envoy.filters.http.fault"
+BUFFER_FILTER = "envoy.filters.http.buffer"
+LUA_FILTER = "envoy.filters.http.lua"
 ROUTER_FILTER = "envoy.filters.http.router"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 TYPES = {
@@ -19,6 +21,10 @@ TYPES = {
     "ratelimit": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
     "router": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
     "fault": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "buffer": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+    "buffer_route": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+    "lua": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+    "filter_config": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
     "early": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
     "cla": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
     "route": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
@@ -70,8 +76,11 @@ def stdout_access_log(log_format: str = ACCESS_LOG_FORMAT) -> list[dict[str, Any
     ]
 
 
-def router_filter() -> dict[str, Any]:
-    return {"name": ROUTER_FILTER, "typed_config": {"@type": TYPES["router"]}}
+def router_filter(suppress_envoy_headers: bool = False) -> dict[str, Any]:
+    config: dict[str, Any] = {"@type": TYPES["router"]}
+    if suppress_envoy_headers:
+        config["suppress_envoy_headers"] = True
+    return {"name": ROUTER_FILTER, "typed_config": config}
 
 
 def connection_limit_runtime() -> dict[str, Any]:

@@ -37,9 +37,10 @@ def envoy_command(config: Path, *, service_cluster: str | None = None, concurren
 
 
 def parse_envoy_version(output: str) -> str:
-    """The release number in ``envoy --version`` output (e.g. 1.40.0); the whole output if it has none."""
+    """The release in ``envoy --version`` output (e.g. 1.40.0); the binary's path comes first and may
+    hold "/", so the number is found after "version:"."""
     found = _VERSION.search(output)
-    return found.group(1) if found else output.strip()
+    return found.group(1) if found else f"unknown ({output.strip()[-80:] or 'no output'})"
 
 
 @cache

@@ -27,7 +27,7 @@ def embedded_target(options: TargetOptions) -> Iterator[Platform]:
             raise InferboxError(
                 f"the running embedded platform uses manifests from {state.manifests_dir}, "
                 f"not {options.manifests_dir.resolve()}",
-                "stop it with `inferbox down`, or run without --keep-platform",
+                "stop it with `inferbox down`, or run without --inferbox-keep-platform",
             )
         if state is None:
             options.progress("starting a kept embedded platform (stop it with `inferbox down`)")

@@ -21,12 +21,14 @@ from inferbox.embedded.gateway_config import (
     MeshUpstream,
     Revisions,
     render_gateway,
+    route_config_name,
     service_backends,
 )
 from inferbox.embedded.gateway_plan import GatewayPlan
 from inferbox.embedded.health import wait_until
+from inferbox.embedded.knobs import Knobs
 from inferbox.embedded.network import Network, Pod, free_port
-from inferbox.embedded.processes import ManagedProcess, Supervisor
+from inferbox.embedded.processes import ManagedProcess, RestartPolicy, Supervisor, Watch
 from inferbox.embedded.xds_files import EdsFiles, RoutesFile
 
 GATEWAY_POD_PORT = 80  # the Gateway's listener port, on the gateway pod's own address
@@ -55,9 +57,10 @@ class EmbeddedGateway:
         self.admin_port = admin_port or free_port()
         self.xds_dir = state_dir / "xds"
         self.eds = EdsFiles(self.xds_dir)
-        self.routes = RoutesFile(self.xds_dir)
+        self.routes = RoutesFile(self.xds_dir, route_config_name(plan))
         self.pod: Pod = network.add_pod(GATEWAY_POD_NAME)
         self.process: ManagedProcess | None = None
+        self.watch: Watch | None = None
 
     @property
     def url(self) -> str:
@@ -78,11 +81,13 @@ class EmbeddedGateway:
         service_endpoints: ServiceEndpoints,
         mesh: MeshUpstream | None,
         revisions: Revisions,
-        jwt_clock_skew_s: int | None,
+        knobs: Knobs,
         decorate: Callable[[dict[str, Any]], None],
         timeout_s: float,
+        restart: RestartPolicy | None = None,
     ) -> None:
-        """Writes the configuration, starts Envoy and waits until its listeners are ready."""
+        """Writes the configuration, starts Envoy and waits until its listeners are ready; from then
+        on the supervisor restarts it whenever it exits (``restart``), as the kubelet would."""
         pod = self.pod
         ports = GatewayPorts(
             public=self.public_port,
@@ -105,7 +110,10 @@ class EmbeddedGateway:
                 mesh=mesh,
                 revisions=revisions,
                 rds=True,
-                jwt_clock_skew_s=jwt_clock_skew_s,
+                jwt_clock_skew_s=knobs.jwt_clock_skew_s,
+                skip_path_normalization=knobs.gateway_skips_path_normalization,
+                jwks_cache_s=knobs.jwks_cache_s,
+                jwks_fail_open=knobs.jwks_fail_open,
             )
         )
         for cluster in config.eds_clusters:
@@ -115,7 +123,8 @@ class EmbeddedGateway:
         decorate(bootstrap)
         path = self.state_dir / "gateway-envoy.yaml"
         path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
-        process = self.supervisor.start("gateway", envoy_command(path, service_cluster="inference-gateway"), pod)
+        argv = envoy_command(path, service_cluster="inference-gateway")
+        process = self.supervisor.start("gateway", argv, pod)
         self.process = process
 
         def ready() -> bool:
@@ -125,3 +134,14 @@ class EmbeddedGateway:
             return None if process.alive() else f"Envoy exited; log {process.log_path}:\n{process.log_tail()}"
 
         wait_until("the gateway (Envoy)", ready, timeout_s, dead, fix=f"see {process.log_path}")
+        self.watch = self.supervisor.keep_running(
+            process, lambda: self.supervisor.start("gateway", argv, pod), self._restarted, restart or RestartPolicy()
+        )
+
+    def _restarted(self, process: ManagedProcess) -> None:
+        self.process = process
+
+    @property
+    def restarts(self) -> list[float]:
+        """Wall-clock times the supervisor restarted the gateway."""
+        return list(self.watch.restarts) if self.watch else []

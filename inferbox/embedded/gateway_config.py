@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from inferbox.embedded.envoy_common import (
+    BUFFER_FILTER,
     FAULT_FILTER,
     HCM_FILTER,
     ISTIO_TLS_MODE,
     JWT_FILTER,
+    LUA_FILTER,
     RATELIMIT_FILTER,
     RBAC_FILTER,
     TYPES,
@@ -29,21 +31,28 @@ from inferbox.embedded.envoy_common import (
     static_cluster,
     stdout_access_log,
 )
+from inferbox.embedded.envoy_patch import LISTENER_TYPE, PolicyStatus, apply_patch_policies
 from inferbox.embedded.gateway_plan import (
     Authorization,
     FaultPlan,
     GatewayPlan,
     ModelBackend,
     Principal,
+    Resilience,
+    RetryPlan,
     RoutePlan,
     SecurityPlan,
     ServiceBackend,
     Unresolved,
 )
-from inferbox.embedded.jwt_authn import JwksSource, Provider, provider_config
+from inferbox.embedded.jwt_authn import JwksSource, Provider, gateway_provider_config
+from inferbox.embedded.outliers import OutlierPlan
 from inferbox.embedded.xds_files import eds_path, path_config_source, rds_path
 
 __all__ = ["FAULT_FILTER", "ISTIO_TLS_MODE", "JWT_FILTER"]
+
+# Envoy Gateway's local rate limiter stat prefix, on the listener and on each route.
+RATELIMIT_STAT_PREFIX = "http_local_rate_limiter"
 
 
 def cluster_name(backend: ServiceBackend | ModelBackend) -> str:
@@ -64,8 +73,8 @@ def _path_match(route: RoutePlan) -> dict[str, Any]:
     return {"prefix": "/"} if not prefix else {"path_separated_prefix": prefix}
 
 
-def _claim_path(provider_key: str, claim: str) -> list[dict[str, str]]:
-    return [{"key": provider_key}, *({"key": part} for part in claim.split("."))]
+def _claim_path(provider_name: str, claim: str) -> list[dict[str, str]]:
+    return [{"key": provider_name}, *({"key": part} for part in claim.split("."))]
 
 
 def _principal(principal: Principal) -> dict[str, Any]:
@@ -113,45 +122,52 @@ def _rbac(authz: Authorization) -> dict[str, Any]:
     return {"@type": TYPES["rbac_route"], "rbac": {"rules": {"action": action, "policies": policies}}}
 
 
-def _rate_limit(route: RoutePlan) -> dict[str, Any]:
+def _rule_descriptor(rule: int, match: int) -> str:
+    # Envoy Gateway's descriptor key and value for a header match of a rate-limit rule.
+    return f"rule-{rule}-match-{match}"
+
+
+def _token_bucket(requests: int, seconds: int) -> dict[str, Any]:
+    return {"max_tokens": requests, "tokens_per_fill": requests, "fill_interval": f"{seconds}s"}
+
+
+def _rate_limit(route: RoutePlan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The per-route local rate limit and the route action's rate_limits, as Envoy Gateway builds
+    them (local_ratelimit.go): one descriptor per rule, keyed rule-<r>-match-<m>; a rule without
+    client selectors is the default bucket; no x-ratelimit headers."""
     descriptors, actions = [], []
+    default = _token_bucket(UNLIMITED, 1)
     for index, rule in enumerate(route.rate_limits):
-        entry = {"key": "rule", "value": str(index)}
-        descriptors.append(
-            {
-                "entries": [entry],
-                "token_bucket": {
-                    "max_tokens": rule.requests,
-                    "tokens_per_fill": rule.requests,
-                    "fill_interval": f"{rule.per_seconds}s",
-                },
-            }
-        )
-        if rule.headers:
-            action = {
-                "header_value_match": {
-                    "descriptor_key": "rule",
-                    "descriptor_value": str(index),
-                    "expect_match": True,
-                    "headers": [{"name": name, "string_match": {"exact": value}} for name, value in rule.headers],
+        if not rule.headers:
+            default = _token_bucket(rule.requests, rule.per_seconds)
+            continue
+        entries, rule_actions = [], []
+        for match, (name, value) in enumerate(rule.headers):
+            key = _rule_descriptor(index, match)
+            entries.append({"key": key, "value": key})
+            rule_actions.append(
+                {
+                    "header_value_match": {
+                        "descriptor_key": key,
+                        "descriptor_value": key,
+                        "expect_match": True,
+                        "headers": [{"name": name, "string_match": {"exact": value}}],
+                    }
                 }
-            }
-        else:
-            action = {"generic_key": {"descriptor_key": "rule", "descriptor_value": str(index)}}
-        actions.append({"actions": [action]})
+            )
+        descriptors.append({"entries": entries, "token_bucket": _token_bucket(rule.requests, rule.per_seconds)})
+        actions.append({"actions": rule_actions})
     percent = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
-    return {
+    config = {
         "@type": TYPES["ratelimit"],
-        "stat_prefix": "route_local_rate_limit",
-        # Requests matching no rule are not limited.
-        "token_bucket": {"max_tokens": UNLIMITED, "tokens_per_fill": UNLIMITED, "fill_interval": "1s"},
-        "filter_enabled": {**percent, "runtime_key": "local_rate_limit_enabled"},
-        "filter_enforced": {**percent, "runtime_key": "local_rate_limit_enforced"},
+        "stat_prefix": RATELIMIT_STAT_PREFIX,
+        "token_bucket": default,
+        "filter_enabled": percent,
+        "filter_enforced": percent,
         "descriptors": descriptors,
-        "rate_limits": actions,
         "always_consume_default_token_bucket": False,
-        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
     }
+    return config, actions
 
 
 def _million(percent: float) -> dict[str, Any]:
@@ -188,35 +204,67 @@ def _route_action(route: RoutePlan, revisions: Revisions | None = None) -> dict[
     resolved = [(b.backend, b.weight) for b in route.backends if not isinstance(b.backend, Unresolved)]
     unresolved = [b.backend for b in route.backends if isinstance(b.backend, Unresolved)]
     if unresolved or not resolved:
-        reason = unresolved[0].reason if unresolved else "the rule has no backend"
-        return {"direct_response": {"status": 500, "body": {"inline_string": f"invalid backend: {reason}\n"}}}
+        # Envoy Gateway answers a rule with an unresolved backend 500, without a body.
+        return {"direct_response": {"status": 500}}
     resolved = _expand(resolved, revisions)
     if not resolved:
-        return {"direct_response": {"status": 503, "body": {"inline_string": "no revision receives traffic\n"}}}
+        # No revision has a share: Envoy Gateway's answer when no endpoint serves (500, no body).
+        return {"direct_response": {"status": 500}}
     if len(resolved) == 1:
         target: dict[str, Any] = {"cluster": cluster_name(resolved[0][0])}
     else:
         target = {"weighted_clusters": {"clusters": [{"name": cluster_name(b), "weight": w} for b, w in resolved]}}
-    return {"route": {**target, "timeout": "60s"}}
+    action: dict[str, Any] = {**target, "upgrade_configs": [{"upgrade_type": "websocket"}]}
+    action.update(_route_timeouts(route))
+    if route.rate_limits:
+        action["rate_limits"] = _rate_limit(route)[1]
+    return {"route": action}
 
 
-def _envoy_route(route: RoutePlan, revisions: Revisions | None = None) -> dict[str, Any]:
+def _route_timeouts(route: RoutePlan) -> dict[str, Any]:
+    """Envoy Gateway's route timeout (HTTPRoute timeouts): none at all leaves Envoy's 15 s default;
+    with one, the route's idle timeout is at least an hour (disabled with the timeout)."""
+    if route.timeout_s is None:
+        return {}
+    idle = 0.0 if route.timeout_s == 0 else max(3600.0, route.timeout_s)
+    return {"timeout": _duration(route.timeout_s), "idle_timeout": _duration(idle)}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
+def _per_filter(route: RoutePlan) -> dict[str, Any]:
+    """The route's filter configuration; a filter with nothing to do on a route gets none (as in
+    Envoy Gateway: a route without JWT has no jwt_authn requirement, so no token is verified)."""
     per_filter: dict[str, Any] = {}
     if route.security and route.security.providers:
         per_filter[JWT_FILTER] = {"@type": TYPES["jwt_route"], "requirement_name": route.key}
-    else:
-        per_filter[JWT_FILTER] = {"@type": TYPES["jwt_route"], "disabled": True}
+    if route.request_buffer_bytes is not None:
+        per_filter[BUFFER_FILTER] = {
+            "@type": TYPES["buffer_route"],
+            "buffer": {"max_request_bytes": route.request_buffer_bytes},
+        }
+    for lua in route.luas:
+        per_filter[f"{LUA_FILTER}/{lua.name}"] = {"@type": TYPES["filter_config"], "config": {}}
     if route.security and route.security.authorization:
         per_filter[RBAC_FILTER] = _rbac(route.security.authorization)
     if route.rate_limits:
-        per_filter[RATELIMIT_FILTER] = _rate_limit(route)
+        per_filter[RATELIMIT_FILTER] = _rate_limit(route)[0]
     if route.fault:
         per_filter[FAULT_FILTER] = _fault(route.fault)
+    return per_filter
+
+
+def _envoy_route(route: RoutePlan, revisions: Revisions | None = None) -> dict[str, Any]:
+    action = _route_action(route, revisions)
+    if "route" in action and route.resilience and route.resilience.retry:
+        action["route"]["retry_policy"] = retry_policy(route.resilience.retry)
     return {
         "name": route.key,
         "match": _path_match(route),
-        **_route_action(route, revisions),
-        "typed_per_filter_config": per_filter,
+        **action,
+        "typed_per_filter_config": _per_filter(route),
     }
 
 
@@ -225,8 +273,13 @@ def _route_order(route: RoutePlan) -> tuple[int, int]:
     return (0 if route.path_type == "Exact" else 1, -len(route.path))
 
 
-def _requirement(security: SecurityPlan) -> dict[str, Any]:
-    names = [{"provider_name": p.key} for p in security.providers]
+def provider_key(route: RoutePlan, provider_name: str) -> str:
+    """Envoy Gateway's jwt_authn provider name: one provider per route and SecurityPolicy provider."""
+    return f"{route.key}/{provider_name}"
+
+
+def _requirement(route: RoutePlan, security: SecurityPlan) -> dict[str, Any]:
+    names = [{"provider_name": provider_key(route, p.name)} for p in security.providers]
     if security.jwt_optional:
         names.append({"allow_missing": {}})  # type: ignore[dict-item]
     return names[0] if len(names) == 1 else {"requires_any": {"requirements": names}}
@@ -304,20 +357,31 @@ def admin_proxy_listener(
 
 
 def render_routes(plan: GatewayPlan, revisions: Revisions | None = None) -> dict[str, Any]:
-    """The gateway's route configuration: a virtual host per host name, Gateway API precedence."""
+    """The gateway's route configuration, named and shaped as Envoy Gateway's: a virtual host
+    ``<listener>/<host with . as _>`` per host name, routes in Gateway API precedence."""
     vhosts: dict[str, list[RoutePlan]] = {}
     for route in plan.routes:
         for host in route.hostnames:
             vhosts.setdefault(host, []).append(route)
     virtual_hosts = [
         {
-            "name": host,
-            "domains": [host, f"{host}:*"],
+            "name": f"{plan.listener_name}/{host.replace('.', '_')}",
+            "domains": [host],
             "routes": [_envoy_route(r, revisions) for r in sorted(routes, key=_route_order)],
         }
         for host, routes in sorted(vhosts.items())
     ]
-    return {"name": "gateway", "virtual_hosts": virtual_hosts}
+    return {"name": route_config_name(plan), "virtual_hosts": virtual_hosts, "ignore_port_in_host_matching": True}
+
+
+def route_config_name(plan: GatewayPlan) -> str:
+    """Envoy Gateway names the route configuration after its listener."""
+    return plan.listener_name
+
+
+def listener_port(plan: GatewayPlan) -> int:
+    """The port Envoy Gateway's proxy listens on: a privileged Gateway port plus 10000."""
+    return plan.listener_port + 10000 if plan.listener_port < 1024 else plan.listener_port
 
 
 def model_clusters(plan: GatewayPlan, revisions: Revisions | None = None) -> list[str]:
@@ -345,6 +409,10 @@ class GatewayInputs:
     revisions: Revisions | None = None
     rds: bool = False  # routes from filesystem RDS (a changed split applies without a restart)
     jwt_clock_skew_s: int | None = None  # a target knob; None: Envoy's default
+    # A target knob: the gateway leaves paths as sent (Envoy Gateway always normalises them).
+    skip_path_normalization: bool = False
+    jwks_cache_s: int | None = None  # a target knob (see Knobs.jwks_cache_s)
+    jwks_fail_open: bool = False  # a target knob (see Knobs.jwks_fail_open)
 
 
 @dataclass(frozen=True)
@@ -352,6 +420,8 @@ class GatewayConfig:
     bootstrap: dict[str, Any]
     routes: dict[str, Any]  # the route configuration (inline in the bootstrap unless served by RDS)
     eds_clusters: tuple[str, ...]  # model clusters whose endpoints come from EDS files
+    # Every EnvoyPatchPolicy's status, as Envoy Gateway would write it.
+    patch_statuses: tuple[PolicyStatus, ...] = ()
 
 
 def service_backends(plan: GatewayPlan) -> dict[str, ServiceBackend]:
@@ -363,34 +433,45 @@ def service_backends(plan: GatewayPlan) -> dict[str, ServiceBackend]:
                 services[cluster_name(weighted.backend)] = weighted.backend
         for provider in route.security.providers if route.security else ():
             source = JwksSource.of(provider.jwks_uri)
-            backend = ServiceBackend(source.namespace, source.service, source.port)
-            services[cluster_name(backend)] = backend
+            services[jwks_cluster_name(provider.jwks_uri)] = ServiceBackend(
+                source.namespace, source.service, source.port
+            )
     return services
 
 
-def _jwt_filter(plan: GatewayPlan, clock_skew_s: int | None) -> dict[str, Any] | None:
+def jwks_cluster_name(uri: str) -> str:
+    """Envoy Gateway's cluster for a remote JWKS URI: <host with . as _>_<port>."""
+    source = JwksSource.of(uri)
+    host = uri.split("://", 1)[-1].split("/", 1)[0].partition(":")[0]
+    return f"{host.replace('.', '_')}_{source.port}"
+
+
+def _jwt_filter(plan: GatewayPlan, inputs: GatewayInputs) -> dict[str, Any] | None:
+    """jwt_authn as Envoy Gateway builds it (jwt.go): a provider per route and SecurityPolicy
+    provider, named <route>/<provider>, and a requirement per route."""
     providers: dict[str, Any] = {}
     requirements: dict[str, Any] = {}
     for route in plan.routes:
         if not route.security or not route.security.providers:
             continue
         for provider in route.security.providers:
-            source = JwksSource.of(provider.jwks_uri)
-            jwks_cluster = cluster_name(ServiceBackend(source.namespace, source.service, source.port))
-            providers[provider.key] = provider_config(
+            providers[provider_key(route, provider.name)] = gateway_provider_config(
                 Provider(
-                    jwks=source,
-                    jwks_cluster=jwks_cluster,
-                    # Envoy Gateway keeps each provider's payload under the provider's own name.
-                    payload_key=provider.key,
+                    jwks=JwksSource.of(provider.jwks_uri),
+                    jwks_cluster=jwks_cluster_name(provider.jwks_uri),
+                    payload_key=provider.name,
                     issuer=provider.issuer,
                     audiences=tuple(provider.audiences),
                     forward=True,
                     claim_to_headers=tuple(provider.claim_to_headers),
-                    clock_skew_s=clock_skew_s,
-                )
+                    clock_skew_s=inputs.jwt_clock_skew_s,
+                    jwks_cache_s=inputs.jwks_cache_s,
+                ),
+                provider.extract_from,
             )
-        requirements[route.key] = _requirement(route.security)
+        requirements[route.key] = _requirement(route, route.security)
+        if inputs.jwks_fail_open:
+            requirements[route.key] = _fail_open(requirements[route.key])
     if not providers:
         return None
     return {
@@ -399,50 +480,203 @@ def _jwt_filter(plan: GatewayPlan, clock_skew_s: int | None) -> dict[str, Any] |
     }
 
 
-def _http_filters(plan: GatewayPlan, clock_skew_s: int | None) -> list[dict[str, Any]]:
+def _lua_filters(plan: GatewayPlan) -> list[dict[str, Any]]:
+    """An EnvoyExtensionPolicy's Lua scripts: disabled on the listener, enabled per route (lua.go)."""
+    found: dict[str, dict[str, Any]] = {}
+    for route in plan.routes:
+        for lua in route.luas:
+            found.setdefault(
+                lua.name,
+                {
+                    "name": f"{LUA_FILTER}/{lua.name}",
+                    "disabled": True,
+                    "typed_config": {"@type": TYPES["lua"], "default_source_code": {"inline_string": lua.code}},
+                },
+            )
+    return list(found.values())
+
+
+def _buffer_filter(plan: GatewayPlan) -> list[dict[str, Any]]:
+    """A requestBuffer: the buffer filter, disabled on the listener with the first route's limit,
+    enabled per route with its own (request_buffer.go)."""
+    for route in plan.routes:
+        if route.request_buffer_bytes is not None:
+            config = {"@type": TYPES["buffer"], "max_request_bytes": route.request_buffer_bytes}
+            return [{"name": BUFFER_FILTER, "disabled": True, "typed_config": config}]
+    return []
+
+
+def _fail_open(requirement: dict[str, Any]) -> dict[str, Any]:
+    """A deliberately broken requirement (a target knob): a token that cannot be verified, also for
+    want of keys, lets the request through unverified."""
+    return {"requires_any": {"requirements": [requirement, {"allow_missing_or_failed": {}}]}}
+
+
+def _http_filters(plan: GatewayPlan, inputs: GatewayInputs) -> list[dict[str, Any]]:
+    """The filters in Envoy Gateway's order (httpfilters.go): fault, jwt_authn, buffer, lua, rbac,
+    local_ratelimit, router."""
     filters: list[dict[str, Any]] = []
     if any(r.fault for r in plan.routes):
-        # Envoy Gateway orders the fault filter first, before authentication: an empty default, the
-        # faults themselves are per route.
+        # An empty default; the faults themselves are per route.
         filters.append({"name": FAULT_FILTER, "typed_config": {"@type": TYPES["fault"]}})
-    jwt = _jwt_filter(plan, clock_skew_s)
+    jwt = _jwt_filter(plan, inputs)
     if jwt is not None:
         filters.append(jwt)
+    filters += _buffer_filter(plan) + _lua_filters(plan)
     filters += [
         {"name": RBAC_FILTER, "typed_config": {"@type": TYPES["rbac"]}},
         {
             "name": RATELIMIT_FILTER,
-            "typed_config": {"@type": TYPES["ratelimit"], "stat_prefix": "http_local_rate_limiter"},
+            "typed_config": {
+                "@type": TYPES["ratelimit"],
+                "stat_prefix": RATELIMIT_STAT_PREFIX,
+                "max_dynamic_descriptors": 10000,
+            },
         },
-        router_filter(),
+        router_filter(suppress_envoy_headers=True),
     ]
     return filters
 
 
-def _model_cluster(name: str, inputs: GatewayInputs) -> dict[str, Any]:
+def eg_cluster_defaults() -> dict[str, Any]:
+    """What Envoy Gateway sets on every backend cluster it generates (cluster.go): least-request
+    balancing, a 10 s connect timeout, a 32 KiB buffer and a retry budget of 1024."""
     return {
-        "name": name,
-        "type": "EDS",
-        **({"transport_socket_matches": _mesh_transport(inputs.mesh, name)} if inputs.mesh else {}),
-        "connect_timeout": "2s",
-        "eds_cluster_config": {"eds_config": path_config_source(eds_path(inputs.xds_dir, name), inputs.xds_dir)},
+        "connect_timeout": "10s",
+        "lb_policy": "LEAST_REQUEST",
+        "per_connection_buffer_limit_bytes": 32768,
+        "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_retries": 1024}]},
     }
 
 
-def render_gateway(inputs: GatewayInputs) -> GatewayConfig:
-    """The Envoy bootstrap for the gateway, its route configuration and its EDS clusters.
+def _model_cluster(name: str, inputs: GatewayInputs) -> dict[str, Any]:
+    cluster = {
+        "name": name,
+        "type": "EDS",
+        **eg_cluster_defaults(),
+        **({"transport_socket_matches": _mesh_transport(inputs.mesh, name)} if inputs.mesh else {}),
+        "eds_cluster_config": {"eds_config": path_config_source(eds_path(inputs.xds_dir, name), inputs.xds_dir)},
+        "ignore_health_on_host_removal": True,
+    }
+    cluster.update(cluster_resilience(inputs.plan, name, inputs.revisions))
+    return cluster
 
-    With ``revisions``, every model has one cluster per revision and routes split traffic by the
-    revisions' percentages; with ``rds`` the route configuration is served from a file (filesystem
-    RDS), so a changed split is applied without a restart."""
-    plan, ports = inputs.plan, inputs.ports
-    route_config = render_routes(plan, inputs.revisions)
+
+# -- resilience: what Envoy Gateway emits for a BackendTrafficPolicy's retry / healthCheck / timeout
+# and Istio for a DestinationRule's outlierDetection ---------------------------------------------------
+PREVIOUS_HOSTS = {
+    "name": "envoy.retry_host_predicates.previous_hosts",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+    },
+}
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def retry_policy(retry: RetryPlan) -> dict[str, Any]:
+    """The route's retry_policy as Envoy Gateway 1.4 builds it (another host each time, 5 tries to find one)."""
+    policy: dict[str, Any] = {
+        "retry_on": ",".join(retry.triggers),
+        "num_retries": retry.num_retries,
+        "retry_host_predicate": [PREVIOUS_HOSTS],
+        "host_selection_retry_max_attempts": 5,
+    }
+    if retry.status_codes:
+        policy["retriable_status_codes"] = list(retry.status_codes)
+    if retry.per_try_timeout_s is not None:
+        policy["per_try_timeout"] = _seconds(retry.per_try_timeout_s)
+    if retry.backoff_base_s is not None:
+        backoff = {"base_interval": _seconds(retry.backoff_base_s)}
+        if retry.backoff_max_s is not None:
+            backoff["max_interval"] = _seconds(retry.backoff_max_s)
+        policy["retry_back_off"] = backoff
+    return policy
+
+
+def outlier_detection(outlier: OutlierPlan) -> dict[str, Any]:
+    """Envoy's outlier_detection: Envoy Gateway emits every field (CRD defaults applied), Istio only
+    those set, with success-rate ejection off and enforcement of what it sets."""
+    out: dict[str, Any] = {}
+    if outlier.interval_s is not None:
+        out["interval"] = _seconds(outlier.interval_s)
+    if outlier.base_ejection_s is not None:
+        out["base_ejection_time"] = _seconds(outlier.base_ejection_s)
+    if outlier.consecutive_5xx is not None:
+        out["consecutive_5xx"] = outlier.consecutive_5xx
+    if outlier.consecutive_gateway_errors is not None:
+        out["consecutive_gateway_failure"] = outlier.consecutive_gateway_errors
+    if outlier.consecutive_local_origin is not None:
+        out["consecutive_local_origin_failure"] = outlier.consecutive_local_origin
+    out["split_external_local_origin_errors"] = outlier.split_local_origin
+    if outlier.max_ejection_percent is not None:
+        out["max_ejection_percent"] = outlier.max_ejection_percent
+    if outlier.source == "DestinationRule":
+        out["enforcing_success_rate"] = 0
+        if outlier.consecutive_5xx is not None:
+            out["enforcing_consecutive_5xx"] = 100 if outlier.consecutive_5xx > 0 else 0
+        if outlier.consecutive_gateway_errors is not None:
+            out["enforcing_consecutive_gateway_failure"] = 100 if outlier.consecutive_gateway_errors > 0 else 0
+        if outlier.split_local_origin:
+            out["enforcing_local_origin_success_rate"] = 0
+            if outlier.consecutive_local_origin:
+                out["enforcing_consecutive_local_origin_failure"] = 100
+    return out
+
+
+def _model_resilience(plan: GatewayPlan, cluster: str, revisions: Revisions | None) -> tuple[Resilience | None, str]:
+    for route in plan.routes:
+        for weighted in route.backends:
+            if not isinstance(weighted.backend, ModelBackend):
+                continue
+            expanded = revisions(weighted.backend) if revisions else [(weighted.backend, 1)]
+            if cluster in {cluster_name(rev) for rev, _ in expanded}:
+                return route.resilience, f"{weighted.backend.namespace}/{weighted.backend.name}"
+    return None, ""
+
+
+def cluster_resilience(plan: GatewayPlan, cluster: str, revisions: Revisions | None = None) -> dict[str, Any]:
+    """Cluster settings for a model's cluster: Envoy Gateway's (least request, 1024 retries in the
+    circuit breaker, the BTP's connect timeout and passive health check) and, for its replicas, the
+    outlier detection of an Istio DestinationRule (which wins: it is about the replicas themselves)."""
+    resilience, model = _model_resilience(plan, cluster, revisions)
+    settings: dict[str, Any] = {
+        "lb_policy": "LEAST_REQUEST",
+        "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_retries": 1024}]},
+    }
+    if resilience and resilience.connect_timeout_s is not None:
+        settings["connect_timeout"] = _seconds(resilience.connect_timeout_s)
+    outlier = plan.replica_outliers.get(model) or (resilience.outlier if resilience else None)
+    if outlier is not None:
+        settings["outlier_detection"] = outlier_detection(outlier)
+        panic = outlier.panic_threshold
+        if panic is not None and (outlier.source == "DestinationRule" or panic != 50):
+            settings["common_lb_config"] = {"healthy_panic_threshold": {"value": float(panic)}}
+    return settings
+
+
+def _service_cluster(name: str, endpoints: list[Endpoint]) -> dict[str, Any]:
+    # Service backends and JWKS hosts are static here (their addresses are known when Envoy starts).
+    return {**static_cluster(name, endpoints), **eg_cluster_defaults()}
+
+
+def _hcm(plan: GatewayPlan, inputs: GatewayInputs, route_config: dict[str, Any]) -> dict[str, Any]:
+    """The HTTP connection manager as Envoy Gateway emits it (listener.go), with a
+    ClientTrafficPolicy's path, header and underscore settings."""
+    settings = plan.listener
     hcm: dict[str, Any] = {
         "@type": TYPES["hcm"],
-        "stat_prefix": "gateway",
-        "generate_request_id": True,
-        "http_filters": _http_filters(plan, inputs.jwt_clock_skew_s),
+        "stat_prefix": f"http-{listener_port(plan)}",
+        "http_filters": _http_filters(plan, inputs),
         "access_log": stdout_access_log(),
+        "use_remote_address": True,
+        "server_header_transformation": "PASS_THROUGH",
+        "normalize_path": not inputs.skip_path_normalization,
+        "merge_slashes": settings.merge_slashes,
+        "path_with_escaped_slashes_action": settings.escaped_slashes_action,
+        "common_http_protocol_options": {"headers_with_underscores_action": settings.headers_with_underscores_action},
     }
     if inputs.rds:
         hcm["rds"] = {
@@ -461,19 +695,47 @@ def render_gateway(inputs: GatewayInputs) -> GatewayConfig:
                 },
             }
         ]
+    return hcm
 
-    def listener(name: str, address: dict[str, Any]) -> dict[str, Any]:
-        return {
+
+def _gateway_listener(
+    plan: GatewayPlan, inputs: GatewayInputs, route_config: dict[str, Any]
+) -> tuple[dict[str, Any], list[PolicyStatus]]:
+    """The listener Envoy Gateway generates for the Gateway's listener, after its EnvoyPatchPolicies."""
+    name = plan.listener_name
+    listener = {
+        "name": name,
+        "address": socket_address("0.0.0.0", listener_port(plan)),  # noqa: S104 - replaced below
+        "default_filter_chain": {
             "name": name,
-            "address": address,
-            "filter_chains": [{"filters": [{"name": HCM_FILTER, "typed_config": hcm}]}],
-        }
+            "filters": [{"name": HCM_FILTER, "typed_config": _hcm(plan, inputs, route_config)}],
+        },
+        "per_connection_buffer_limit_bytes": plan.listener.buffer_limit_bytes,
+    }
+    statuses = apply_patch_policies({(LISTENER_TYPE, name): listener}, plan.patch_policies)
+    return listener, list(plan.patch_statuses) + statuses
 
-    listeners = [listener("public", socket_address("127.0.0.1", ports.public, inputs.host_netns))]
+
+def render_gateway(inputs: GatewayInputs) -> GatewayConfig:
+    """The Envoy bootstrap for the gateway, its route configuration and its EDS clusters.
+
+    The listener is Envoy Gateway's, patched by the EnvoyPatchPolicies as Envoy Gateway would patch
+    it, then bound where the embedded platform serves it: the gateway pod's address and, for the
+    host, loopback. With ``revisions``, every model has one cluster per revision and routes split
+    traffic by the revisions' percentages; with ``rds`` the route configuration is served from a
+    file (filesystem RDS), so a changed split is applied without a restart."""
+    plan, ports = inputs.plan, inputs.ports
+    route_config = render_routes(plan, inputs.revisions)
+    generated, statuses = _gateway_listener(plan, inputs, route_config)
+
+    def bound(name: str, address: dict[str, Any]) -> dict[str, Any]:
+        return {**generated, "name": name, "address": address}
+
+    listeners = [bound(f"{plan.listener_name}/host", socket_address("127.0.0.1", ports.public, inputs.host_netns))]
     if ports.pod_ip:
-        listeners.append(listener("pod", socket_address(ports.pod_ip, ports.pod_port)))
+        listeners.append(bound(plan.listener_name, socket_address(ports.pod_ip, ports.pod_port)))
     clusters = [
-        static_cluster(name, list(inputs.service_endpoints.get(name, []))) for name in sorted(service_backends(plan))
+        _service_cluster(name, list(inputs.service_endpoints.get(name, []))) for name in sorted(service_backends(plan))
     ]
     models = model_clusters(plan, inputs.revisions)
     clusters += [_model_cluster(name, inputs) for name in models]
@@ -489,4 +751,10 @@ def render_gateway(inputs: GatewayInputs) -> GatewayConfig:
         "static_resources": {"listeners": listeners, "clusters": clusters},
         "layered_runtime": connection_limit_runtime(),
     }
-    return GatewayConfig(bootstrap, route_config, tuple(models))
+    return GatewayConfig(bootstrap, route_config, tuple(models), tuple(statuses))
+
+
+def patch_policy_statuses(plan: GatewayPlan) -> list[PolicyStatus]:
+    """Every EnvoyPatchPolicy's status as Envoy Gateway would write it, from the generated listener."""
+    inputs = GatewayInputs(plan, GatewayPorts(public=0, admin=0, pod_ip=None, pod_port=0), Path("."))
+    return _gateway_listener(plan, inputs, render_routes(plan))[1]

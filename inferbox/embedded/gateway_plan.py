@@ -19,12 +19,27 @@ The plan follows Envoy Gateway's semantics for the declared subset:
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from inferbox.embedded.durations import parse_go_duration
+from inferbox.embedded.eg_policies import (
+    ListenerSettings,
+    LuaPlan,
+    listener_settings,
+    luas_for,
+    request_buffer_for,
+    route_timeout,
+)
+from inferbox.embedded.envoy_patch import PatchPolicy, PolicyStatus, plan_patch_policies
+from inferbox.embedded.outliers import OutlierPlan, destination_rule_outliers
+from inferbox.envoy_gateway_settings import envoy_patch_policy_enabled
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
+from inferbox.topology import ai_gateway_refs
+
+# Re-exported from eg_policies for the modules that read them with the plan.
+__all__ = ["ListenerSettings", "LuaPlan", "parse_go_duration"]
 
 GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 ISTIO_INGRESS = ("istio-system", "istio-ingressgateway")
@@ -68,19 +83,31 @@ class WeightedBackend:
 
 
 @dataclass(frozen=True)
+class TokenLocations:
+    """A SecurityPolicy provider's ``extractFrom``: where Envoy looks for the token (None: Envoy's
+    defaults, the Authorization header's Bearer token and the ``access_token`` query parameter)."""
+
+    headers: tuple[tuple[str, str], ...] = ()  # (header name, value prefix)
+    cookies: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class JwtProvider:
     key: str  # unique across policies: <namespace>/<policy>/<provider>
     issuer: str
     audiences: tuple[str, ...]
     jwks_uri: str
     claim_to_headers: tuple[tuple[str, str], ...]  # (header, claim)
+    name: str = ""  # the provider's own name (Envoy Gateway keys payloads and providers by it)
+    extract_from: TokenLocations | None = None
 
 
 @dataclass(frozen=True)
 class Principal:
     """All parts must match: JWT claims (claim -> allowed values) and request headers (header -> allowed values)."""
 
-    provider_key: str | None
+    provider_key: str | None  # the JWT provider's name, under which its verified payload is kept
     claims: tuple[tuple[str, tuple[str, ...]], ...]
     headers: tuple[tuple[str, tuple[str, ...]], ...]
 
@@ -117,8 +144,37 @@ class FaultPlan:
 
 
 @dataclass(frozen=True)
+class RetryPlan:
+    """A BackendTrafficPolicy's ``retry``, with Envoy Gateway 1.4's defaults."""
+
+    num_retries: int = 2
+    triggers: tuple[str, ...] = (
+        "connect-failure",
+        "refused-stream",
+        "unavailable",
+        "cancelled",
+        "retriable-status-codes",
+    )
+    status_codes: tuple[int, ...] = (503,)
+    per_try_timeout_s: float | None = None
+    backoff_base_s: float | None = None
+    backoff_max_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Resilience:
+    """What a route's BackendTrafficPolicy asks of the gateway when a backend fails."""
+
+    retry: RetryPlan | None = None
+    outlier: OutlierPlan | None = None
+    connect_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
 class RoutePlan:
-    key: str  # unique: <namespace>/<route>/<rule>/<match>
+    # Envoy Gateway's IR route name, also the Envoy route and JWT requirement name:
+    # httproute/<namespace>/<route>/rule/<r>/match/<m>/<host with . as _>
+    key: str
     route: str  # namespace/name
     hostnames: tuple[str, ...]
     path_type: str
@@ -127,6 +183,14 @@ class RoutePlan:
     security: SecurityPlan | None
     rate_limits: tuple[RateLimitRule, ...]
     fault: FaultPlan | None = None
+    # The route's effective timeout (HTTPRoute timeouts), in seconds; None: Envoy's default (15 s).
+    timeout_s: float | None = None
+    # A BackendTrafficPolicy's requestBuffer.limit: bodies above it are refused (413).
+    request_buffer_bytes: int | None = None
+    luas: tuple[LuaPlan, ...] = ()
+    rule: int = 0
+    match: int = 0
+    resilience: Resilience | None = None
 
 
 @dataclass
@@ -136,6 +200,14 @@ class GatewayPlan:
     remove_request_headers: tuple[str, ...]
     routes: list[RoutePlan] = field(default_factory=list)
     detached_routes: dict[str, str] = field(default_factory=dict)  # route -> why not attached
+    listener_name: str = ""  # Envoy Gateway's: <namespace>/<gateway>/<listener>
+    listener: ListenerSettings = field(default_factory=ListenerSettings)
+    # EnvoyPatchPolicies applied to the generated listener, and the status of those that are not.
+    patch_policies: list[PatchPolicy] = field(default_factory=list)
+    patch_statuses: list[PolicyStatus] = field(default_factory=list)
+    # Istio DestinationRule outlier detection of each model's replicas, by "<namespace>/<model>": on
+    # the embedded target the gateway reaches replicas itself, where Istio's ingress would.
+    replica_outliers: dict[str, OutlierPlan] = field(default_factory=dict)
 
 
 def knative_domain(manifests: ManifestSet) -> str:
@@ -205,6 +277,16 @@ def _resolve_backend(
     return [ServiceBackend(namespace, name, int(ref["port"]))]
 
 
+def _token_locations(raw: dict[str, Any] | None) -> TokenLocations | None:
+    if raw is None:
+        return None
+    return TokenLocations(
+        headers=tuple((h["name"], h.get("valuePrefix", "")) for h in raw.get("headers") or ()),
+        cookies=tuple(raw.get("cookies") or ()),
+        params=tuple(raw.get("params") or ()),
+    )
+
+
 def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) -> SecurityPlan | None:
     def targets(policy: K8sObject, kind: str, name: str) -> bool:
         return any(t.get("kind") == kind and t.get("name") == name for t in policy.spec.get("targetRefs") or [])
@@ -229,6 +311,8 @@ def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) 
             audiences=tuple(p.get("audiences") or ()),
             jwks_uri=p["remoteJWKS"]["uri"],
             claim_to_headers=tuple((c["header"], c["claim"]) for c in p.get("claimToHeaders") or ()),
+            name=p["name"],
+            extract_from=_token_locations(p.get("extractFrom")),
         )
         for p in jwt.get("providers") or ()
     )
@@ -249,7 +333,7 @@ def _security_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) 
                         f"{jwt_principal['provider']}, which this policy does not define",
                         "a JWT principal needs JWT authentication configured in the same SecurityPolicy",
                     )
-                provider_key = matching[0].key
+                provider_key = matching[0].name  # Envoy Gateway's RBAC reads the payload under the provider's name
                 claims = tuple((c["name"], tuple(c["values"])) for c in jwt_principal.get("claims") or ())
             headers = tuple((h["name"].lower(), tuple(h["values"])) for h in principal.get("headers") or ())
             rules.append(
@@ -290,18 +374,6 @@ def _rate_limits_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSe
             limit = rule["limit"]
             rules.append(RateLimitRule(tuple(headers), int(limit["requests"]), UNIT_SECONDS[limit["unit"]]))
     return tuple(rules)
-
-
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_go_duration(text: str) -> float:
-    """Seconds in a Kubernetes (Go ``time.ParseDuration``) duration such as ``50ms`` or ``1m30s``."""
-    parts = _GO_DURATION.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration like 50ms, 1.5s or 1m30s")
-    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
 
 
 def _percent(policy: K8sObject, field_path: str, value: Any) -> float:
@@ -370,10 +442,18 @@ def _fault_for(route: K8sObject, manifests: ManifestSet) -> FaultPlan | None:
 
 
 # Complex on purpose: one pass over the gateway kinds in the order Envoy Gateway resolves them.
-def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
-    """The gateway's routes, security and rate limits for the one Gateway in the manifests."""
+def plan_gateway(manifests: ManifestSet, envoy_patch_policy: bool | None = None) -> GatewayPlan:
+    """The gateway's routes, security and rate limits for the one Gateway in the manifests.
+
+    ``envoy_patch_policy`` overrides whether the controller's configuration enables EnvoyPatchPolicy
+    (default: as the installer configures Envoy Gateway)."""
     classes = {c.name for c in manifests.of_kind("GatewayClass") if c.spec.get("controllerName") == GATEWAY_CONTROLLER}
-    gateways = [g for g in manifests.of_kind("Gateway") if g.spec.get("gatewayClassName") in classes]
+    ai_gateways = ai_gateway_refs(manifests)  # the AI Gateway's own plan: inferbox.embedded.ai_gateway_plan
+    gateways = [
+        g
+        for g in manifests.of_kind("Gateway")
+        if g.spec.get("gatewayClassName") in classes and (g.namespace or "default", g.name) not in ai_gateways
+    ]
     if len(gateways) != 1:
         raise ManifestError(
             f"the embedded target needs exactly one Gateway of an Envoy Gateway class, found {len(gateways)}",
@@ -400,8 +480,13 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
         gateway=f"{gateway.namespace}/{gateway.name}",
         listener_port=int(listener["port"]),
         remove_request_headers=tuple(removed),
+        listener_name=f"{gateway.namespace}/{gateway.name}/{listener['name']}",
+        listener=listener_settings(gateway, manifests),
     )
+    enabled = envoy_patch_policy_enabled() if envoy_patch_policy is None else envoy_patch_policy
+    plan.patch_policies, plan.patch_statuses = plan_patch_policies(manifests, gateway, enabled)
     domain = knative_domain(manifests)
+    plan.replica_outliers = destination_rule_outliers(manifests)
     for route in manifests.of_kind("HTTPRoute"):
         ref = f"{route.namespace}/{route.name}"
         parents = [
@@ -421,33 +506,57 @@ def plan_gateway(manifests: ManifestSet) -> GatewayPlan:  # noqa: C901
         if not hostnames:
             plan.detached_routes[ref] = "no hostname falls under the listener's hostname"
             continue
-        security = _security_for(route, gateway, manifests)
-        rate_limits = _rate_limits_for(route, gateway, manifests)
-        fault = _fault_for(route, manifests)
-        for rule_index, rule in enumerate(route.spec.get("rules") or []):
-            matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]
-            for host in hostnames:
-                backends: list[WeightedBackend] = []
-                for backend_ref in rule.get("backendRefs") or []:
-                    weight = int(backend_ref.get("weight", 1))
-                    for backend in _resolve_backend(backend_ref, route, (host,), manifests, domain):
-                        backends.append(WeightedBackend(backend, weight))
-                for match_index, match in enumerate(matches):
-                    path = match.get("path") or {"type": "PathPrefix", "value": "/"}
-                    plan.routes.append(
-                        RoutePlan(
-                            key=f"{ref}/{rule_index}/{match_index}/{host}",
-                            route=ref,
-                            hostnames=(host,),
-                            path_type=path.get("type", "PathPrefix"),
-                            path=path.get("value", "/"),
-                            backends=tuple(backends),
-                            security=security,
-                            rate_limits=rate_limits,
-                            fault=fault,
-                        )
-                    )
+        template = RoutePlan(
+            key="",
+            route=ref,
+            hostnames=hostnames,  # the listener's share; each RoutePlan gets one of them
+            path_type="",
+            path="",
+            backends=(),
+            security=_security_for(route, gateway, manifests),
+            rate_limits=_rate_limits_for(route, gateway, manifests),
+            fault=_fault_for(route, manifests),
+            request_buffer_bytes=request_buffer_for(route, gateway, manifests),
+            luas=luas_for(route, gateway, manifests),
+            resilience=resilience_for(route, gateway, manifests),
+        )
+        plan.routes.extend(_route_rules(route, template, manifests, domain))
     return plan
+
+
+def ir_route_name(route: K8sObject, rule: int, match: int, host: str) -> str:
+    """Envoy Gateway's name for one match of one rule on one host (IR route, Envoy route and JWT
+    requirement): httproute/<namespace>/<route>/rule/<r>/match/<m>/<host with . as _>."""
+    return f"httproute/{route.namespace}/{route.name}/rule/{rule}/match/{match}/{host.replace('.', '_')}"
+
+
+def _route_rules(route: K8sObject, template: RoutePlan, manifests: ManifestSet, domain: str) -> list[RoutePlan]:
+    """One RoutePlan per rule x host x match, as Envoy Gateway expands an HTTPRoute."""
+    found = []
+    for rule_index, rule in enumerate(route.spec.get("rules") or []):
+        matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]
+        for host in template.hostnames:
+            backends: list[WeightedBackend] = []
+            for backend_ref in rule.get("backendRefs") or []:
+                weight = int(backend_ref.get("weight", 1))
+                for backend in _resolve_backend(backend_ref, route, (host,), manifests, domain):
+                    backends.append(WeightedBackend(backend, weight))
+            for match_index, match in enumerate(matches):
+                path = match.get("path") or {"type": "PathPrefix", "value": "/"}
+                found.append(
+                    replace(
+                        template,
+                        key=ir_route_name(route, rule_index, match_index, host),
+                        hostnames=(host,),
+                        path_type=path.get("type", "PathPrefix"),
+                        path=path.get("value", "/"),
+                        backends=tuple(backends),
+                        timeout_s=route_timeout(rule),
+                        rule=rule_index,
+                        match=match_index,
+                    )
+                )
+    return found
 
 
 def jwks_service(uri: str) -> tuple[str, str, int] | None:
@@ -461,3 +570,113 @@ def jwks_service(uri: str) -> tuple[str, str, int] | None:
     if len(parts) != 2:
         return None
     return parts[1], parts[0], int(port or (443 if uri.startswith("https") else 80))
+
+
+# -- resilience: BackendTrafficPolicy retry, healthCheck.passive and timeout.tcp -------------------
+# Envoy Gateway's retry triggers, as the API names them, and Envoy's names for them.
+RETRY_TRIGGERS = {
+    "5xx": "5xx",
+    "gateway-error": "gateway-error",
+    "reset": "reset",
+    "connect-failure": "connect-failure",
+    "retriable-4xx": "retriable-4xx",
+    "refused-stream": "refused-stream",
+    "retriable-status-codes": "retriable-status-codes",
+    "cancelled": "cancelled",
+    "deadline-exceeded": "deadline-exceeded",
+    "internal": "internal",
+    "resource-exhausted": "resource-exhausted",
+    "unavailable": "unavailable",
+}
+
+
+def _duration(policy: K8sObject, field_path: str, value: Any) -> float:
+    try:
+        return parse_go_duration(str(value))
+    except ValueError as exc:
+        raise ManifestError(f"{policy.source}: {policy.ref}: {field_path}: {exc}", "write a duration like 2s") from exc
+
+
+def _retry(policy: K8sObject, spec: dict[str, Any]) -> RetryPlan:
+    retry_on = spec.get("retryOn")
+    triggers: tuple[str, ...] = RetryPlan().triggers
+    codes: tuple[int, ...] = RetryPlan().status_codes
+    if retry_on is not None:
+        # With retryOn present, Envoy Gateway emits exactly its triggers and its status codes.
+        unknown = [t for t in retry_on.get("triggers") or [] if t not in RETRY_TRIGGERS]
+        if unknown:
+            raise ManifestError(
+                f"{policy.source}: {policy.ref}: retry.retryOn.triggers has unknown trigger(s) {unknown}",
+                f"use some of {', '.join(RETRY_TRIGGERS)}",
+            )
+        triggers = tuple(RETRY_TRIGGERS[t] for t in retry_on.get("triggers") or [])
+        codes = tuple(int(c) for c in retry_on.get("httpStatusCodes") or [])
+    per_retry = spec.get("perRetry") or {}
+    backoff = per_retry.get("backOff") or {}
+    base = _duration(policy, "retry.perRetry.backOff.baseInterval", backoff["baseInterval"]) if backoff else None
+    if backoff and not base:
+        raise ManifestError(f"{policy.source}: {policy.ref}: retry.perRetry.backOff.baseInterval must not be 0", "")
+    return RetryPlan(
+        num_retries=int(spec.get("numRetries", 2)),
+        triggers=triggers,
+        status_codes=codes,
+        per_try_timeout_s=(
+            _duration(policy, "retry.perRetry.timeout", per_retry["timeout"]) if "timeout" in per_retry else None
+        ),
+        backoff_base_s=base,
+        backoff_max_s=(
+            _duration(policy, "retry.perRetry.backOff.maxInterval", backoff["maxInterval"])
+            if "maxInterval" in backoff
+            else None
+        ),
+    )
+
+
+def _passive(policy: K8sObject, spec: dict[str, Any], panic: int | None) -> OutlierPlan:
+    """healthCheck.passive with the CRD's defaults (the API server applies them on a cluster)."""
+
+    def seconds(name: str, default: str) -> float:
+        return _duration(policy, f"healthCheck.passive.{name}", spec.get(name, default))
+
+    return OutlierPlan(
+        source="BackendTrafficPolicy",
+        interval_s=seconds("interval", "3s"),
+        base_ejection_s=seconds("baseEjectionTime", "30s"),
+        consecutive_5xx=int(spec.get("consecutive5XxErrors", 5)),
+        consecutive_gateway_errors=int(spec.get("consecutiveGatewayErrors", 0)),
+        consecutive_local_origin=int(spec.get("consecutiveLocalOriginFailures", 5)),
+        split_local_origin=bool(spec.get("splitExternalLocalOriginErrors", False)),
+        max_ejection_percent=int(spec.get("maxEjectionPercent", 10)),
+        panic_threshold=panic,
+    )
+
+
+def resilience_for(route: K8sObject, gateway: K8sObject, manifests: ManifestSet) -> Resilience | None:
+    """The retry, passive health check and connect timeout of the BackendTrafficPolicy on the route,
+    else of the one on its Gateway (the more specific target wins, as in Envoy Gateway)."""
+
+    def targets(policy: K8sObject, kind: str, name: str) -> bool:
+        return any(t.get("kind") == kind and t.get("name") == name for t in policy.spec.get("targetRefs") or [])
+
+    keys = ("retry", "healthCheck", "timeout")
+    relevant = [p for p in manifests.of_kind("BackendTrafficPolicy") if any(k in p.spec for k in keys)]
+    on_route = [p for p in relevant if p.namespace == route.namespace and targets(p, "HTTPRoute", route.name)]
+    on_gateway = [p for p in relevant if p.namespace == gateway.namespace and targets(p, "Gateway", gateway.name)]
+    chosen = on_route or on_gateway
+    if not chosen:
+        return None
+    if len(chosen) > 1:
+        raise ManifestError(
+            f"{route.ref} gets retry/healthCheck/timeout from {len(chosen)} BackendTrafficPolicies "
+            f"({', '.join(p.name for p in chosen)})",
+            "Envoy Gateway accepts one BackendTrafficPolicy per route (a second is Conflicted); merge them",
+        )
+    policy = chosen[0]
+    health = policy.spec.get("healthCheck") or {}
+    panic = health.get("panicThreshold")
+    connect = ((policy.spec.get("timeout") or {}).get("tcp") or {}).get("connectTimeout")
+    return Resilience(
+        retry=_retry(policy, policy.spec["retry"] or {}) if "retry" in policy.spec else None,
+        outlier=_passive(policy, health["passive"] or {}, panic) if "passive" in health else None,
+        connect_timeout_s=_duration(policy, "timeout.tcp.connectTimeout", connect) if connect else None,
+    )

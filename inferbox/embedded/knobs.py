@@ -22,6 +22,12 @@ class Knobs:
 
     # Clock skew the gateway's JWT validation tolerates (None: Envoy's default, 60 s).
     jwt_clock_skew_s: int | None = None
+    # The gateway leaves request paths as sent: no dot-segment removal (Envoy Gateway always
+    # normalises them; no field turns it off).
+    gateway_skips_path_normalization: bool = False
+    # The controller's configuration leaves EnvoyPatchPolicy disabled (extensionApis), so every
+    # EnvoyPatchPolicy is Accepted=False, reason Disabled, and nothing is patched.
+    envoy_patch_policy_disabled: bool = False
     # Sidecars accept client certificates from any CA (Istio has no field for this).
     sidecar_trust_any_ca: bool = False
     # Workload certificates come from a second CA the mesh also trusts, not the platform CA.
@@ -31,15 +37,35 @@ class Knobs:
     canary_weight_offset: int = 0
     # The activator answers 503 instead of holding a request while the revision has no ready replica.
     activator_drops_held_requests: bool = False
+    # The supervisor does not restart a gateway that exited (restartPolicy: Never instead of Always).
+    gateway_restart_never: bool = False
+    # The gateway's JWT authentication lets a request through when its keys cannot be fetched (a
+    # requirement with allow_missing_or_failed): fail open instead of closed.
+    jwks_fail_open: bool = False
+    # The gateway keeps the issuer's keys for this many seconds before fetching them again, and
+    # forgets them when a fetch fails (None: Envoy Gateway's 300 s, keys kept while fetches fail).
+    jwks_cache_s: int | None = None
+    # A partition cuts the gateway off from every tenant's pods, not only the one asked for.
+    partition_all_tenants: bool = False
+    # A key rotation publishes the new key only when it starts signing (staging does nothing), so
+    # gateways that cache the keys refuse the new tokens until they fetch again.
+    rotation_without_staging: bool = False
 
 
 # The knobs' names as mutants write them, and the field each sets.
 KNOB_NAMES: dict[str, str] = {
     "gateway.jwtClockSkewSeconds": "jwt_clock_skew_s",
+    "gateway.skipPathNormalization": "gateway_skips_path_normalization",
+    "envoyGateway.envoyPatchPolicyDisabled": "envoy_patch_policy_disabled",
     "mesh.sidecarTrustAnyCA": "sidecar_trust_any_ca",
     "mesh.rogueIssuer": "rogue_issuer",
     "serving.canaryWeightOffset": "canary_weight_offset",
     "serving.activatorDropsHeldRequests": "activator_drops_held_requests",
+    "gateway.restartNever": "gateway_restart_never",
+    "gateway.jwksFailOpen": "jwks_fail_open",
+    "gateway.jwksCacheSeconds": "jwks_cache_s",
+    "chaos.partitionAllTenants": "partition_all_tenants",
+    "jwtServer.rotationWithoutStaging": "rotation_without_staging",
 }
 _TYPES = {f.name: f.type for f in fields(Knobs)}
 

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,10 +16,18 @@ from inferbox.embedded.processes import is_same_process
 from inferbox.embedded.reaper import reap
 from inferbox.embedded.state import PlatformState, read_state
 from inferbox.errors import PlatformError
+from inferbox.waiting import NotYet, eventually
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("INFERBOX_STATE_DIR") or Path.cwd() / ".inferbox" / "embedded")
+    """Where a kept platform's state lives: ``$INFERBOX_STATE_DIR``, else a per-user folder
+    (``$XDG_STATE_HOME/inferbox/embedded``, ``~/.local/state/inferbox/embedded``), so every command
+    finds the running platform whatever the current directory."""
+    override = os.environ.get("INFERBOX_STATE_DIR")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "inferbox" / "embedded"
 
 
 def running_state(state_dir: Path) -> PlatformState | None:
@@ -80,21 +88,25 @@ def start_daemon(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    deadline = time.monotonic() + timeout_s
     progress("starting JWT server, model servers and gateway")
-    while time.monotonic() < deadline:
+
+    def started() -> PlatformState:
         if (state_dir / "state.json").exists():
             return read_state(state_dir / "state.json")
         if (state_dir / "error.json").exists() or daemon.poll() is not None:
             daemon.wait(timeout=30)
             raise _start_failure(state_dir / "error.json", daemon.returncode, log_path, log_start)
-        time.sleep(0.1)
-    os.kill(daemon.pid, signal.SIGTERM)
-    daemon.wait(timeout=30)
-    raise PlatformError(
-        f"the embedded platform did not become ready within {timeout_s:.0f}s",
-        f"see the component logs in {log_dir}",
-    )
+        raise NotYet("the platform is starting")
+
+    try:
+        return eventually(started, timeout_s, 0.1)
+    except NotYet:
+        os.kill(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=30)
+        raise PlatformError(
+            f"the embedded platform did not become ready within {timeout_s:.0f}s",
+            f"see the component logs in {log_dir}",
+        ) from None
 
 
 def _start_failure(error_file: Path, code: int, log_path: Path, log_start: int) -> PlatformError:
@@ -124,9 +136,13 @@ def stop_daemon(state_dir: Path, timeout_s: float = 30.0) -> bool:
     pid, start = state.owner_pid, state.owner_start_time
     if is_same_process(pid, start):
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while is_same_process(pid, start) and time.monotonic() < deadline:
-            time.sleep(0.05)
+
+        def gone() -> None:
+            if is_same_process(pid, start):
+                raise NotYet(f"the platform process {pid} is still stopping")
+
+        with contextlib.suppress(NotYet):  # the reaper below removes whatever it left
+            eventually(gone, timeout_s, 0.05)
     # Whatever state the daemon left, nothing of this instance survives.
     reap(state_dir, state.netns_prefix)
     return True

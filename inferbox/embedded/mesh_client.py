@@ -41,7 +41,7 @@ TRANSPORT_ERRORS = (ssl.SSLError, ConnectionResetError, BrokenPipeError, http.cl
 
 
 class EmbeddedMeshClient:
-    def __init__(self, mesh_state: MeshState, source: MeshSource) -> None:
+    def __init__(self, mesh_state: MeshState, source: MeshSource, borrowed: tuple[str, str] | None = None) -> None:
         self.source = source
         key = source.tenant if source.kind is SourceKind.TENANT else source.kind.value
         probes = mesh_state.probes
@@ -59,12 +59,22 @@ class EmbeddedMeshClient:
         self.trust_domain: str = mesh_state.trust_domain
         self.foreign_dir = Path(mesh_state.foreign_ca_dir)
         self._foreign: tuple[str, str] | None = None
+        if borrowed is not None:
+            self.cert, self.key = self._borrowed_cert(Path(mesh_state.root_ca), *borrowed)
 
     # -- connections -----------------------------------------------------------------------------
     def _connect(self, host: str, port: int) -> socket.socket:
         if self.netns_path:
             return connect_in_netns(self.netns_path, host, port, CONNECT_TIMEOUT_S)
         return socket.create_connection((host, port), CONNECT_TIMEOUT_S)
+
+    def _borrowed_cert(self, root_ca: Path, namespace: str, account: str) -> tuple[str, str]:
+        """Another workload's identity, issued by the platform CA itself: the place stays this
+        source's, only the certificate it presents changes."""
+        ca = CertificateAuthority(root_ca.parent, root_ca.name.removesuffix(".pem"))
+        out = self.foreign_dir.parent / "borrowed"
+        issued = ca.issue(spiffe_id(self.trust_domain, namespace, account), out, f"{namespace}-{account}")
+        return str(issued.cert), str(issued.key)
 
     def _foreign_cert(self) -> tuple[str, str]:
         """A client certificate with a plausible identity (this source's, or the gateway's) from a

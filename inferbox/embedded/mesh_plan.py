@@ -21,10 +21,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferbox.embedded.gateway_plan import TokenLocations
+from inferbox.embedded.knative_defaults import RevisionTimeouts, revision_timeouts
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
 
 ROOT_NAMESPACE = "istio-system"
+ISVC_LABEL = "serving.kserve.io/inferenceservice"  # KServe labels a model's pods with it
 INJECTION_LABEL = "istio-injection"
 DEFAULT_MTLS = "PERMISSIVE"
 CLAIM_KEY = re.compile(r"^request\.auth\.claims\[([^\]]+)\](?:\[([^\]]+)\])*$")
@@ -50,6 +53,8 @@ class JwtRule:
     jwks_uri: str
     forward: bool
     claim_to_headers: tuple[tuple[str, str], ...]  # (header, claim)
+    # fromHeaders / fromParams / fromCookies (None: none set, so Envoy's default locations apply).
+    locations: TokenLocations | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class SidecarPlan:
     jwt_rules: tuple[JwtRule, ...]
     deny: tuple[Policy, ...]
     allow: tuple[Policy, ...] | None  # None: no ALLOW policy applies, so nothing is denied by default
+    # A model pod's request limits as Knative's queue-proxy applies them (None: not a model pod).
+    revision_timeouts: RevisionTimeouts | None = None
 
 
 def _selects(policy: K8sObject, pod: PodMeta) -> bool:
@@ -205,6 +212,17 @@ def _applies(policy: K8sObject, pod: PodMeta) -> bool:
     return policy.namespace == pod.namespace and _selects(policy, pod)
 
 
+def _locations(raw: dict[str, Any]) -> TokenLocations | None:
+    """Istio copies only the token locations a rule sets into the provider."""
+    if not {"fromHeaders", "fromParams", "fromCookies"} & set(raw):
+        return None
+    return TokenLocations(
+        headers=tuple((h["name"], h.get("prefix", "")) for h in raw.get("fromHeaders") or ()),
+        cookies=tuple(raw.get("fromCookies") or ()),
+        params=tuple(raw.get("fromParams") or ()),
+    )
+
+
 def jwt_rules(manifests: ManifestSet, pod: PodMeta) -> tuple[JwtRule, ...]:
     rules = []
     for policy in manifests.of_kind("RequestAuthentication"):
@@ -224,6 +242,7 @@ def jwt_rules(manifests: ManifestSet, pod: PodMeta) -> tuple[JwtRule, ...]:
                     jwks_uri=str(raw["jwksUri"]),
                     forward=bool(raw.get("forwardOriginalToken", False)),
                     claim_to_headers=tuple((c["header"], c["claim"]) for c in raw.get("outputClaimToHeaders") or ()),
+                    locations=_locations(raw),
                 )
             )
     return tuple(rules)
@@ -238,6 +257,7 @@ def plan_sidecar(manifests: ManifestSet, pod: PodMeta) -> SidecarPlan:
         jwt_rules=jwt_rules(manifests, pod),
         deny=deny,
         allow=tuple(allows) if allows else None,
+        revision_timeouts=revision_timeouts(manifests) if ISVC_LABEL in pod.labels else None,
     )
 
 

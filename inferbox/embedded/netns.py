@@ -28,6 +28,15 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns failed: {os.strerror(err)}")
 
 
+def enter_netns(netns_path: str) -> None:
+    """Moves the calling thread (the whole process, when it has one thread) into a namespace."""
+    target = os.open(netns_path, os.O_RDONLY)
+    try:
+        _setns(target)
+    finally:
+        os.close(target)
+
+
 def socket_in_netns(netns_path: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> socket.socket:
     """A new socket created inside the namespace at ``netns_path`` (e.g. /run/netns/NAME)."""
     result: dict[str, Any] = {}

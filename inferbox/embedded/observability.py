@@ -130,6 +130,8 @@ class EmbeddedObservability:
         self._deployer: Deployer | None = None
         self._gateway_pod: Pod | None = None
         self._events: EventLog | None = None
+        # Pods of other parts that Kubernetes discovery would list too (the AI Gateway's proxy).
+        self.extra_views: list[monitors.PodView] = []
 
     @property
     def enabled(self) -> bool:
@@ -389,7 +391,7 @@ def pod_views(
         if replica.ready_at is None or not replica.process.alive():
             continue
         views.append(_workload_view(manifests, replica.workload, replica.pod, replica.index))
-    return views
+    return views + observability.extra_views
 
 
 def _port_map(pod: Pod, ports: list[int]) -> dict[int, int]:

@@ -36,7 +36,7 @@ def replica_component(
     return replicas[replica]
 
 
-def pause_process_group(pid: int, start_time: int, seconds: float) -> tuple[float, float]:
+def pause_process_group(pid: int, start_time: float, seconds: float) -> tuple[float, float]:
     """Stops ``pid``'s process group for ``seconds`` and resumes it; returns (stopped, resumed) monotonic times."""
     if not 0 < seconds <= MAX_PAUSE_S:
         raise PlatformError(f"a pause of {seconds}s is outside (0, {MAX_PAUSE_S}] s", "choose a shorter pause")

@@ -16,7 +16,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from inferbox.embedded.ai_gateway import EmbeddedAIGateway
+from inferbox.embedded.ai_gateway_plan import AIGatewayPlan, plan_ai_gateway
+from inferbox.embedded.chaos import ChaosControl
 from inferbox.embedded.control import LocalControl
 from inferbox.embedded.deployer import Deployer, process_status
 from inferbox.embedded.events import EventLog
@@ -28,9 +32,11 @@ from inferbox.embedded.mesh_plan import check_mesh_policies
 from inferbox.embedded.mesh_runtime import GATEWAY_META, MeshControlPlane
 from inferbox.embedded.network import NETNS_PREFIX, Network, ensure_port_free, make_network
 from inferbox.embedded.observability import EmbeddedObservability
-from inferbox.embedded.processes import Supervisor, proc_start_time
+from inferbox.embedded.processes import RestartPolicy, Supervisor, proc_start_time
 from inferbox.embedded.reconfigure import change_between
+from inferbox.embedded.replica_template import ReplicaTemplate
 from inferbox.embedded.serving import ServingControlPlane
+from inferbox.embedded.socket_dir import remove_socket_dir
 from inferbox.embedded.state import ComponentStatus, PlatformState, PodAddress, write_state
 from inferbox.embedded.subset import check_all_supported
 from inferbox.embedded.workloads import read_workloads, secret_dir
@@ -43,6 +49,8 @@ from inferbox.topology import Topology, read_topology
 
 __all__ = ["GATEWAY_POD_PORT", "EmbeddedOptions", "EmbeddedPlatform"]
 
+REPLICA_WARNINGS = "ignore::DeprecationWarning"  # as every replica runs (the deployer sets the same)
+
 
 @dataclass
 class EmbeddedOptions:
@@ -52,8 +60,11 @@ class EmbeddedOptions:
     gateway_port: int = 0  # 0: any free port
     admin_port: int = 0
     network: str = "auto"
+    ai_gateway_port: int = 0  # 0: the gateway's port + 1 when that is fixed (8081 for `inferbox up`), else any
     ready_timeout_s: float = float(os.environ.get("INFERBOX_READY_TIMEOUT", "90"))
     knobs: Knobs = field(default_factory=read_knobs)
+    # Model-server replicas are forked from a pre-imported template (False: each starts from scratch).
+    replica_template: bool = True
 
 
 class EmbeddedPlatform:
@@ -61,7 +72,10 @@ class EmbeddedPlatform:
         self.options = options
         self.manifests: ManifestSet = load_manifests(options.manifests_dir)
         check_all_supported(self.manifests)
-        self.plan: GatewayPlan = plan_gateway(self.manifests)
+        self.plan: GatewayPlan = plan_gateway(
+            self.manifests, envoy_patch_policy=False if options.knobs.envoy_patch_policy_disabled else None
+        )
+        self.ai_plan: AIGatewayPlan | None = plan_ai_gateway(self.manifests)
         self.topology: Topology = read_topology(self.manifests)
         self.workloads = read_workloads(self.manifests)
         check_mesh_policies(self.manifests)
@@ -76,6 +90,8 @@ class EmbeddedPlatform:
         self._deployer: Deployer | None = None
         self._gateway: EmbeddedGateway | None = None
         self._serving: ServingControlPlane | None = None
+        self._ai_gateway: EmbeddedAIGateway | None = None
+        self._chaos: ChaosControl | None = None
 
     # -- the running parts (each exists once start() has created it) --------------------------
     @property
@@ -116,11 +132,17 @@ class EmbeddedPlatform:
             ensure_port_free(opts.gateway_port, "gateway", "--gateway-port")
         if opts.admin_port:
             ensure_port_free(opts.admin_port, "gateway admin", "--admin-port")
+        ai_port = self._ai_gateway_port()
         opts.state_dir.mkdir(parents=True, exist_ok=True)
         supervisor = self._supervisor = Supervisor(opts.state_dir, opts.log_dir)
         events = EventLog(opts.log_dir)
         self._start_reaper()
         try:
+            template = (
+                ReplicaTemplate(supervisor, opts.state_dir, {"PYTHONWARNINGS": REPLICA_WARNINGS})
+                if opts.replica_template and any(w.kind == "InferenceService" for w in self.workloads)
+                else None
+            )
             network = self._network = make_network(opts.network, self.instance)
             mesh = self._mesh = MeshControlPlane(
                 self.manifests,
@@ -142,6 +164,7 @@ class EmbeddedPlatform:
                 events,
                 opts.state_dir,
                 opts.ready_timeout_s,
+                template,
             )
             self._write_secrets()
             gateway = self._gateway = EmbeddedGateway(
@@ -163,9 +186,23 @@ class EmbeddedPlatform:
                 opts.log_dir,
             )
             serving.create_revisions(network)
+            if template is not None:
+                template.wait_ready(opts.ready_timeout_s)
             self._start_workloads()
+            self._ai_gateway = self._start_ai_gateway(ai_port)
             self._start_gateway()
             serving.start_autoscaler(gateway.admin_url)
+            deployer.watch_liveness()
+            self._chaos = ChaosControl(
+                self.manifests,
+                network,
+                supervisor,
+                deployer,
+                gateway,
+                self.observability,
+                lambda: serving.activator_pod,
+                opts.knobs.partition_all_tenants,
+            )
             self.observability.start_prometheus(
                 network, supervisor, mesh.register, opts.state_dir, deployer, gateway.pod, events, opts.ready_timeout_s
             )
@@ -175,14 +212,15 @@ class EmbeddedPlatform:
             raise
 
     def _start_gateway(self) -> None:
-        gateway = self.gateway
-        gateway.start(
+        opts = self.options
+        self.gateway.start(
             self.deployer.service_endpoints,
             self._mesh_upstream(),
             self.serving.revisions_for,
-            self.options.knobs.jwt_clock_skew_s,
-            lambda bootstrap: self.observability.decorate_gateway(bootstrap, gateway.pod),
-            self.options.ready_timeout_s,
+            opts.knobs,
+            lambda bootstrap: self._decorate_gateway(bootstrap, self._ai_gateway),
+            opts.ready_timeout_s,
+            RestartPolicy(never=opts.knobs.gateway_restart_never),
         )
 
     def reconfigure(self, manifests_dir: Path, knobs: Knobs) -> list[str]:
@@ -193,9 +231,13 @@ class EmbeddedPlatform:
         check_all_supported(manifests)
         change = change_between(self.manifests, manifests, self.options.knobs, knobs)
         parts = change.parts()
+        if parts is not None and plan_ai_gateway(manifests) != self.ai_plan:
+            # The AI Gateway's processor and rate-limit service read their plan at start only.
+            parts = None
         if parts is None:
+            unowned = change.unowned() or ["what the AI Gateway reads"]
             raise PlatformError(
-                f"cannot apply {manifests_dir} to the running platform: {', '.join(change.unowned())} changed",
+                f"cannot apply {manifests_dir} to the running platform: {', '.join(unowned)} changed",
                 "start a new platform with these manifests",
             )
         plan = plan_gateway(manifests)
@@ -210,6 +252,45 @@ class EmbeddedPlatform:
         if "gateway" in parts:
             self._start_gateway()
         return sorted(parts)
+
+    def _ai_gateway_port(self) -> int:
+        """The AI Gateway's host port: as asked, else the gateway's next port when that one is fixed
+        (8081 for `inferbox up`) and free, else any free port (`inferbox up` and status print it)."""
+        opts = self.options
+        if self.ai_plan is None:
+            return 0
+        if opts.ai_gateway_port:
+            ensure_port_free(opts.ai_gateway_port, "AI Gateway", "another AI Gateway port")
+            return opts.ai_gateway_port
+        if opts.gateway_port:
+            try:
+                ensure_port_free(opts.gateway_port + 1, "AI Gateway", "")
+            except PlatformError:
+                return 0
+            return opts.gateway_port + 1
+        return 0
+
+    def _start_ai_gateway(self, port: int) -> EmbeddedAIGateway | None:
+        """AI Gateway's processor and the rate-limit service in the gateway's pod (before Envoy)."""
+        if self.ai_plan is None:
+            return None
+        ai_gateway = self._ai_gateway = EmbeddedAIGateway(self.ai_plan, self.options.state_dir, port)
+        ai_gateway.start_services(self.supervisor, self.gateway.pod, self.options.ready_timeout_s)
+        self.observability.extra_views.append(ai_gateway.pod_view())
+        return ai_gateway
+
+    def _decorate_gateway(self, bootstrap: dict[str, Any], ai_gateway: EmbeddedAIGateway | None) -> None:
+        self.observability.decorate_gateway(bootstrap, self.gateway.pod)
+        if ai_gateway is not None:
+            ai_gateway.decorate(
+                bootstrap,
+                host_netns=self.network.host_netns_path(),
+                eds=self.gateway.eds,
+                revisions=self.serving.revisions_for,
+                service_endpoints=self.deployer.service_endpoints,
+                mesh=self._mesh_upstream(),
+                jwt_clock_skew_s=self.options.knobs.jwt_clock_skew_s,
+            )
 
     def _mesh_upstream(self) -> MeshUpstream:
         """The gateway's mesh identity and, per revision cluster, the identity its replicas present."""
@@ -229,6 +310,10 @@ class EmbeddedPlatform:
         self.serving.initial_ready(models)
 
     def stop(self) -> None:
+        if self._deployer is not None:
+            self._deployer.stop_watching()  # before any process stops: an exit now is no crash
+        if self._chaos is not None:
+            self._chaos.heal_all()  # resumed processes stop cleanly; partition rules go with their pods anyway
         if self._serving is not None:
             self._serving.stop()
         self.observability.stop()
@@ -236,6 +321,7 @@ class EmbeddedPlatform:
             self._supervisor.stop_all()
         if self._network is not None:
             self._network.teardown()
+        remove_socket_dir(self.options.state_dir)
         if self._deployer is not None:
             self._deployer.forget_all()
         if self._reaper and self._reaper.stdin:
@@ -285,7 +371,9 @@ class EmbeddedPlatform:
     # -- facts for the contract --------------------------------------------------------------
     def control(self) -> LocalControl:
         """The control plane as the embedded target uses it."""
-        return LocalControl(self.deployer, self.serving, self.mesh.ledger, self.component_status, self._reconfigured)
+        return LocalControl(
+            self.deployer, self.serving, self.mesh.ledger, self.component_status, self._reconfigured, self._chaos
+        )
 
     def _reconfigured(self, manifests_dir: Path, knobs: Knobs) -> list[str]:
         parts = self.reconfigure(manifests_dir, knobs)
@@ -296,6 +384,10 @@ class EmbeddedPlatform:
         status: dict[str, ComponentStatus] = {}
         if self._gateway is not None and self._gateway.process is not None:
             status["gateway"] = process_status(self._gateway.process)
+        if self._deployer is not None and self._deployer.template is not None:
+            status["model-server-template"] = process_status(self._deployer.template.process)
+        if self._ai_gateway is not None:
+            status.update({name: process_status(p) for name, p in self._ai_gateway.processes.items()})
         for name, component in self.observability.components().items():
             status[name] = process_status(component.process)
         if self._deployer is not None:
@@ -308,7 +400,7 @@ class EmbeddedPlatform:
         return PlatformState(
             instance=self.instance,
             owner_pid=os.getpid(),
-            owner_start_time=proc_start_time(os.getpid()) or 0,
+            owner_start_time=proc_start_time(os.getpid()) or 0.0,
             manifests_dir=str(self.options.manifests_dir),
             state_dir=str(self.options.state_dir),
             log_dir=str(self.options.log_dir),
@@ -323,6 +415,7 @@ class EmbeddedPlatform:
             mesh=self.mesh.state(),
             workloads=tuple(self.deployer.workload_rows()),
             observability=self.observability.state(),
+            ai_gateway_url=self._ai_gateway.url if self._ai_gateway else None,
         )
 
     def write_state(self) -> Path:

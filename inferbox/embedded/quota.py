@@ -9,36 +9,28 @@ The refusal reads like the API server's, and the deployer records it as an event
 
 from __future__ import annotations
 
-import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from kubernetes.utils import parse_quantity
 
 from inferbox.errors import ManifestError, PlatformError
 from inferbox.manifests import K8sObject, ManifestSet
 
 SUPPORTED = ("pods", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory")
-_SUFFIX = {
-    "": Decimal(1),
-    "m": Decimal("0.001"),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-}
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)$")
+# The official client's parser (the package has no type hints; its result is a Decimal).
+_parse_quantity: Callable[[str | int | float], Decimal] = parse_quantity
 
 
 def quantity(value: str | int | float) -> Decimal:
-    """A Kubernetes resource quantity ("100m", "2Gi", "1") as a number."""
-    match = _QUANTITY.match(str(value).strip())
-    if not match or match.group(2) not in _SUFFIX:
-        raise ValueError(f"not a Kubernetes quantity: {value!r}")
-    return Decimal(match.group(1)) * _SUFFIX[match.group(2)]
+    """A Kubernetes resource quantity ("100m", "2Gi", "1") as a number (the official client's parser)."""
+    try:
+        parsed = _parse_quantity(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a Kubernetes quantity: {value!r}") from exc
+    return parsed
 
 
 def _format(key: str, amount: Decimal) -> str:
@@ -46,7 +38,7 @@ def _format(key: str, amount: Decimal) -> str:
         return str(int(amount))
     if key.endswith("cpu"):
         return f"{int(amount * 1000)}m"
-    return f"{int(amount / _SUFFIX['Mi'])}Mi"
+    return f"{int(amount / 2**20)}Mi"
 
 
 class QuotaExceeded(PlatformError):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from inferbox.embedded.network import delete_netns, list_netns
 from inferbox.embedded.processes import terminate
+from inferbox.embedded.socket_dir import remove_socket_dir, socket_dir_for
 
 PRIVATE_PREFIX = "inferbox-"
 # Written into a folder by the run that made it: only such folders are ever removed as a whole.
@@ -51,13 +52,16 @@ def reap(state_dir: Path, netns_prefix: str) -> int:
         for line in registry.read_text().splitlines():
             parts = line.split()
             if len(parts) >= 2:
-                terminate(int(parts[0]), int(parts[1]), grace_s=3.0)
+                terminate(int(parts[0]), float(parts[1]), grace_s=3.0)
                 cleaned += 1
         registry.unlink(missing_ok=True)
     for netns in list_netns(netns_prefix):
         delete_netns(netns)
         cleaned += 1
     (state_dir / "state.json").unlink(missing_ok=True)
+    if socket_dir_for(state_dir).exists():
+        remove_socket_dir(state_dir)
+        cleaned += 1
     if is_private_state_dir(state_dir):
         # The signing key and client credentials must not outlive the run that made them.
         shutil.rmtree(state_dir, ignore_errors=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from inferbox.embedded.gateway_config import patch_policy_statuses
 from inferbox.embedded.gateway_plan import GatewayPlan, Unresolved, plan_gateway
 from inferbox.manifests import load_manifests
 
@@ -49,8 +50,10 @@ def route_problems(plan: GatewayPlan) -> list[RouteProblem]:
 
 
 def route_report(plan: GatewayPlan) -> list[str]:
-    """One warning line per route problem, for the console."""
-    return [f"warning: {problem.line()}" for problem in route_problems(plan)]
+    """One warning line per route problem, and per EnvoyPatchPolicy not (fully) applied, for the console."""
+    lines = [f"warning: {problem.line()}" for problem in route_problems(plan)]
+    lines += [f"warning: {status.line()}" for status in patch_policy_statuses(plan) if not status.status]
+    return lines
 
 
 def route_report_for(manifests_dir: Path) -> list[str]:

@@ -32,10 +32,11 @@ from inferbox.embedded.envoy_common import (
     static_cluster,
     stdout_access_log,
 )
-from inferbox.embedded.jwt_authn import JwksSource, Provider, provider_config
+from inferbox.embedded.jwt_authn import JwksSource, Provider, sidecar_provider_config
 from inferbox.embedded.mesh_plan import Condition, Operation, Policy, Rule, SidecarPlan, Source
 
-PAYLOAD_KEY = "jwt_payload"  # where verified token payloads are kept, whatever the issuer (Istio: request.auth)
+PAYLOAD_KEY = "payload"  # where istiod keeps every verified payload, whatever the issuer (request.auth)
+SERVER_NAME = "istio-envoy"  # the server header Istio's proxies put on their responses
 DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 TLS_INSPECTOR = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 ACCESS_LOG_FORMAT = (
@@ -204,11 +205,12 @@ def _jwt_filter(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     providers: dict[str, Any] = {}
     clusters: dict[str, dict[str, Any]] = {}
-    for rule in plan.jwt_rules:
+    for index, rule in enumerate(plan.jwt_rules):
         source = JwksSource.of(rule.jwks_uri)
         cluster = source.cluster("jwks")
         clusters[cluster] = static_cluster(cluster, jwks_endpoints(source.namespace, source.service, source.port))
-        providers[rule.key] = provider_config(
+        # istiod names each rule's provider origins-<i>.
+        providers[f"origins-{index}"] = sidecar_provider_config(
             Provider(
                 jwks=source,
                 jwks_cluster=cluster,
@@ -218,7 +220,8 @@ def _jwt_filter(
                 audiences=rule.audiences,
                 forward=rule.forward,
                 claim_to_headers=rule.claim_to_headers,
-            )
+            ),
+            rule.locations,
         )
     # A valid token of any rule, or none at all; an invalid token is refused (401).
     alternatives: list[dict[str, Any]] = [{"provider_name": key} for key in providers]
@@ -228,10 +231,23 @@ def _jwt_filter(
         "typed_config": {
             "@type": TYPES["jwt"],
             "providers": providers,
+            "bypass_cors_preflight": True,
             "rules": [{"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": alternatives}}}],
         },
     }
     return jwt, list(clusters.values())
+
+
+def _app_timeouts(plan: SidecarPlan) -> dict[str, str]:
+    """Istio disables the route timeout unless a VirtualService sets one; in a model pod, Knative's
+    queue-proxy then cuts a request off after the revision timeout (and idle timeout) with a 504."""
+    limits = plan.revision_timeouts
+    if limits is None:
+        return {"timeout": "0s"}
+    found = {"timeout": f"{limits.timeout_s}s"}
+    if limits.idle_timeout_s:
+        found["idle_timeout"] = f"{limits.idle_timeout_s}s"
+    return found
 
 
 def render_sidecar(
@@ -263,11 +279,12 @@ def render_sidecar(
                 {
                     "name": "inbound",
                     "domains": ["*"],
-                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app", "timeout": "60s"}}],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app", **_app_timeouts(plan)}}],
                 }
             ],
         },
         "http_filters": http_filters,
+        "server_name": SERVER_NAME,
         # The application learns the verified peer identity, never a client-supplied one.
         "forward_client_cert_details": "SANITIZE_SET",
         "set_current_client_cert_details": {"uri": True},

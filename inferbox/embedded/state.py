@@ -26,7 +26,7 @@ class ComponentStatus:
 
     alive: bool
     pid: int
-    start_time: int  # the kernel's start time of ``pid``: a reused PID is never mistaken for it
+    start_time: float  # when ``pid`` started: a reused PID is never mistaken for it
     log: str
     ready: bool | None = None  # replicas: ready to serve
     pod_ip: str | None = None
@@ -105,7 +105,7 @@ class TelemetryState:
 class PlatformState:
     instance: str
     owner_pid: int
-    owner_start_time: int
+    owner_start_time: float
     manifests_dir: str
     state_dir: str
     log_dir: str
@@ -120,6 +120,7 @@ class PlatformState:
     mesh: MeshState | None = None
     workloads: tuple[WorkloadRow, ...] = ()
     observability: TelemetryState = field(default_factory=TelemetryState)
+    ai_gateway_url: str | None = None  # the AI Gateway's listener, when the manifests have AIGatewayRoutes
 
     @property
     def netns_prefix(self) -> str:

@@ -7,10 +7,11 @@ real cluster (images, probes, resource requests) and are listed by ``inferbox up
 
 from __future__ import annotations
 
+from inferbox.embedded.knative_defaults import check_configmap, revision_timeouts
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
 from inferbox.serving_plan import PREVIOUS_PREDICTOR, previous_predictor
-from inferbox.shapes import MapOf, Noted, OneOf, Shape, StringMap, check_shape, noted_fields
+from inferbox.shapes import MapOf, Noted, OneOf, Shape, StringMap, Whole, check_shape, noted_fields
 
 ON_CLUSTER = "used by the Kubernetes scheduler or kubelet only"
 
@@ -28,6 +29,13 @@ TARGET_REF: Shape = {
     "name": str,
 }
 HEADER_MATCH: Shape = {"name": str, "type": OneOf(("Exact",)), "value": str}
+# Envoy Gateway's global rate limit: a bucket per value of a Distinct header.
+GLOBAL_HEADER_MATCH: Shape = {"name": str, "type": OneOf(("Exact", "Distinct")), "value": str}
+RATE_LIMIT_COST: Shape = {
+    "from": OneOf(("Number", "Metadata")),
+    "number": int,
+    "metadata": {"namespace": str, "key": str},
+}
 # Envoy Gateway's authorization principal matches a header against any of several values.
 PRINCIPAL_HEADER: Shape = {"name": str, "values": [str]}
 PATH_MATCH: Shape = {"type": OneOf(("Exact", "PathPrefix")), "value": str}
@@ -201,6 +209,14 @@ SHAPES: dict[str, Shape] = {
         "metadata": METADATA,
         "spec": {
             "gatewayClassName": str,
+            # A Gateway's own EnvoyProxy (its proxy Deployment and Service on a cluster).
+            "infrastructure": {
+                "parametersRef": {
+                    "group": OneOf(("gateway.envoyproxy.io",)),
+                    "kind": OneOf(("EnvoyProxy",)),
+                    "name": str,
+                }
+            },
             "listeners": [
                 {
                     "name": str,
@@ -217,14 +233,57 @@ SHAPES: dict[str, Shape] = {
             ],
         },
     },
+    # Path handling, header underscores and the listener buffer as Envoy Gateway translates them
+    # (inferbox/embedded/eg_policies.py); unset fields take its defaults.
     "ClientTrafficPolicy": {
         "apiVersion": str,
         "kind": str,
         "metadata": METADATA,
         "spec": {
             "targetRefs": [TARGET_REF],
-            "headers": {"earlyRequestHeaders": {"remove": [str]}},
+            "headers": {
+                "earlyRequestHeaders": {"remove": [str]},
+                "withUnderscoresAction": OneOf(("Allow", "RejectRequest", "DropHeader")),
+            },
+            "path": {
+                "disableMergeSlashes": bool,
+                "escapedSlashesAction": OneOf(
+                    ("KeepUnchanged", "RejectRequest", "UnescapeAndForward", "UnescapeAndRedirect")
+                ),
+            },
+            "connection": {"bufferLimit": int},
         },
+    },
+    # Patches of the generated listener, applied as Envoy Gateway applies them (envoy_patch.py).
+    "EnvoyPatchPolicy": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "type": OneOf(("JSONPatch",)),
+            "targetRef": {"group": OneOf(("gateway.networking.k8s.io",)), "kind": OneOf(("Gateway",)), "name": str},
+            "priority": int,
+            "jsonPatches": [
+                {
+                    "type": str,
+                    "name": str,
+                    "operation": {
+                        "op": str,
+                        "path": str,
+                        "jsonPath": str,
+                        "from": str,
+                        "value": Whole("the JSON a patch operation writes"),
+                    },
+                }
+            ],
+        },
+    },
+    # Lua scripts run by Envoy's Lua filter after authentication, as Envoy Gateway places them.
+    "EnvoyExtensionPolicy": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {"targetRefs": [TARGET_REF], "lua": [{"type": OneOf(("Inline",)), "inline": str}]},
     },
     "HTTPRoute": {
         "apiVersion": str,
@@ -246,6 +305,8 @@ SHAPES: dict[str, Shape] = {
                             "weight": int,
                         }
                     ],
+                    # Envoy Gateway's route timeout (eg_policies.route_timeout).
+                    "timeouts": {"request": str, "backendRequest": str},
                 }
             ],
         },
@@ -274,6 +335,11 @@ SHAPES: dict[str, Shape] = {
                         "audiences": [str],
                         "remoteJWKS": {"uri": str},
                         "claimToHeaders": [{"header": str, "claim": str}],
+                        "extractFrom": {
+                            "headers": [{"name": str, "valuePrefix": str}],
+                            "cookies": [str],
+                            "params": [str],
+                        },
                     }
                 ],
             },
@@ -302,7 +368,18 @@ SHAPES: dict[str, Shape] = {
         "spec": {
             "targetRefs": [TARGET_REF],
             "rateLimit": {
-                "type": OneOf(("Local",)),
+                "type": OneOf(("Local", "Global")),
+                # Global limits with request and response costs: on the AI Gateway only (ai_gateway_plan.py).
+                "global": {
+                    "rules": [
+                        {
+                            "clientSelectors": [{"headers": [GLOBAL_HEADER_MATCH]}],
+                            "limit": {"requests": int, "unit": OneOf(("Second", "Minute", "Hour", "Day"))},
+                            "shared": bool,
+                            "cost": {"request": RATE_LIMIT_COST, "response": RATE_LIMIT_COST},
+                        }
+                    ]
+                },
                 "local": {
                     "rules": [
                         {
@@ -312,12 +389,94 @@ SHAPES: dict[str, Shape] = {
                     ]
                 },
             },
+            # Bodies above the limit are refused (413) by Envoy's buffer filter on the route.
+            "requestBuffer": {"limit": int},
             # Envoy Gateway's fault injection (Envoy's fault filter on the route); gRPC aborts are not interpreted.
             "faultInjection": {
                 "delay": {"fixedDelay": str, "percentage": float},
                 "abort": {"httpStatus": int, "percentage": float},
             },
+            # Resilience (inferbox/embedded/gateway_plan.py resilience_for): the route's retry policy,
+            # the backend cluster's passive health check (outlier detection) and connect timeout.
+            "retry": {
+                "numRetries": int,
+                "retryOn": {"triggers": [str], "httpStatusCodes": [int]},
+                "perRetry": {"timeout": str, "backOff": {"baseInterval": str, "maxInterval": str}},
+            },
+            "healthCheck": {
+                "panicThreshold": int,
+                "passive": {
+                    "interval": str,
+                    "baseEjectionTime": str,
+                    "consecutive5XxErrors": int,
+                    "consecutiveGatewayErrors": int,
+                    "consecutiveLocalOriginFailures": int,
+                    "splitExternalLocalOriginErrors": bool,
+                    "maxEjectionPercent": int,
+                },
+            },
+            "timeout": {"tcp": {"connectTimeout": str}},
         },
+    },
+    # Istio's outlier detection for a tenant's revision services (gateway_config.cluster_resilience).
+    "DestinationRule": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "host": str,
+            "trafficPolicy": {
+                "outlierDetection": {
+                    "consecutive5xxErrors": int,
+                    "consecutiveGatewayErrors": int,
+                    "consecutiveLocalOriginFailures": int,
+                    "splitExternalLocalOriginErrors": bool,
+                    "interval": str,
+                    "baseEjectionTime": str,
+                    "maxEjectionPercent": int,
+                    "minHealthPercent": int,
+                }
+            },
+        },
+    },
+    # Envoy AI Gateway 0.2.1 (inferbox/embedded/ai_gateway_plan.py).
+    "AIGatewayRoute": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "schema": {"name": OneOf(("OpenAI",)), "version": str},
+            "targetRefs": [{"group": OneOf(("gateway.networking.k8s.io",)), "kind": OneOf(("Gateway",)), "name": str}],
+            "rules": [
+                {
+                    "matches": [{"headers": [HEADER_MATCH]}],
+                    "backendRefs": [{"name": str, "weight": int}],
+                    "timeouts": {"request": str},
+                    "modelsOwnedBy": str,
+                    "modelsCreatedAt": str,
+                }
+            ],
+            "filterConfig": {
+                "type": OneOf(("ExternalProcessor",)),
+                "externalProcessor": {"resources": Noted("the processor sidecar's resources on a cluster")},
+            },
+            "llmRequestCosts": [{"metadataKey": str, "type": OneOf(("InputToken", "OutputToken", "TotalToken"))}],
+        },
+    },
+    "AIServiceBackend": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {
+            "schema": {"name": OneOf(("OpenAI",)), "version": str},
+            "backendRef": {"group": OneOf(("gateway.envoyproxy.io",)), "kind": OneOf(("Backend",)), "name": str},
+        },
+    },
+    "Backend": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": METADATA,
+        "spec": {"endpoints": [{"fqdn": {"hostname": str, "port": int}}]},
     },
     "InferenceService": {
         "apiVersion": str,
@@ -366,6 +525,9 @@ SHAPES: dict[str, Shape] = {
                     "jwksUri": str,
                     "forwardOriginalToken": bool,
                     "outputClaimToHeaders": [{"header": str, "claim": str}],
+                    "fromHeaders": [{"name": str, "prefix": str}],
+                    "fromParams": [str],
+                    "fromCookies": [str],
                 }
             ],
         },
@@ -473,6 +635,9 @@ def check_all_supported(manifests: ManifestSet) -> None:
         check_supported(obj)
         if obj.kind == "InferenceService":
             _check_previous_predictor(obj)
+        if obj.kind == "ConfigMap":
+            check_configmap(obj)
+    revision_timeouts(manifests)  # Knative's validation of config-defaults
 
 
 def _check_previous_predictor(obj: K8sObject) -> None:

@@ -17,6 +17,8 @@ from inferbox.contract import (
     Capability,
     ComponentHealth,
     Credentials,
+    Fault,
+    FaultKind,
     LoadClientPlace,
     Observability,
     PlatformBase,
@@ -26,7 +28,9 @@ from inferbox.contract import (
 from inferbox.embedded.catalogue import CATALOGUE, trace_naming
 from inferbox.embedded.control import ControlPlane
 from inferbox.embedded.envoy_launcher import envoy_version
+from inferbox.embedded.knobs import read_knobs
 from inferbox.embedded.mesh_client import EmbeddedMeshClient
+from inferbox.embedded.netpol import nft_available
 from inferbox.embedded.processes import is_same_process
 from inferbox.embedded.state import ComponentStatus, PlatformState
 from inferbox.errors import PlatformError
@@ -60,16 +64,24 @@ class EmbeddedTarget(PlatformBase):
     @property
     def capabilities(self) -> frozenset[Capability]:
         caps = {Capability.TOKEN_SIGNING_KEY, Capability.PAUSE_REPLICA, Capability.DIRECT_MODEL_ACCESS}
+        if self.state.ai_gateway_url:
+            caps.add(Capability.AI_GATEWAY)
         if self.state.network == "netns":
             caps.add(Capability.WORKLOAD_NETWORK)
         if self.state.mesh is not None:
             caps.add(Capability.MESH_PROBES)
+            caps.add(Capability.BORROWED_MESH_IDENTITY)
             if self.state.mesh.network_policy:
                 caps.add(Capability.NETWORK_POLICY)
+        caps.add(Capability.KEY_ROTATION)  # the issuer's key folder is this machine's
         if self.control is not None:
             # Replica counts and bounds need the control plane (in this process or its channel).
             caps.add(Capability.RESOURCE_QUOTA)
             caps.add(Capability.AUTOSCALING)
+            # Faults are injected (and rolled back at their bound) by the process owning the platform.
+            caps |= {Capability.KILL_REPLICA, Capability.KILL_GATEWAY, Capability.STOP_COMPONENT}
+            if self.state.network == "netns" and nft_available():
+                caps.add(Capability.PARTITION)
         telemetry = self.state.observability
         if telemetry.prometheus_url:
             caps.add(Capability.METRICS)
@@ -81,7 +93,7 @@ class EmbeddedTarget(PlatformBase):
         if self.control is None:
             raise PlatformError(
                 "this needs the embedded control plane, in this process or through a kept platform's control channel",
-                "run without --keep-platform, or restart the kept platform with `inferbox up`",
+                "run without --inferbox-keep-platform, or restart the kept platform with `inferbox up`",
             )
         return self.control
 
@@ -109,6 +121,11 @@ class EmbeddedTarget(PlatformBase):
     @property
     def gateway_url(self) -> str:
         return self.state.gateway_url
+
+    def ai_gateway_url(self) -> str:
+        if not self.state.ai_gateway_url:
+            raise self._missing(Capability.AI_GATEWAY)
+        return self.state.ai_gateway_url
 
     def gateway(self) -> GatewayClient:
         client = GatewayClient(self.gateway_url, self.profile)
@@ -165,6 +182,11 @@ class EmbeddedTarget(PlatformBase):
             raise self._missing(Capability.MESH_PROBES)
         return EmbeddedMeshClient(self.state.mesh, source)
 
+    def mesh_client_with_identity(self, source: MeshSource, namespace: str, service_account: str) -> MeshClient:
+        if self.state.mesh is None:
+            raise self._missing(Capability.BORROWED_MESH_IDENTITY)
+        return EmbeddedMeshClient(self.state.mesh, source, borrowed=(namespace, service_account))
+
     def mesh_trust_anchors(self) -> list[bytes]:
         if self.state.mesh is None:
             raise self._missing(Capability.MESH_PROBES)
@@ -206,6 +228,44 @@ class EmbeddedTarget(PlatformBase):
         from inferbox.embedded.pause import pause_replica
 
         return pause_replica(self._components(), model, seconds, replica)
+
+    def kill_replica(self, model: Model, replica: int = 0, starting: bool = False) -> Fault:
+        target = {"tenant": model.tenant, "model": model.name, "replica": replica, "starting": starting}
+        return self._control().chaos_inject(FaultKind.REPLICA_KILL, target, 0.0)
+
+    def stall_replica(self, model: Model, seconds: float, replica: int = 0) -> Fault:
+        target = {"tenant": model.tenant, "model": model.name, "replica": replica}
+        return self._control().chaos_inject(FaultKind.REPLICA_PAUSE, target, seconds)
+
+    def kill_gateway(self) -> Fault:
+        return self._control().chaos_inject(FaultKind.GATEWAY_KILL, {}, 0.0)
+
+    def stop_component(self, component: str, seconds: float) -> Fault:
+        return self._control().chaos_inject(FaultKind.COMPONENT_STOP, {"component": component}, seconds)
+
+    def partition(self, tenant: str, seconds: float) -> Fault:
+        if Capability.PARTITION not in self.capabilities:
+            raise self._missing(Capability.PARTITION)
+        return self._control().chaos_inject(FaultKind.PARTITION, {"tenant": tenant}, seconds)
+
+    def heal(self, fault: Fault) -> Fault:
+        if not fault.bound_s:
+            return fault
+        return self._control().chaos_heal(fault.id)
+
+    def faults(self) -> list[Fault]:
+        return self.control.chaos_faults() if self.control is not None else []
+
+    def stage_signing_key(self) -> str:
+        if read_knobs().rotation_without_staging:
+            return "(not staged)"  # the broken rotation a mutant asks for: nothing published ahead
+        return self._keys.stage()
+
+    def activate_signing_key(self) -> str:
+        return self._keys.rotate()
+
+    def retire_signing_key(self, kid: str) -> None:
+        self._keys.withdraw(kid)
 
     @contextmanager
     def load_client(self, name: str, tenant: str | None = None) -> Iterator[LoadClientPlace]:  # noqa: ARG002

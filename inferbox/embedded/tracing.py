@@ -154,12 +154,15 @@ def _static_cluster(name: str, host: str, port: int) -> dict[str, Any]:
 
 
 def _gateway_hcms(bootstrap: dict[str, Any]) -> list[dict[str, Any]]:
-    found = []
+    found: list[dict[str, Any]] = []
     for listener in bootstrap["static_resources"]["listeners"]:
-        for chain in listener.get("filter_chains") or []:
+        chains = [*(listener.get("filter_chains") or []), listener.get("default_filter_chain") or {}]
+        for chain in chains:
             for flt in chain.get("filters") or []:
                 config = flt.get("typed_config") or {}
-                if config.get("@type") == HCM and config.get("stat_prefix") == "gateway":
+                # Envoy Gateway names the HTTP listener's connection manager http-<port>.
+                ours = config.get("@type") == HCM and str(config.get("stat_prefix", "")).startswith("http-")
+                if ours and not any(config is seen for seen in found):
                     found.append(config)
     return found
 

@@ -102,6 +102,7 @@ def revision_workload(obj: K8sObject, predictor: dict[str, Any], revision: str =
     """How to run a replica of one revision of an InferenceService (``predictor`` is its spec.predictor)."""
     namespace = obj.namespace or "default"
     common = {"--model_name": obj.name, "--enable_grpc": "false"}
+    env: dict[str, str] = {}
     if "model" in predictor:
         model = predictor["model"]
         resources = _resources(model)
@@ -124,6 +125,7 @@ def revision_workload(obj: K8sObject, predictor: dict[str, Any], revision: str =
             )
         container = containers[0]
         resources = _resources(container)
+        env = {e["name"]: e["value"] for e in container.get("env") or []}
         args = dict(common)
         for arg in container.get("args") or []:
             key, _, value = arg.partition("=")
@@ -132,7 +134,7 @@ def revision_workload(obj: K8sObject, predictor: dict[str, Any], revision: str =
         if "--model" not in args:
             raise ManifestError(
                 f"{obj.source}: {obj.ref}: the model-server container needs --model=NAME",
-                "add --model=iris or --model=digits to args",
+                "add --model=NAME to args (iris, digits, ngram-pydoc...)",
             )
     args.pop("--http_port", None)  # the port is the pod's, set when a replica starts
     return WorkloadSpec(
@@ -145,7 +147,7 @@ def revision_workload(obj: K8sObject, predictor: dict[str, Any], revision: str =
             **({"serving.knative.dev/revision": f"{obj.name}-predictor-{revision}"} if revision else {}),
         },
         argv=[sys.executable, "-m", "inferbox.modelserver", *(f"{k}={v}" for k, v in args.items())],
-        env={},
+        env=env,
         port=port,
         ready_path=f"/v1/models/{obj.name}",
         min_replicas=replica_bounds(predictor)[0],

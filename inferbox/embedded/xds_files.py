@@ -30,7 +30,8 @@ def eds_path(directory: Path, cluster: str) -> Path:
 
 
 def rds_path(directory: Path, name: str) -> Path:
-    return directory / f"rds-{name}.yaml"
+    # Route configurations are named like their listener (namespace/gateway/listener).
+    return directory / f"rds-{name.replace('/', '_')}.yaml"
 
 
 def path_config_source(path: Path, directory: Path) -> dict[str, Any]:

@@ -109,6 +109,14 @@ class KeyStore:
         self._write_index({"active": kid, "next": None, "retired": retired})
         return kid
 
+    def withdraw(self, kid: str) -> None:
+        """Ends a retired key's grace period now: it is no longer published (it cannot be the active key)."""
+        self.reload(force=True)
+        if kid == self._index["active"]:
+            raise ValueError(f"key {kid} signs tokens now; activate another key before withdrawing it")
+        retired = {k: at for k, at in self._index.get("retired", {}).items() if k != kid}
+        self._write_index({**self._index, "retired": retired})
+
     # -- reading (the server, token crafting in tests) ---------------------------------------
     def reload(self, force: bool = False) -> None:
         index_path = self.directory / INDEX

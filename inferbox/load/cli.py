@@ -9,30 +9,41 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from inferbox.load.kind_job import in_cluster_workers
 from inferbox.load.profiles import DEFAULT_PROFILES, DEFAULT_SLO_DIR, get_profile, load_profiles, load_slo
 from inferbox.load.runner import LoadResult, run_profile
 from inferbox.profile import load_profile
+from inferbox.report.console import make_console
 from inferbox.report.model import REPORTS_ROOT, new_run_folder, point_latest
 from inferbox.targets import TargetOptions, target_factory
 
-console = Console()
+console = make_console()
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: object) -> None:
-    load = sub.add_parser("load", help="run a load profile and check its SLOs (exit 1 on a breach)")
+    load = sub.add_parser(
+        "load",
+        help="run a load profile and check its SLOs (exit 1 on a breach)",
+        description="Stands up (or reuses) the platform, runs load profile NAME with Locust and checks its SLOs.",
+    )
     if callable(common):
         common(load)
     load.add_argument("name", nargs="?", help="load profile (see --list)")
     load.add_argument("--list", action="store_true", help="list the load profiles")
     load.add_argument("--workers", type=int, default=None, help="Locust workers beside a master (default: profile's)")
     load.add_argument("--report-dir", default=None, help="report folder (default reports/<UTC time>-<target>)")
-    load.add_argument("--keep-platform", action="store_true", help="reuse a running platform (inferbox up)")
-    load.add_argument("--network", choices=["auto", "netns", "loopback"], default="auto")
-    load.add_argument("--profiles", default=str(DEFAULT_PROFILES), help="the load profiles file")
+    load.add_argument(
+        "--keep-platform", action="store_true", help="reuse a running platform (inferbox up), or leave the one started"
+    )
+    load.add_argument(
+        "--network",
+        choices=["auto", "netns", "loopback"],
+        default="auto",
+        help="embedded: workloads in network namespaces (needs root) or all on loopback (default auto)",
+    )
+    load.add_argument("--profiles-file", default=str(DEFAULT_PROFILES), help="the load profiles file")
     load.add_argument("--slo-dir", default=str(DEFAULT_SLO_DIR), help="folder of <profile>.yaml SLO files")
     load.add_argument(
         "--in-cluster",
@@ -80,7 +91,7 @@ def _print(result: LoadResult) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    profiles = Path(args.profiles)
+    profiles = Path(args.profiles_file)
     if args.list or not args.name:
         return _list(profiles)
     profile = get_profile(args.name, profiles)
@@ -95,7 +106,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         return 2
     options = TargetOptions(
         manifests_dir=Path(args.manifests),
-        profile=load_profile(args.profile),
+        profile=load_profile(args.conformance_profile),
         report_dir=folder,
         keep=args.keep_platform,
         network=args.network,

@@ -41,16 +41,18 @@ class Target:
 
 
 def _models(entry_tenant: str | None, entry_model: str | None, topology: Topology) -> list[Model]:
+    # The load generator speaks KServe's V1/V2 protocols: generative models (OpenAI's API on the AI
+    # Gateway) are not part of a mix.
     models = [
         m
-        for m in topology.models
+        for m in topology.predictive_models
         if (entry_tenant is None or m.tenant == entry_tenant) and (entry_model is None or m.name == entry_model)
     ]
     if not models:
         raise LoadProfileError(
             f"the load mix names tenant {entry_tenant or 'any'} / model {entry_model or 'any'}, which the platform "
             "does not serve",
-            f"models on this platform: {', '.join(f'{m.tenant}/{m.name}' for m in topology.models)}",
+            f"models on this platform: {', '.join(f'{m.tenant}/{m.name}' for m in topology.predictive_models)}",
         )
     return models
 
@@ -187,4 +189,4 @@ def build_plan(
 
 
 def tenants_needing_tokens(plan: dict[str, Any]) -> list[str]:
-    return sorted({t["tenant"] for t in plan["targets"] if t["auth"]})
+    return sorted({t.get("token_tenant") or t["tenant"] for t in plan["targets"] if t["auth"]})

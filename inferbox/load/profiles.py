@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
+from inferbox.data import data_path
 from inferbox.errors import InferboxError
 
-LOAD_DIR = Path(__file__).resolve().parent.parent.parent / "load"
+LOAD_DIR = data_path("load")
 DEFAULT_PROFILES = LOAD_DIR / "profiles.yaml"
 DEFAULT_SLO_DIR = LOAD_DIR / "slo"
 MODES = ("open", "closed")
@@ -35,7 +36,7 @@ class LoadProfileError(InferboxError):
 class Stage:
     seconds: float
     rate: float  # requests per second, all tenants together
-    users: int  # Locust users: the connection pool (open) or the simulated clients (closed)
+    users: int  # open loop: connections opened up front (the pool grows); closed loop: the simulated clients
 
 
 @dataclass(frozen=True)

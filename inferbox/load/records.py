@@ -40,6 +40,9 @@ class Records:
     origin_wall: float  # wall-clock time of offset 0
     origin_mono: float  # monotonic time of offset 0 on the machine of the first worker
     scheduled: int | None  # open loop: slots on every worker's timeline, sent or not
+    # Summed over workers: the generator's CPU seconds and, in open loop, connections opened, the
+    # most open at once, and requests that waited for a connection (the pool was at its limit).
+    generator: dict[str, float] | None = None
 
     def __len__(self) -> int:
         return int(self.done.size)
@@ -86,7 +89,10 @@ def read_records(folder: Path) -> Records:
     origin_wall = min((w["t0_wall"] for w in workers), default=0.0)
     first = min(workers, key=lambda w: w["t0_wall"]) if workers else {"t0_mono": 0.0}
     scheduled: int | None = 0
+    generator: dict[str, float] = {}
     for worker in workers:
+        for key, value in (worker.get("generator") or {}).items():
+            generator[key] = round(generator.get(key, 0) + value, 3)
         offset, count = int(worker["offset"]), int(worker["count"])
         shift = worker["t0_wall"] - origin_wall
         for name, code in meta["columns"]:
@@ -112,6 +118,7 @@ def read_records(folder: Path) -> Records:
         origin_wall,
         float(first["t0_mono"]),
         scheduled if workers else None,
+        generator or None,
     )
 
 

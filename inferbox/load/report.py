@@ -4,12 +4,17 @@ beside Locust's own HTML report and CSV files."""
 from __future__ import annotations
 
 import html
+import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inferbox.load.plots import histogram, latency_over_time
 from inferbox.load.profiles import LoadProfile
-from inferbox.load.records import OK, Records
+from inferbox.load.records import OK, RATE_LIMITED, Records
+from inferbox.report.sections import load_timeline_plots
 
 LOCUST_FILES = (
     "locust.html",
@@ -26,13 +31,56 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _errors(errors: dict[str, Any], limited_by_tenant: dict[str, int]) -> str:
+    """Errors by status, tenant and kind, and the platform's 429s apart; a sentence when there are none."""
+    parts = []
+    if errors["by_status"]:
+        rows = [[html.escape(str(k)), str(v)] for k, v in sorted(errors["by_status"].items())]
+        parts.append(_table(rows, ["status", "errors"]))
+        rows = [
+            [html.escape(tenant), html.escape(str(status)), str(n)]
+            for tenant, by_status in sorted(errors["by_tenant"].items())
+            for status, n in sorted(by_status.items())
+        ]
+        parts.append(_table(rows, ["tenant", "status", "errors"]))
+        rows = [[html.escape(str(k)), str(v)] for k, v in sorted(errors["by_outcome"].items())]
+        parts.append(_table(rows, ["kind", "errors"]))
+    else:
+        parts.append("<p>No errors: every request in the window was answered (429s are counted apart).</p>")
+    if limited_by_tenant:
+        rows = [[html.escape(t), str(n)] for t, n in sorted(limited_by_tenant.items())]
+        parts.append("<h3>Rate-limited (429) by tenant</h3>" + _table(rows, ["tenant", "429s"]))
+    else:
+        parts.append("<p>No request was rate-limited (429).</p>")
+    return "".join(parts)
+
+
+def per_second(records: Records, profile: LoadProfile) -> dict[str, Any]:
+    """The run per second of its timeline: requested and achieved (sent) rates, errors, and latency
+    percentiles of the requests answered in that second (by intended send time)."""
+    seconds = max(1, math.ceil(profile.total_s))
+    out: dict[str, list[Any]] = {k: [] for k in ("seconds", "requested", "achieved", "errors", "p50_ms", "p99_ms")}
+    for second in range(seconds):
+        sent = (records.sent >= second) & (records.sent < second + 1)
+        due = (records.intended >= second) & (records.intended < second + 1)
+        answered = np.sort(records.latency[due & (records.outcome == OK)]) * 1000
+        failed = due & (records.outcome != OK) & (records.outcome != RATE_LIMITED)
+        out["seconds"].append(second)
+        out["requested"].append(round(profile.requested(second, second + 1), 3))
+        out["achieved"].append(int(sent.sum()))
+        out["errors"].append(int(failed.sum()))
+        out["p50_ms"].append(round(float(answered[(answered.size - 1) // 2]), 3) if answered.size else None)
+        out["p99_ms"].append(
+            round(float(answered[max(1, math.ceil(0.99 * answered.size)) - 1]), 3) if answered.size else None
+        )
+    return out
+
+
 def _ms(figures: dict[str, Any]) -> list[str]:
     return [str(figures.get(k, "-")) for k in ("p50", "p90", "p99", "p99.9", "max", "count")]
 
 
-def write_outputs(
-    folder: Path, summary: dict[str, Any], records: Records, plan: dict[str, Any], profile: LoadProfile
-) -> dict[str, str]:
+def write_outputs(folder: Path, summary: dict[str, Any], records: Records, profile: LoadProfile) -> dict[str, str]:
     """Writes load.html; returns the run's output files by role (names relative to the folder)."""
     basis = summary["latency_basis"]
     window = records.select((records.intended >= profile.warmup_s) & (records.intended < profile.total_s))
@@ -77,10 +125,10 @@ def write_outputs(
     verdict = "passed" if summary["passed"] else "FAILED"
     versions = html.escape(", ".join(f"{k} {v}" for k, v in sorted((summary.get("versions") or {}).items())))
     scheduled = "" if requests["scheduled"] is None else f", {requests['scheduled']} scheduled in all"
-    error_text = html.escape(
-        f"by status: {errors['by_status']}; by tenant: {errors['by_tenant']}; by kind: {errors['by_outcome']}; "
-        f"429s by tenant: {summary['rate_limited']['by_tenant']}"
-    )
+    error_text = _errors(errors, summary["rate_limited"]["by_tenant"])
+    timeline = per_second(records, profile)
+    (folder / "timeline.json").write_text(json.dumps(timeline))
+    rate_chart, _ = load_timeline_plots(timeline, summary["events"])
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>load {html.escape(summary["profile"])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}}table{{border-collapse:collapse}}
 td,th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}}</style></head><body>
@@ -95,17 +143,24 @@ Requests: {requests["in_window"]} in the window, {requests["ok"]} answered, {req
 <p>Versions: {versions}</p>
 <h2>SLOs</h2>{_table(verdicts, ["SLO", "verdict", "detail"])}
 <h2>Latency (ms)</h2>{_table(figures, ["", "p50", "p90", "p99", "p99.9", "max", "count"])}
+<h2>Achieved rate</h2>{rate_chart}
 <h2>Latency over time</h2>{over_time}
 <h2>Histogram</h2>{hist}
 <h2>Per target</h2>{_table(per_target, ["target", "requests", "answered", "p50", "p90", "p99", "p99.9", "max"])}
-<h2>Errors</h2><p>{error_text}</p>
+<h2>Errors</h2>{error_text}
 {f"<h2>Chaos actions</h2><ul>{events}</ul>" if events else ""}
 <h2>Files</h2><p>{links}</p>
 <p style="color:#57606a">Percentiles are exact (nearest rank over every raw request), not Locust's rounded buckets.
 Locust's own report (locust.html) rounds response times to about two significant digits.</p>
 </body></html>"""
     (folder / "load.html").write_text(page)
-    files = {"html": "load.html", "summary": "summary.json", "plan": "plan.json", "samples": "samples.bin"}
+    files = {
+        "html": "load.html",
+        "summary": "summary.json",
+        "plan": "plan.json",
+        "samples": "samples.bin",
+        "timeline": "timeline.json",
+    }
     for name in LOCUST_FILES:
         if (folder / name).exists():
             files[

@@ -205,11 +205,13 @@ def run_locust(
     credentials: dict[str, dict[str, str]],
     actions: Sequence[TimedAction] = (),
     launcher: WorkerLauncher | None = None,
+    worker_prefix: Callable[[int], Sequence[str]] = lambda _: (),
 ) -> tuple[int, list[dict[str, Any]]]:
     """Runs Locust for the plan; returns its exit code and the timed actions as they ran.
 
     With ``plan["workers"]`` set, a master and that many workers run: local processes, or workers
-    started by ``launcher`` (the master then listens on the launcher's bind host).
+    started by ``launcher`` (the master then listens on the launcher's bind host). Local worker i's
+    command starts with ``worker_prefix(i)`` (a benchmark pins each to a CPU of its own).
     """
     workers = int(plan["workers"])
     deadline_s = profile.total_s + GRACE_S
@@ -247,7 +249,7 @@ def run_locust(
                     (
                         f"locust-worker-{i}",
                         _locust_cmd(
-                            place.command_prefix,
+                            (*place.command_prefix, *worker_prefix(i)),
                             profile,
                             "--worker",
                             "--master-host",
@@ -347,6 +349,6 @@ def run_profile(
         "place": "beside the workloads" if place.command_prefix else "this machine",
     }
     summary = summarise(records, plan, profile, slo, context, events)
-    summary["files"] = write_outputs(folder, summary, records, plan, profile)
+    summary["files"] = write_outputs(folder, summary, records, profile)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return LoadResult(folder, summary, plan, code, events)

@@ -142,6 +142,7 @@ def summarise(
         "latency_ms": summary_ms(answered.latency),
         "service_time_ms": summary_ms(answered.service),
         "schedule_delay_ms": summary_ms(window.delay) if profile.mode == "open" else {},
+        "generator": records.generator,
         "errors": {
             "by_status": _counts([s for s, _ in error_keys]),
             "by_tenant": dict(sorted(by_tenant.items())),

@@ -18,7 +18,9 @@ from typing import Any
 import joblib
 import sklearn
 
-ARTIFACTS = ("iris", "iris-2", "digits")
+from inferbox.model_kinds import PREDICTIVE_ARTIFACTS
+
+ARTIFACTS = PREDICTIVE_ARTIFACTS
 
 
 def cache_dir() -> Path:

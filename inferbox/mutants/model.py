@@ -18,10 +18,11 @@ from typing import Any
 import yaml
 
 from inferbox import strictyaml
+from inferbox.data import data_path
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, dump_objects, load_manifests, parse_documents
 
-DEFAULT_MUTANT_DIR = Path(__file__).resolve().parent.parent.parent / "mutants"
+DEFAULT_MUTANT_DIR = data_path("mutants")
 OPS = {"add", "replace", "remove", "delete", "create", "substitute"}
 TARGETS = ("embedded", "kind", "existing")
 

@@ -72,15 +72,15 @@ def _run_pytest(
         "--no-header",
         "-p",
         "no:randomly",
-        "--platform",
+        "--inferbox-platform",
         platform,
-        "--manifests",
+        "--inferbox-manifests",
         str(manifests),
-        "--report-dir",
+        "--inferbox-report-dir",
         str(report_dir),
     ]
     if keep_state_dir is not None:
-        cmd.append("--keep-platform")
+        cmd.append("--inferbox-keep-platform")
         env["INFERBOX_STATE_DIR"] = str(keep_state_dir)
     with open(report_dir / "pytest.log", "w") as log:
         try:

@@ -1,1 +1,2 @@
-"""Run reports: report.json (versioned), junit.xml, summary.html and component logs."""
+"""Run reports: report.json (versioned), junit.xml, summary.html, summary.md, and the run's logs;
+``report diff`` between runs."""

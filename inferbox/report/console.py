@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import io
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from inferbox.report.model import suite_of
+
+# Long enough that a table piped to a file or another program is never cut to a terminal's width.
+PIPE_WIDTH = 100_000
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for tables: at a terminal its width; piped, wide enough to never cut a cell."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
 
 
 def summary_table(report: dict[str, Any]) -> Table:
     """Outcomes per suite (security, serving, ...), then the total."""
     groups: dict[str, dict[str, int]] = {}
     for test in report["tests"]:
-        parts = test["id"].split("/")
-        group = parts[1] if len(parts) > 2 and parts[0] == "suites" else parts[0]
-        counts = groups.setdefault(group, {})
+        counts = groups.setdefault(suite_of(test["id"]), {})
         counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
     outcomes = ["passed", "failed", "error", "skipped"]
     table = Table(title=f"inferbox on {report['target']}", title_justify="left")
@@ -23,7 +36,7 @@ def summary_table(report: dict[str, Any]) -> Table:
     for outcome in outcomes:
         table.add_column(outcome, justify="right")
     for group, counts in sorted(groups.items()):
-        table.add_row(group, *(str(counts.get(o, 0)) for o in outcomes))
+        table.add_row(Text(group), *(str(counts.get(o, 0)) for o in outcomes))
     table.add_row("total", *(str(report["summary"].get(o, 0)) for o in outcomes), style="bold")
     return table
 
@@ -37,5 +50,5 @@ def render(report: dict[str, Any], report_path: str, width: int = 100) -> str:
         console.print(
             f"mutants (last run {mutation.get('when', '?')}): {mutation['killed']} killed of {mutation['total']}"
         )
-    console.print(f"report: {report_path}")
+    console.print(f"report: {report_path}", markup=False, soft_wrap=True)  # a path is copied whole
     return buffer.getvalue()

@@ -10,6 +10,19 @@ from typing import Any
 
 SCHEMA = "inferbox.io/report/v1"
 REPORTS_ROOT = Path("reports")
+OUTCOME_ORDER = ("failed", "error", "xpassed", "passed", "skipped", "xfailed")
+
+
+def suite_of(test_id: str) -> str:
+    """The area a test belongs to: ``suites/security/...`` -> security, ``tests/unit/...`` -> unit;
+    the platform's start (a test of the plugin's own) -> platform."""
+    path = test_id.split("::", 1)[0]
+    if not path:
+        return "platform"
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] in ("suites", "tests"):
+        return parts[1]
+    return parts[0].removesuffix(".py")
 
 
 @dataclass
@@ -20,9 +33,11 @@ class TestRecord:
     markers: list[str] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
     skip_reason: str | None = None
-    message: str | None = None
+    message: str | None = None  # a failure's assertion message (the exception's own text)
+    traceback: str | None = None  # the whole traceback, without pytest's dump of the function's arguments
     retries: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
+    log: str | None = None  # the test's captured output, relative to the report folder
 
 
 @dataclass

@@ -13,7 +13,7 @@ Jaeger query API subset (Jaeger's query port 16686), answering in Jaeger's envel
   [&minDuration=10ms][&maxDuration=2s][&limit=N]`` or ``?traceID=...`` (repeatable)
 - ``GET /api/traces/{traceID}`` (404 when unknown)
 - ``GET /api/dependencies?endTs=ms&lookback=ms``
-- ``GET /metrics``: the store's own counters
+- ``GET /metrics``: the store's own figures (received, dropped, held), in Prometheus' text format
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ import gzip
 import json
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,6 +43,26 @@ _UNIT_US = {"ns": 0.001, "us": 1, "µs": 1, "ms": 1000, "s": 1_000_000, "m": 60_
 
 class BadRequest(ValueError):
     pass
+
+
+class StoreCollector(Collector):
+    """The store's own figures, read from it at each scrape."""
+
+    def __init__(self, store: TraceStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        store = self.store
+        yield CounterMetricFamily("tracestore_spans_received", "Spans received over OTLP.", value=store.received)
+        yield CounterMetricFamily(
+            "tracestore_traces_dropped",
+            "Traces dropped, oldest first, to keep the store within its memory bound.",
+            value=store.dropped_traces,
+        )
+        yield CounterMetricFamily("tracestore_spans_dropped", "Spans of the dropped traces.", value=store.dropped_spans)
+        yield GaugeMetricFamily("tracestore_traces", "Traces held.", value=len(store))
+        yield GaugeMetricFamily("tracestore_bytes", "Memory the held spans take (estimated).", value=store.bytes)
+        yield GaugeMetricFamily("tracestore_max_bytes", "The store's memory bound.", value=store.max_bytes)
 
 
 def envelope(data: Any, status: int = 200, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -166,13 +190,11 @@ def create_query_app(store: TraceStore) -> Starlette:  # noqa: C901 - one nested
             return error(400, str(exc))
         return envelope(store.dependencies((end_ms - lookback_ms) * 1000, end_ms * 1000))
 
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+
     async def metrics(_: Request) -> Response:
-        text = (
-            "# HELP tracestore_spans_received_total Spans received over OTLP.\n"
-            "# TYPE tracestore_spans_received_total counter\n"
-            f"tracestore_spans_received_total {store.received}\n"
-        )
-        return Response(text, media_type="text/plain; version=0.0.4")
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(
         routes=[

@@ -1,14 +1,59 @@
-"""Traces kept in memory, bounded, and searched the way Jaeger's query service searches them."""
+"""Traces kept in memory, bounded in bytes, and searched the way Jaeger's query service searches them.
+
+The bound is on the memory the stored spans take (each span's Python objects, measured when it
+arrives, shared objects counted for every span that holds them, so the estimate errs high). When a
+new span would take the store over it, the least recently updated traces are dropped whole, and
+counted, so a long soak cannot exhaust memory and a dashboard sees that traces went.
+"""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from inferbox.tracestore.model import StoredSpan
 
-DEFAULT_MAX_SPANS = 200_000
+MIB = 1024 * 1024
+DEFAULT_MAX_BYTES = 128 * MIB
+# A trace's own bookkeeping beside its spans: its ordered-dict entry, key string and span list.
+TRACE_OVERHEAD_BYTES = 300
+
+
+def footprint(value: object) -> int:
+    """Bytes the object and everything it holds take (strings, numbers, tuples, lists, dicts)."""
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        return size + sum(footprint(k) + footprint(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return size + sum(footprint(item) for item in value)
+    return size
+
+
+_TAG = sys.getsizeof(("", "", ""))
+_LINK = sys.getsizeof(("", ""))
+
+
+def _tags_bytes(tags: Iterable[tuple[str, str, object]]) -> int:
+    # A tag's type name is one of a few shared constants: not counted.
+    return sum(_TAG + sys.getsizeof(key) + sys.getsizeof(value) for key, _, value in tags)
+
+
+def span_bytes(span: StoredSpan) -> int:
+    """What one stored span takes, field by field (a generic walk costs ten times as much). Objects
+    spans share (service name, process tags) are counted for each span, so the estimate errs high."""
+    size = sys.getsizeof(span) + sys.getsizeof(vars(span))
+    for text in (span.trace_id, span.span_id, span.parent_id, span.name, span.service):
+        size += sys.getsizeof(text)
+    size += sys.getsizeof(span.tags) + _tags_bytes(span.tags)
+    size += sys.getsizeof(span.process_tags) + _tags_bytes(span.process_tags)
+    size += sys.getsizeof(span.links) + sum(_LINK + sys.getsizeof(t) + sys.getsizeof(s) for t, s in span.links)
+    size += footprint(span.logs) if span.logs else sys.getsizeof(span.logs)
+    for number in (span.start_us, span.duration_us, span.flags, span.received_at):
+        size += sys.getsizeof(number)
+    return size
 
 
 @dataclass(frozen=True)
@@ -50,27 +95,40 @@ def span_matches(span: StoredSpan, query: TraceQuery) -> bool:
 
 
 class TraceStore:
-    def __init__(self, max_spans: int = DEFAULT_MAX_SPANS) -> None:
-        self.max_spans = max_spans
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"the trace store's bound must be positive, not {max_bytes} bytes")
+        self.max_bytes = max_bytes
         self._traces: OrderedDict[str, list[StoredSpan]] = OrderedDict()
-        self._span_count = 0
+        self._trace_bytes: dict[str, int] = {}
+        self.bytes = 0
         self._lock = threading.Lock()
         self.received = 0
+        self.dropped_traces = 0
+        self.dropped_spans = 0
 
-    def add(self, spans: list[StoredSpan]) -> None:
+    def __len__(self) -> int:
+        return len(self._traces)
+
+    def add(self, spans: Iterable[StoredSpan]) -> None:
+        sized = [(span, span_bytes(span)) for span in spans]  # outside the lock: the costly part
         with self._lock:
-            for span in spans:
+            for span, size in sized:
                 trace = self._traces.get(span.trace_id)
                 if trace is None:
                     trace = self._traces[span.trace_id] = []
+                    size += TRACE_OVERHEAD_BYTES
                 else:
                     self._traces.move_to_end(span.trace_id)
                 trace.append(span)
-                self._span_count += 1
+                self._trace_bytes[span.trace_id] = self._trace_bytes.get(span.trace_id, 0) + size
+                self.bytes += size
                 self.received += 1
-            while self._span_count > self.max_spans and self._traces:
-                _, evicted = self._traces.popitem(last=False)  # the least recently updated trace
-                self._span_count -= len(evicted)
+            while self.bytes > self.max_bytes and self._traces:
+                trace_id, evicted = self._traces.popitem(last=False)  # the least recently updated trace
+                self.bytes -= self._trace_bytes.pop(trace_id)
+                self.dropped_traces += 1
+                self.dropped_spans += len(evicted)
 
     def get(self, trace_id: str) -> list[StoredSpan] | None:
         with self._lock:

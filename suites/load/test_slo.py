@@ -1,4 +1,4 @@
-"""The chosen load profile meets every SLO of its SLO file (``pytest -m load --load-profile NAME``).
+"""The chosen load profile meets every SLO of its SLO file (``pytest -m load --inferbox-load-profile NAME``).
 
 One test per SLO, all reading one run of the profile: latency percentiles (open loop: from the
 intended send time, so a stall is not hidden), the error ratio (429s counted apart), the achieved

@@ -53,5 +53,5 @@ def jaeger(platform: Platform, observability: Observability) -> Iterator[JaegerQ
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``panel`` parameters cover every dashboard panel shipped under the manifests."""
     if "panel" in metafunc.fixturenames:
-        panels: list[Panel] = all_panels(metafunc.config.getoption("manifests"))
+        panels: list[Panel] = all_panels(metafunc.config.getoption("inferbox_manifests"))
         metafunc.parametrize("panel", panels, ids=[p.id for p in panels])

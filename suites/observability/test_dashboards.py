@@ -15,6 +15,7 @@ from inferbox.observability.dashboards import Panel, concrete
 from inferbox.observability.prometheus import PrometheusClient
 from inferbox.observability.promql import names
 from inferbox.observability.traffic import send_predictions
+from inferbox.openai_client import OpenAIClient, chat_body
 
 pytestmark = [
     pytest.mark.conformance,
@@ -36,17 +37,26 @@ def dashboard_traffic(
     token_for: Token,
 ) -> set[str]:
     """Traffic every panel should see: served predictions for every model, a request without a
-    token and one with another tenant's token. Returns the metric names Prometheus then knows.
+    token and one with another tenant's token, and a streamed chat completion of every generative
+    model through the AI Gateway. Returns the metric names Prometheus then knows.
 
     The models are held at one ready replica while the panels are judged: a model that idled to
     zero meanwhile has no replica to show (the ready-replicas panel would rightly be empty)."""
     tenants = [t.name for t in platform.topology.tenants]
-    for model in platform.topology.models:
+    for model in platform.topology.predictive_models:
         send_predictions(gateway, model, token_for(model.tenant), 3)
         gateway.metadata_v1(model)
         other = next((t for t in tenants if t != model.tenant), None)
         if other:
             gateway.metadata_v1(model, token_for(other))
+    if Capability.AI_GATEWAY in platform.capabilities:
+        ai_gateway = OpenAIClient(platform.ai_gateway_url())
+        try:
+            for model in platform.topology.generative_models:
+                body = chat_body(model.name, "Hello", 4, stream=True, include_usage=True)
+                ai_gateway.stream_chat(body, token_for(model.tenant))
+        finally:
+            ai_gateway.close()
     sent = time.time()
     # Two scrapes after the traffic, so rates over the window have two points with it.
     prometheus.wait_scraped_after(sent, observability.metrics_deadline_s())

@@ -187,17 +187,16 @@ def test_denied_requests_are_counted_with_their_code(
 
 
 @pytest.fixture
-def budget_refilled(platform: Platform, gateway: GatewayClient, token_for: Token, model: Model) -> Iterator[None]:
-    """After the burst, waits until the tenant's budget is nearly full again (the gateway reports
-    what is left in ``x-ratelimit-remaining``), so later checks are not limited by this one."""
+def budget_refilled(gateway: GatewayClient, token_for: Token, model: Model) -> Iterator[None]:
+    """After the burst, waits until the tenant is served again, so later checks are not limited by
+    this one. Envoy Gateway's local limiter refills the whole bucket at each interval (tokens per
+    fill = the limit) and reports nothing in headers, so a served request after the burst means
+    the bucket was refilled."""
     yield
-    wanted = int(platform.profile.rate_limit_per_tenant_rps * 0.9)
 
     def refilled() -> None:
         response = gateway.metadata_v1(model, token_for(model.tenant))
         assert response.status_code == 200, describe(response)
-        remaining = int(response.headers.get("x-ratelimit-remaining", "-1"))
-        assert remaining >= wanted, f"{remaining} requests left of the budget, waiting for {wanted}"
 
     eventually(refilled, timeout_s=10, interval_s=0.2)
 

@@ -30,7 +30,8 @@ def test_grafana_lists_our_dashboards_and_its_prometheus_is_healthy(
 ) -> None:
     assert observability.grafana_url, "the target claims Grafana but gives no URL"
     wanted = {
-        str(load_dashboard(path)["uid"]): path.name for path in dashboard_files(request.config.getoption("manifests"))
+        str(load_dashboard(path)["uid"]): path.name
+        for path in dashboard_files(request.config.getoption("inferbox_manifests"))
     }
     with httpx.Client(base_url=observability.grafana_url, auth=observability.grafana_auth, timeout=10) as grafana:
 

@@ -23,7 +23,7 @@ import pytest
 from inferbox.client import GatewayClient
 from inferbox.contract import Platform
 from inferbox.manifests import load_manifests
-from inferbox.verdicts import Source, describe, source_of
+from inferbox.verdicts import Source, describe, from_upstream, source_of
 from inferbox.waiting import eventually
 
 pytestmark = [pytest.mark.conformance]
@@ -88,10 +88,10 @@ def route_requests(manifests_dir: str) -> list[RouteRequest]:
 def _verdict(request: RouteRequest, response: httpx.Response) -> str:
     """Why the answer shows the route leads nowhere ("" when a backend answered)."""
     source = source_of(response)
-    from_upstream = "x-envoy-upstream-service-time" in response.headers
+    upstream = from_upstream(response)
     if source is Source.GATEWAY_RATE_LIMIT:
         raise AssertionError(f"{request}: rate limited, trying again")  # not an answer yet
-    if response.status_code == 500 and not from_upstream and source is not Source.MODEL:
+    if response.status_code == 500 and not upstream and source is not Source.MODEL:
         return (
             f"{request}: the gateway answers 500 itself, so a backend reference does not resolve "
             f"(ResolvedRefs=False on a cluster); the rule's backends: {', '.join(request.backends) or 'none'}"
@@ -109,7 +109,7 @@ def _verdict(request: RouteRequest, response: httpx.Response) -> str:
 def test_every_route_reaches_a_backend(
     platform: Platform, gateway: GatewayClient, token_for: Callable[[str], str], request: pytest.FixtureRequest
 ) -> None:
-    requests = route_requests(request.config.getoption("manifests"))
+    requests = route_requests(request.config.getoption("inferbox_manifests"))
     assert requests, "the manifests publish no route"
     tenants = {t.name for t in platform.topology.tenants}
     failures = []

@@ -17,7 +17,8 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.mesh import MeshClient, MeshSource, Outcome
 from inferbox.topology import Model
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, mesh_clients, workloads_of
+
+from ._mesh import CONVERGENCE_S, mesh_clients, workloads_of
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),
@@ -91,3 +92,43 @@ def test_identity_headers_cannot_cross_tenants_inside_the_mesh(
         timeout_s=CONVERGENCE_S,
         interval_s=0.5,
     )
+
+
+@pytest.mark.capability(Capability.BORROWED_MESH_IDENTITY)
+def test_mesh_authorization_alone_refuses_other_tenants_identities(
+    platform: Platform, mesh_clients: dict[str, MeshClient], model: Model, token_for: Callable[[str], str]
+) -> None:
+    """Mesh authorization proven on its own: from the gateway's hop (which the network lets
+    through), presenting another tenant's workload identity (a certificate of the platform's own
+    CA) and the model's tenant's token (which satisfies any claim condition), the request is refused
+    by the sidecar's authorization, as the profile says other tenants' workloads are not answered.
+    Beside it, the same place, token and request with the gateway's own identity is answered."""
+    intent = platform.profile.require_mesh().callers
+    refused = not intent["otherTenant"].answered  # the verdict for another tenant's identity
+    accounts = {(w.namespace, w.service_account) for w in platform.workloads()} | {
+        (t.name, "default") for t in platform.topology.tenants
+    }
+    borrowed = sorted((ns, sa) for ns, sa in accounts if ns != model.tenant)
+    assert borrowed, "no other tenant's identity to borrow; the check would prove nothing"
+    clients = [platform.mesh_client_with_identity(MeshSource.gateway(), ns, sa) for ns, sa in borrowed]
+    path, token = f"/v1/models/{model.name}", token_for(model.tenant)
+
+    def check() -> None:
+        failures = []
+        for workload in workloads_of(platform, model):
+            for _, port in workload.ports:
+                twin = mesh_clients[MeshSource.gateway().label].request(workload, port, "GET", path, token=token)
+                assert twin.answered == intent["gateway"].answered, f"the gateway's own identity: {twin.describe()}"
+                for (namespace, account), client in zip(borrowed, clients, strict=True):
+                    result = client.request(workload, port, "GET", path, token=token)
+                    if (result.outcome is Outcome.AUTHZ_DENIED) != refused or result.answered == refused:
+                        failures.append(
+                            f"identity {namespace}/{account} -> {workload.name}:{port}: {result.describe()}"
+                        )
+        assert not failures, "mesh authorization let another tenant's identity through:\n" + "\n".join(failures)
+
+    try:
+        eventually(check, timeout_s=CONVERGENCE_S, interval_s=0.5)
+    finally:
+        for client in clients:
+            client.close()

@@ -19,7 +19,8 @@ from inferbox.evidence import Evidence
 from inferbox.mesh import MeshClient, MeshSource, ProbeResult, Workload
 from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.waiting import eventually
-from suites.security._mesh import (
+
+from ._mesh import (
     CONVERGENCE_S,
     best_token,
     in_parallel,

@@ -21,7 +21,8 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.mesh import MeshClient, MeshSource, Outcome, Transport, Workload
 from inferbox.topology import Model
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, mesh_clients, workloads_of
+
+from ._mesh import CONVERGENCE_S, mesh_clients, workloads_of
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),

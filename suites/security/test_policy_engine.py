@@ -25,7 +25,8 @@ from inferbox.policy.evaluator import Request, expected
 from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.tokens import decode_unverified
 from inferbox.waiting import eventually
-from suites.security._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, sources
+
+from ._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, sources
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),
@@ -64,7 +65,7 @@ def test_enforcement_matches_the_manifests_policies(
     evidence: Evidence,
     request: pytest.FixtureRequest,
 ) -> None:
-    manifests = load_manifests(request.config.getoption("manifests"))
+    manifests = load_manifests(request.config.getoption("inferbox_manifests"))
     workloads = model_workloads(platform)
     cases: list[tuple[MeshSource, Workload, int, Transport, Variant]] = [
         (source, workload, port, transport, variant)

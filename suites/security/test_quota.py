@@ -61,7 +61,7 @@ def test_scaling_past_the_quota_is_refused_and_others_keep_serving(
     current = sum(1 for w in platform.workloads() if w.namespace == model.tenant and w.model == model.name)
     room = quota.pods - quota.pods_used
     requested = current + room + 1  # one more than the quota leaves room for
-    others = [m for m in platform.topology.models if m.tenant != model.tenant]
+    others = [m for m in platform.topology.predictive_models if m.tenant != model.tenant]
     outcomes: dict[str, list[int]] = {f"{m.tenant}/{m.name}": [] for m in others}
     stop = threading.Event()
 

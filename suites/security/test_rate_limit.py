@@ -78,20 +78,15 @@ def _allowed(platform: Platform, elapsed_s: float) -> int:
 
 
 @pytest.fixture
-def refilled(
-    platform: Platform, gateway: GatewayClient, token_for: Callable[[str], str], model: Model
-) -> Iterator[None]:
-    """After a burst, waits until the tenant's budget is nearly full again, so later checks are not
-    limited by this one. The gateway reports what is left in ``x-ratelimit-remaining``."""
+def refilled(gateway: GatewayClient, token_for: Callable[[str], str], model: Model) -> Iterator[None]:
+    """After a burst, waits until the tenant is served again, so later checks are not limited by this
+    one. Envoy Gateway's local limiter refills the whole bucket at each interval (tokens per fill =
+    the limit) and reports nothing in headers, so a served request after the burst means a refill."""
     yield
-    wanted = int(platform.profile.rate_limit_per_tenant_rps * 0.9)
 
     def budget_back() -> None:
         response = gateway.metadata_v1(model, token_for(model.tenant))
         assert response.status_code == 200, describe(response)
-        remaining = response.headers.get("x-ratelimit-remaining")
-        assert remaining is not None, "the gateway reports no x-ratelimit-remaining"
-        assert int(remaining) >= wanted, f"{remaining} requests left of the budget, waiting for {wanted}"
 
     eventually(budget_back, timeout_s=10, interval_s=0.2)
 
@@ -124,7 +119,7 @@ def test_budget_is_enforced_per_tenant(
         f"{platform.profile.rate_limit_per_tenant_rps}/s allows"
     )
     # While this tenant is limited, every other tenant with a model is still served.
-    for other in platform.topology.models:
+    for other in platform.topology.predictive_models:
         if other.tenant != model.tenant:
             response = gateway.metadata_v1(other, token_for(other.tenant))
             assert response.status_code == 200, (

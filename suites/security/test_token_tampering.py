@@ -48,7 +48,7 @@ def _edit(segment: str, position: int, replacement: str) -> str | None:
 def test_edited_tokens_are_refused(
     platform: Platform, gateway: GatewayClient, part: int, position: int, replacement: str
 ) -> None:
-    model = platform.topology.models[0]
+    model = platform.topology.predictive_models[0]
     segments = platform.tokens().valid(model.tenant).split(".")
     edited = _edit(segments[part], position, replacement)
     if edited is None:

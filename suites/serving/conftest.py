@@ -6,7 +6,8 @@ import pytest
 
 from inferbox.contract import Platform
 from inferbox.pytest_plugin.core import FOLDER_KEY
-from suites.serving._overlap import OVERLAP_KEY, SESSION_FIXTURES, Overlap, stage_of
+
+from ._overlap import OVERLAP_KEY, SESSION_FIXTURES, Overlap, stage_of
 
 
 @pytest.fixture(autouse=True)

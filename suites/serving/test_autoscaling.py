@@ -22,8 +22,9 @@ from inferbox.client import DEFAULT_TIMEOUT, GatewayClient
 from inferbox.contract import Capability, Feature, Platform
 from inferbox.evidence import Evidence
 from inferbox.topology import Model
-from suites.serving._overlap import Stage, alone
-from suites.serving._serving import (
+
+from ._overlap import Stage, alone
+from ._serving import (
     Answer,
     Token,
     await_zero,

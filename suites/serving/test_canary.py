@@ -23,8 +23,9 @@ from inferbox.evidence import Evidence
 from inferbox.serving import RevisionStatus, binomial_interval, paced
 from inferbox.topology import Model
 from inferbox.waiting import eventually
-from suites.serving._overlap import Stage, alone
-from suites.serving._serving import SETTLE_S, Answer, Token, failures, predict
+
+from ._overlap import Stage, alone
+from ._serving import SETTLE_S, Answer, Token, failures, predict
 
 pytestmark = [
     pytest.mark.conformance,

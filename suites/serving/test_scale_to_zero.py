@@ -20,8 +20,9 @@ from inferbox.contract import Capability, Feature, Platform
 from inferbox.evidence import Evidence
 from inferbox.serving import cold_start_breakdown, summary
 from inferbox.topology import Model
-from suites.serving._overlap import Stage, alone
-from suites.serving._serving import Token, await_quiet_zero, await_zero, declared, predict
+
+from ._overlap import Stage, alone
+from ._serving import Token, await_quiet_zero, await_zero, declared, predict
 
 pytestmark = [
     pytest.mark.conformance,

@@ -89,7 +89,7 @@ def faulty_platform(
         manifests_dir=manifests,
         profile=load_profile(),
         report_dir=load_report_dir / "calibration",
-        network=request.config.getoption("network"),
+        network=request.config.getoption("inferbox_network"),
     )
     with target_factory("embedded")(options) as platform:
         yield platform

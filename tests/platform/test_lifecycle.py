@@ -36,7 +36,7 @@ def _options(tmp_path: Path, manifests: Path | None = None, **kw: object) -> Emb
     return EmbeddedOptions(manifests or DEFAULT_MANIFEST_DIR, tmp_path / "state", tmp_path / "logs", **kw)  # type: ignore[arg-type]
 
 
-def _leftovers(instance: str, pids: list[tuple[int, int]]) -> list[str]:
+def _leftovers(instance: str, pids: list[tuple[int, float]]) -> list[str]:
     found = [f"process {pid}" for pid, start in pids if is_same_process(pid, start)]
     return found + list_netns(f"ib-{instance}-")
 
@@ -135,7 +135,7 @@ def test_killing_the_owner_leaves_nothing_behind(tmp_path: Path) -> None:
         owner.wait()
 
     def nothing_left() -> None:
-        left = _leftovers(started["instance"], [(int(p[0]), int(p[1])) for p in started["pids"]])
+        left = _leftovers(started["instance"], [(int(p[0]), float(p[1])) for p in started["pids"]])
         assert not left, f"still there: {left}"
 
     eventually(nothing_left, timeout_s=20, interval_s=0.2)
@@ -146,12 +146,13 @@ import json, sys, time
 from pathlib import Path
 from inferbox.manifests import DEFAULT_MANIFEST_DIR
 from inferbox.profile import load_profile
-from inferbox.targets import TargetOptions, embedded_target
+from inferbox.embedded.factory import embedded_target
+from inferbox.targets import TargetOptions
 options = TargetOptions(DEFAULT_MANIFEST_DIR, load_profile(), Path(sys.argv[1]))
 with embedded_target(options) as platform:
-    live = platform.live
-    pids = [[p.pid, p.start_time] for p in live.supervisor.processes]
-    print(json.dumps({"instance": live.instance, "state_dir": str(live.options.state_dir), "pids": pids}), flush=True)
+    state = platform.state
+    pids = [[c.pid, c.start_time] for c in state.components.values()]
+    print(json.dumps({"instance": state.instance, "state_dir": state.state_dir, "pids": pids}), flush=True)
     time.sleep(600)
 """
 
@@ -179,7 +180,7 @@ def test_a_killed_run_leaves_no_secret_behind(tmp_path: Path) -> None:
         run.wait()
 
     def nothing_left() -> None:
-        left = _leftovers(started["instance"], [(int(p[0]), int(p[1])) for p in started["pids"]])
+        left = _leftovers(started["instance"], [(int(p[0]), float(p[1])) for p in started["pids"]])
         assert not left, f"still there: {left}"
         assert not state_dir.exists(), f"the private folder is still there: {sorted(state_dir.rglob('*'))[:5]}"
 

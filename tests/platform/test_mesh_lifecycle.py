@@ -42,7 +42,7 @@ def listening_in(netns: str, pid: int) -> list[str]:
     return [line.split()[3] for line in out.stdout.splitlines() if f"pid={pid}," in line]
 
 
-def leftovers(instance: str, pids: list[tuple[int, int]]) -> list[str]:
+def leftovers(instance: str, pids: list[tuple[int, float]]) -> list[str]:
     found = [f"process {pid}" for pid, start in pids if is_same_process(pid, start)]
     return found + list_netns(f"ib-{instance}-")
 
@@ -133,7 +133,7 @@ def test_a_crashed_owner_leaves_no_sidecar_namespace_or_rule(tmp_path: Path) -> 
         owner.wait()
 
     def nothing_left() -> None:
-        left = leftovers(started["instance"], [(int(p[0]), int(p[1])) for p in started["pids"]])
+        left = leftovers(started["instance"], [(int(p[0]), float(p[1])) for p in started["pids"]])
         assert not left, f"still there: {left}"
 
     eventually(nothing_left, timeout_s=20, interval_s=0.2)

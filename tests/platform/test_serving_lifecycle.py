@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from inferbox.contract import Capability
-from inferbox.embedded.control import SOCKET_NAME, remote
+from inferbox.embedded.control import control_socket, remote
 from inferbox.embedded.lifecycle import start_daemon, stop_daemon
 from inferbox.embedded.target import EmbeddedTarget
 from inferbox.manifests import DEFAULT_MANIFEST_DIR
@@ -21,7 +21,7 @@ def test_a_kept_platform_is_scaled_through_its_control_channel(tmp_path: Path) -
     state = start_daemon(DEFAULT_MANIFEST_DIR, state_dir)
     try:
         target = EmbeddedTarget(state, load_profile(), remote(state_dir))
-        assert (state_dir / SOCKET_NAME).stat().st_mode & 0o077 == 0, "the control socket is the owner's only"
+        assert control_socket(state_dir).stat().st_mode & 0o077 == 0, "the control socket is the owner's only"
         assert {Capability.AUTOSCALING, Capability.RESOURCE_QUOTA} <= target.capabilities
         model = target.topology.model("pytorch-resnet")
         assert target.autoscaling(model).min_replicas == 0
@@ -52,4 +52,4 @@ def test_a_kept_platform_is_scaled_through_its_control_channel(tmp_path: Path) -
         target.close()
     finally:
         assert stop_daemon(state_dir)
-    assert not (state_dir / SOCKET_NAME).exists()
+    assert not control_socket(state_dir).exists()

@@ -18,7 +18,7 @@ from inferbox.embedded.gateway_plan import FaultPlan, parse_go_duration, plan_ga
 from inferbox.embedded.subset import check_supported
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
-from tests.gateway_render import render_bootstrap
+from tests.gateway_render import gateway_hcm, render_bootstrap
 
 POLICY = "sklearn-iris-rate-limit"
 
@@ -129,9 +129,7 @@ def _render(manifests: ManifestSet, tmp_path: Path) -> dict[str, Any]:
 
 
 def _hcm(bootstrap: dict[str, Any]) -> dict[str, Any]:
-    hcm: dict[str, Any] = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
-        "typed_config"
-    ]
+    hcm: dict[str, Any] = gateway_hcm(bootstrap)
     return hcm
 
 
@@ -145,7 +143,7 @@ def test_the_fault_filter_runs_first_and_only_where_a_route_has_a_fault(manifest
     for vhost in hcm["route_config"]["virtual_hosts"]:
         for route in vhost["routes"]:
             per_route = route["typed_per_filter_config"].get(FAULT_FILTER)
-            if vhost["name"] == "sklearn-iris.tenant-a.inference.example":
+            if vhost["domains"] == ["sklearn-iris.tenant-a.inference.example"]:
                 assert per_route["delay"] == {
                     "fixed_delay": "0.050000000s",
                     "percentage": {"numerator": 100000, "denominator": "MILLION"},

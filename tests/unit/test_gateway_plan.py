@@ -14,7 +14,7 @@ from inferbox.embedded.gateway_config import GatewayPorts
 from inferbox.embedded.gateway_plan import ModelBackend, ServiceBackend, Unresolved, plan_gateway
 from inferbox.errors import ManifestError
 from inferbox.manifests import K8sObject, ManifestSet
-from tests.gateway_render import render_bootstrap
+from tests.gateway_render import gateway_hcm, render_bootstrap
 from tests.manifest_edits import edited as _edited
 
 
@@ -138,10 +138,8 @@ def _render(manifests: ManifestSet, tmp_path: Path, host_netns: str | None) -> d
 
 def test_path_prefixes_match_whole_path_elements(manifests: ManifestSet, tmp_path: Path) -> None:
     bootstrap = _render(manifests, tmp_path, None)
-    routes = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
-        "route_config"
-    ]["virtual_hosts"]
-    iris = next(v for v in routes if v["name"] == "sklearn-iris.tenant-a.inference.example")
+    routes = gateway_hcm(bootstrap)["route_config"]["virtual_hosts"]
+    iris = next(v for v in routes if v["domains"] == ["sklearn-iris.tenant-a.inference.example"])
     matches = [r["match"] for r in iris["routes"]]
     assert {"path_separated_prefix": "/v1/models"} in matches
     assert matches[0] in ({"path": "/v2/health/ready"}, {"path": "/v2/health/live"}), "exact paths come first"

@@ -17,12 +17,14 @@ from inferbox.embedded.gateway_config import (
     model_clusters,
     render_gateway,
     render_routes,
+    route_config_name,
     service_backends,
 )
 from inferbox.embedded.gateway_plan import ModelBackend, plan_gateway
 from inferbox.embedded.xds_files import EdsFiles, RoutesFile
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, load_manifests
 from inferbox.serving_plan import plan_serving
+from tests.gateway_render import gateway_hcm
 
 MANIFESTS = load_manifests(DEFAULT_MANIFEST_DIR)
 PLANS = plan_serving(MANIFESTS)
@@ -38,7 +40,7 @@ def revisions(promoted: bool = False):  # type: ignore[no-untyped-def]
 
 
 def _iris_predict(routes: dict[str, Any]) -> dict[str, Any]:
-    host = next(v for v in routes["virtual_hosts"] if v["name"] == "sklearn-iris.tenant-a.inference.example")
+    host = next(v for v in routes["virtual_hosts"] if v["domains"] == ["sklearn-iris.tenant-a.inference.example"])
     route = next(r for r in host["routes"] if r["match"] == {"path_separated_prefix": "/v1/models"})
     action: dict[str, Any] = route["route"]
     return action
@@ -64,12 +66,12 @@ def test_routes_come_from_a_watched_file_and_envoy_accepts_the_bootstrap(tmp_pat
     ports = GatewayPorts(public=18080, admin=18081, pod_ip=None, pod_port=80)
     config = render_gateway(GatewayInputs(plan, ports, tmp_path / "xds", services, revisions=revisions(), rds=True))
     # What the embedded gateway writes beside its bootstrap: the routes (RDS) and empty endpoints (EDS).
-    routes, eds = RoutesFile(tmp_path / "xds"), EdsFiles(tmp_path / "xds")
+    routes, eds = RoutesFile(tmp_path / "xds", route_config_name(plan)), EdsFiles(tmp_path / "xds")
     routes.write(config.routes)
     for cluster in config.eds_clusters:
         eds.ensure(cluster)
     bootstrap = config.bootstrap
-    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = gateway_hcm(bootstrap)
     assert "route_config" not in hcm
     assert hcm["rds"]["config_source"]["path_config_source"]["path"] == str(routes.path)
     served = yaml.safe_load(routes.path.read_text())

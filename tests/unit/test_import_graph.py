@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "inferbox"
 # What the contract may not depend on: targets and the servers the platform runs.
 IMPLEMENTATIONS = (
     "inferbox.embedded",
-    "inferbox.kind",
+    "inferbox.cluster",
     "inferbox.jwtserver",
     "inferbox.tracestore",
     "inferbox.modelserver",
@@ -70,7 +70,7 @@ def test_there_is_no_import_cycle() -> None:
 
 
 def test_the_cluster_targets_import_nothing_of_the_embedded_target() -> None:
-    assert _edges("inferbox.kind", "inferbox.embedded") == []
+    assert _edges("inferbox.cluster", "inferbox.embedded") == []
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -84,5 +84,5 @@ def test_the_contract_depends_on_no_implementation(implementation: str) -> None:
 def test_the_graph_sees_the_imports_it_checks() -> None:
     """The checks above mean something only if the graph holds the package's real imports."""
     assert GRAPH.has_edge("inferbox.embedded.platform", "inferbox.embedded.deployer")
-    assert GRAPH.has_edge("inferbox.kind.target", "inferbox.targets")
+    assert GRAPH.has_edge("inferbox.cluster.target", "inferbox.targets")
     assert len(GRAPH) > 100

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from inferbox.kind import mesh as kmesh
+from inferbox.cluster import mesh as kmesh
 from inferbox.mesh import Outcome, SourceKind, Transport, Workload
 
 WORKLOAD = Workload(

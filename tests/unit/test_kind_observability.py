@@ -12,13 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
+from inferbox.cluster import observability as kind
+from inferbox.cluster.helm_values import plan_values
+from inferbox.cluster.installer import PlanOptions, build_plan
+from inferbox.cluster.versions import load_versions
 from inferbox.contract import Signal
 from inferbox.embedded.catalogue import CATALOGUE as EMBEDDED
-from inferbox.kind import observability as kind
-from inferbox.manifests import DEFAULT_MANIFEST_DIR, ManifestSet
+from inferbox.manifests import DEFAULT_MANIFEST_DIR, ManifestSet, load_manifests
 from inferbox.observability.dashboards import all_panels, load_dashboard
 from inferbox.observability.grafana import missing_dashboards, prometheus_datasource_problem
 from inferbox.observability.kiali import edges, traffic_edge
+from tests.cluster.upstream_data import pinned_schemas
 
 
 def test_every_signal_has_promql_on_both_targets() -> None:
@@ -114,12 +118,54 @@ def test_objects_to_apply_are_the_monitors_and_telemetry(manifests: ManifestSet)
     assert {m.name for m in manifests.of_kind("InferenceService")} <= monitored, "every model has its PodMonitor"
 
 
-def test_helm_values_select_our_monitors_and_dashboards() -> None:
-    stack = kind.HELM_VALUES["kube-prometheus-stack"]
-    assert stack["prometheus"]["prometheusSpec"]["podMonitorSelectorNilUsesHelmValues"] is False
-    assert stack["grafana"]["sidecar"]["dashboards"]["label"] == kind.DASHBOARD_LABEL[0]
-    providers = kind.HELM_VALUES["istiod"]["meshConfig"]["extensionProviders"]
+PLAN = build_plan(PlanOptions("kind", "kind-x", load_manifests(), load_versions(environ={}), kind_name="x"))
+
+
+def _values(chart: str) -> dict[str, Any]:
+    """The values the installer installs ``chart`` with."""
+    [values] = [v for _, name, v in plan_values(PLAN) if name == chart]
+    return dict(values)
+
+
+def _installed_values(chart: str) -> dict[str, Any]:
+    """The installer's values over the pinned chart's defaults (skipped, naming how to fetch the
+    pinned charts, where they are not on this machine)."""
+    merged: dict[str, Any] = _merged(pinned_schemas().chart_values(chart), _values(chart))
+    return merged
+
+
+def _merged(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merged(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def test_the_installers_values_select_our_monitors() -> None:
+    spec = _values("kube-prometheus-stack")["prometheus"]["prometheusSpec"]
+    assert spec["podMonitorSelectorNilUsesHelmValues"] is False
+    assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
+    assert spec["scrapeInterval"] == f"{kind.SCRAPE_INTERVAL_S:.0f}s"
+    providers = _values("istiod")["meshConfig"]["extensionProviders"]
     assert [p["name"] for p in providers] == ["jaeger"], "the name the Telemetry manifest uses"
+    assert _values("kiali-server")["external_services"]["tracing"]["internal_url"] == (
+        "http://jaeger-query.monitoring:16686"
+    )
+
+
+def test_grafanas_sidecar_as_installed_loads_our_dashboards() -> None:
+    dashboards = _installed_values("kube-prometheus-stack")["grafana"]["sidecar"]["dashboards"]
+    assert (dashboards["label"], dashboards["labelValue"]) == kind.DASHBOARD_LABEL
+    assert dashboards["enabled"] is True
+
+
+def test_kiali_reaches_jaeger_where_the_chart_serves_its_query_api() -> None:
+    """One source of values: Kiali's tracing URL is the Jaeger query Service at the base path the
+    Jaeger chart's all-in-one serves (its default, "/"), as the suite's own Jaeger client uses it."""
+    kiali = _installed_values("kiali-server")["external_services"]["tracing"]
+    jaeger = _installed_values("jaeger")
+    assert jaeger["allInOne"]["enabled"] is True
+    assert jaeger["query"]["basePath"] == "/"
+    assert kiali["internal_url"] == "http://jaeger-query.monitoring:16686"
 
 
 # -- Grafana and Kiali checks against fakes ------------------------------------------------------

@@ -5,7 +5,9 @@ Locust image (standard library and Locust only)."""
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +35,20 @@ out["v2_wrong"] = lf.classify(target, 200, b"", {"outputs": [{"data": [1, 3]}]})
 out["limited"] = lf.classify(target, 429, b"local_rate_limited", None)[0]
 out["other_429"] = lf.classify(target, 429, b"slow down", None)[0]
 out["dead"] = lf.classify(target, 0, b"", None)[0]
+head = b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: 2\\r\\n\\r\\n"
+def quick(data):
+    found = lf.quick_answer(data)
+    return "more" if isinstance(found, lf._More) else None if found is None else [found[0], found[1].decode(), found[2]]
+out["quick"] = [
+    quick(head + b"{}"),
+    quick(head + b"{"),
+    quick(head[:20]),
+    quick(b"HTTP/1.1 503 Unavailable\\r\\nconnection: close\\r\\ncontent-length: 0\\r\\n\\r\\n"),
+    quick(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n2\\r\\n{}\\r\\n0\\r\\n\\r\\n"),
+    quick(b"HTTP/1.0 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\n{}"),
+    quick(b"HTTP/1.1 100 Continue\\r\\n\\r\\n"),
+    quick(head + b"{}extra"),
+]
 print(json.dumps(out))
 """
 
@@ -93,10 +109,27 @@ def test_answers_and_statuses_are_classified(tmp_path: Path) -> None:
 
 
 def test_the_locustfile_needs_only_the_standard_library_and_locust() -> None:
+    """The official Locust image has Locust and what Locust itself requires (gevent, geventhttpclient)."""
+    locust_brings = {
+        re.split(r"[^A-Za-z0-9_.-]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+        for requirement in importlib.metadata.requires("locust") or []
+        if "extra ==" not in requirement
+    }
     modules: set[str] = set()
     for node in ast.walk(ast.parse(LOCUSTFILE.read_text())):
         if isinstance(node, ast.Import):
             modules |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             modules.add(node.module.split(".")[0])
-    assert modules - set(sys.stdlib_module_names) - {"__future__"} <= {"locust", "gevent"}, modules
+    assert {"gevent", "geventhttpclient"} <= locust_brings, locust_brings
+    assert modules - set(sys.stdlib_module_names) - {"__future__"} <= {"locust"} | locust_brings, modules
+
+
+def test_the_quick_parser_reads_the_common_answer_and_hands_over_the_rest(tmp_path: Path) -> None:
+    out = _probe(tmp_path, {"arrival": "constant", "stages": [{"seconds": 1, "rate": 1, "users": 1}]})
+    complete, body_short, head_short, closing, chunked, http10, interim, too_long = out["quick"]
+    assert complete == [200, "{}", True]
+    assert body_short == head_short == "more"
+    assert closing == [503, "", False], "Connection: close ends the keep-alive"
+    assert [chunked, http10, interim] == [None, None, None], "the full parser reads these"
+    assert too_long is None, "bytes beyond the announced length are not this answer's"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench.load_generator import endpoint, plan_for
+from bench.load_runs import envoy_endpoint, known_endpoint, plan_for
 from inferbox.contract import LoadClientPlace
 from inferbox.load.records import OK, read_records
 from inferbox.load.runner import LOCUSTFILE, run_locust
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def fast_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with endpoint(tmp_path_factory.mktemp("envoy")) as base:
+    with envoy_endpoint(tmp_path_factory.mktemp("envoy")) as base:
         yield f"{base}/fast"
 
 
@@ -75,6 +75,8 @@ def test_every_scheduled_request_is_recorded_once(fast_url: str, tmp_path: Path,
     assert (records.outcome == OK).all()
     assert set(records.worker.tolist()) == ({0} if workers == 0 else {0, 1})
     assert (records.latency > 0).all()
+    assert (records.delay >= 0).all(), "a request left before its intended time"
+    assert (records.service > 0).all()
     assert (tmp_path / "locust_stats.csv").exists()
     assert (tmp_path / "locust.html").exists()
 
@@ -89,3 +91,21 @@ def test_workers_from_a_launcher_serve_the_plan(fast_url: str, tmp_path: Path) -
     assert (records.scheduled, len(records)) == (200, 200)
     assert set(records.worker.tolist()) == {0, 1}
     assert launcher.runs[0].startswith("run-")
+
+
+def test_a_stall_grows_the_pool_instead_of_holding_requests_back(tmp_path: Path) -> None:
+    """Every answer frozen for 0.5 s at every 40th request, 40/s, 2 connections to begin with: the
+    requests due during a freeze leave on new connections, none waits for one, and the first
+    request of each freeze measures the whole freeze from its intended time."""
+    with known_endpoint(tmp_path, delay_ms=5.0, stall_every=40, stall_ms=500.0) as stalling:
+        plan, profile = plan_for("stall", stalling.url, 40.0, 4.0, tmp_path, users=2, warmup_s=0.0)
+        code, _ = run_locust(plan, profile, LoadClientPlace((), stalling.url), tmp_path, {})
+    assert code == 0, (tmp_path / "locust.log").read_text()[-2000:]
+    records = read_records(tmp_path)
+    assert (records.scheduled, len(records)) == (160, 160)
+    assert (records.outcome == OK).all()
+    assert len(stalling.report["freezes"]) == 4
+    generator = records.generator or {}
+    assert generator["queued"] == 0, generator
+    assert generator["connections_peak"] >= 0.5 * 40 * 0.5, f"the pool did not grow during a freeze: {generator}"
+    assert records.latency.max() >= 0.5, "the freeze does not show from the intended time"

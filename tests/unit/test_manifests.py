@@ -9,14 +9,18 @@ from inferbox.manifests import ManifestSet, load_manifests, parse_documents
 from inferbox.topology import read_topology
 
 
-def test_the_platform_defines_three_tenants_and_two_models(manifests: ManifestSet) -> None:
+def test_the_platform_defines_three_tenants_two_predictive_and_two_generative_models(manifests: ManifestSet) -> None:
     topology = read_topology(manifests)
     assert [t.name for t in topology.tenants] == ["tenant-a", "tenant-b", "tenant-c"]
-    assert {(m.tenant, m.name, m.kind) for m in topology.models} == {
+    assert {(m.tenant, m.name, m.kind) for m in topology.predictive_models} == {
         ("tenant-a", "sklearn-iris", "sklearn"),
         ("tenant-c", "pytorch-resnet", "digits"),
     }
-    assert topology.tenant("tenant-b").models == ()
+    assert {(m.tenant, m.name, m.kind) for m in topology.generative_models} == {
+        ("tenant-b", "pydoc-ngram", "ngram-pydoc"),
+        ("tenant-c", "sklearn-ngram", "ngram-sklearn"),
+    }
+    assert topology.tenant("tenant-b").models == ("pydoc-ngram",)
 
 
 def test_malformed_yaml_names_the_file_and_line(manifest_copy: Path) -> None:

@@ -9,14 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from inferbox.cluster import upstream
+from inferbox.cluster.validation import check_objects
+from inferbox.cluster.versions import load_versions
 from inferbox.embedded.gateway_plan import plan_gateway
 from inferbox.embedded.subset import check_all_supported
-from inferbox.kind.validation import check_objects
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, dump_objects, load_manifests
 from inferbox.mutants.model import Mutant, apply_pointer, load_mutants, mutate
 
 MUTANTS = load_mutants()
 KUBERNETES_VERSION = "1.32"
+# The pinned CRDs where they have been fetched (scripts/upstream-schemas); otherwise custom
+# resources are checked against the catalogue only, and tests/cluster/test_kind_validation.py, which
+# validates every mutant's objects against the pinned CRDs, is skipped saying so.
+PINNED = upstream.find(load_versions(environ={}))
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,7 +36,7 @@ def test_mutant_applies_and_changes_the_platform(mutant: Mutant, tmp_path: Path)
     check_all_supported(mutated)
     plan_gateway(mutated)
     # A mutant is a break a real cluster would accept: it stays valid for the pinned APIs.
-    problems = check_objects(((o.source, o.body) for o in mutated), KUBERNETES_VERSION)
+    problems = check_objects(((o.source, o.body) for o in mutated), KUBERNETES_VERSION, PINNED)
     assert not problems, "\n".join(problems)
     if mutant.patches:
         changed_objects = dump_objects(mutated) != dump_objects(load_manifests(DEFAULT_MANIFEST_DIR))
@@ -46,7 +52,18 @@ def _other_files(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def collected_ids() -> set[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "conformance", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        # Chaos checks are guarded by mutants too (mutants/chaos.yaml).
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "conformance or chaos",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -86,7 +86,7 @@ def test_a_broken_profile_is_a_usage_error_before_any_test_runs(tmp_path: Path) 
             "-m",
             "pytest",
             str(test),
-            "--profile",
+            "--inferbox-conformance-profile",
             str(path),
             "-p",
             "no:cacheprovider",

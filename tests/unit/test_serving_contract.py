@@ -32,6 +32,10 @@ def _pmf(n: int, p: float) -> list[float]:
 def test_the_canary_interval_has_the_stated_false_failure_rate() -> None:
     low, high = binomial_interval(400, 0.2, 0.001)
     assert (low, high) == (55, 107)
+    # Large profiles: the exact interval stays computable (a product of huge binomials overflowed at 1030).
+    big_low, big_high = binomial_interval(1030, 0.2, 0.001)
+    assert big_low < 206 < big_high
+    assert binomial_interval(100_000, 0.2, 0.001)[0] > 19_000
     pmf = _pmf(400, 0.2)
     assert sum(pmf[:low]) <= 0.0005
     assert sum(pmf[high + 1 :]) <= 0.0005

@@ -27,8 +27,8 @@ def test_every_shipped_manifest_is_inside_the_subset(manifests: ManifestSet) -> 
         (
             "SecurityPolicy",
             "sklearn-iris-jwt",
-            lambda b: b["spec"]["jwt"]["providers"][0].update(extractFrom={"headers": []}),
-            "spec.jwt.providers[0].extractFrom",
+            lambda b: b["spec"]["jwt"]["providers"][0].update(recomputeRoute=True),
+            "spec.jwt.providers[0].recomputeRoute",
         ),
         (
             "SecurityPolicy",
@@ -39,7 +39,7 @@ def test_every_shipped_manifest_is_inside_the_subset(manifests: ManifestSet) -> 
         (
             "BackendTrafficPolicy",
             "sklearn-iris-rate-limit",
-            lambda b: b["spec"]["rateLimit"].update(type="Global"),
+            lambda b: b["spec"]["rateLimit"].update(type="Distributed"),
             "spec.rateLimit.type",
         ),
         (

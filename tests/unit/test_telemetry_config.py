@@ -23,7 +23,7 @@ from inferbox.embedded.tracing import (
 )
 from inferbox.errors import ManifestError
 from inferbox.manifests import ManifestSet
-from tests.gateway_render import render_bootstrap
+from tests.gateway_render import gateway_hcm, render_bootstrap
 from tests.manifest_edits import edited as _edited
 
 
@@ -73,7 +73,7 @@ def test_real_envoy_accepts_tracing_and_metrics(manifests: ManifestSet, tmp_path
     add_gateway_tracing(bootstrap, tracing, ("127.0.0.1", 14318), 1000)
     add_gateway_metrics(bootstrap, ("127.0.0.1", 19001))
     add_merged_metrics(bootstrap, ("127.0.0.1", 15020), ("127.0.0.1", 18099), "/metrics")
-    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = gateway_hcm(bootstrap)
     assert hcm["tracing"]["random_sampling"] == {"value": 100.0}
     assert hcm["tracing"]["spawn_upstream_span"] is True
     assert hcm["tracing"]["custom_tags"] == [

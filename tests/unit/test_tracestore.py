@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import time
+import tracemalloc
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from inferbox.observability.jaeger import parse_trace, same_trace_id
 from inferbox.tracestore.app import create_otlp_app, create_query_app, parse_duration_us
-from inferbox.tracestore.model import jaeger_trace_id, trace_id_hex
-from inferbox.tracestore.store import TraceStore
+from inferbox.tracestore.model import StoredSpan, jaeger_trace_id, spans_from_otlp, trace_id_hex
+from inferbox.tracestore.store import MIB, TRACE_OVERHEAD_BYTES, TraceStore
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT, GATEWAY, MODEL = "b7ad6b7169203331", "00f067aa0ba902b7", "53995c3f42cd8ad8"
@@ -164,16 +167,87 @@ def test_ids_and_durations() -> None:
     assert parse_duration_us("10ms") == 10_000
 
 
-def test_the_store_is_bounded() -> None:
-    store = TraceStore(max_spans=3)
-    for i in range(5):
-        raw = _export("svc", [_span(f"{i:016x}", CLIENT, "op", 1, 0)])
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(raw)
-        from inferbox.tracestore.model import spans_from_otlp
+def _stored(trace: int, span: int = 0, payload: str = "") -> list[StoredSpan]:
+    """One span of trace number ``trace`` as the store receives it from OTLP."""
+    attrs = {"payload": payload} if payload else {}
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(_export("svc", [_span(f"{span + 1:016x}", CLIENT, "op", 1, 0, **attrs)]))
+    spans = spans_from_otlp(request, 0.0)
+    for stored in spans:
+        stored.trace_id = f"{trace:032x}"
+    return spans
 
-        spans = spans_from_otlp(request, 0.0)
-        spans[0].trace_id = f"{i:032x}"
-        store.add(spans)
-    assert store.get(f"{4:032x}") is not None
-    assert store.get(f"{0:032x}") is None, "the oldest trace was evicted"
+
+def test_the_store_is_bounded_in_bytes_and_drops_the_oldest_traces() -> None:
+    probe = TraceStore()
+    probe.add(_stored(0))
+    one_trace = probe.bytes
+    assert one_trace > TRACE_OVERHEAD_BYTES
+    store = TraceStore(max_bytes=int(one_trace * 3.5))
+    for trace in range(10):
+        store.add(_stored(trace))
+        assert store.bytes <= store.max_bytes
+    assert len(store) == 3
+    assert [store.get(f"{t:032x}") is not None for t in range(10)] == [False] * 7 + [True] * 3
+    assert (store.dropped_traces, store.dropped_spans, store.received) == (7, 7, 10)
+
+
+def test_a_trace_that_grows_is_kept_over_older_ones() -> None:
+    probe = TraceStore()
+    probe.add(_stored(0))
+    store = TraceStore(max_bytes=int(probe.bytes * 4.5))
+    for trace in range(3):
+        store.add(_stored(trace))
+    store.add(_stored(0, span=1))  # trace 0 gets a second span: now the most recently updated
+    store.add(_stored(3))
+    assert store.get(f"{0:032x}") is not None
+    assert store.get(f"{1:032x}") is None, "the least recently updated trace goes first"
+    assert store.dropped_traces == 1
+
+
+def test_big_spans_weigh_what_they_hold() -> None:
+    small, big = TraceStore(), TraceStore()
+    small.add(_stored(0))
+    big.add(_stored(0, payload="x" * 100_000))
+    assert big.bytes - small.bytes >= 100_000
+
+
+def test_the_bound_holds_for_the_memory_actually_used() -> None:
+    """Three times the bound's worth of spans leave the store's real allocations near the bound."""
+    bound = 4 * MIB
+    store = TraceStore(max_bytes=bound)
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        trace = 0
+        while store.received * (store.bytes / max(1, len(store))) < 3 * bound or store.dropped_traces == 0:
+            store.add(_stored(trace, payload="v" * 200))
+            trace += 1
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert store.dropped_traces > 0
+    assert store.bytes <= bound
+    assert used <= bound * 1.25, f"the spans take {used / MIB:.1f} MiB against an estimate of {store.bytes / MIB:.1f}"
+    assert used >= bound * 0.5, f"the estimate errs far high: {used / MIB:.1f} MiB used, bound {bound / MIB:.1f}"
+
+
+def test_drops_are_exposed_as_metrics() -> None:
+    probe = TraceStore()
+    probe.add(_stored(0))
+    store = TraceStore(max_bytes=int(probe.bytes * 2.5))
+    for trace in range(5):
+        store.add(_stored(trace))
+    text = TestClient(create_query_app(store)).get("/metrics").text
+    values = {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+    assert values["tracestore_traces_dropped_total"] == store.dropped_traces == 3
+    assert values["tracestore_spans_dropped_total"] == 3
+    assert values["tracestore_spans_received_total"] == 5
+    assert values["tracestore_traces"] == 2
+    assert values["tracestore_bytes"] == store.bytes <= values["tracestore_max_bytes"]
+
+
+def test_a_bound_that_is_not_positive_is_refused() -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        TraceStore(max_bytes=0)

@@ -1,0 +1,5 @@
+"""``python -m inferbox.aigateway {extproc,ratelimit}``."""
+
+from inferbox.aigateway.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""Checks of the AI Gateway: OpenAI-compatible access to the generative models."""
