@@ -95,15 +95,16 @@ def main() -> None:
     kserve_logging.configure_logging(config)
     _bind_host_override()
     if ours.model in GENERATIVE_ARTIFACTS:
-        from kserve.model_server import app
+        from kserve import model_server
 
         from inferbox.modelserver.generative import NgramGenerativeModel
         from inferbox.modelserver.openai_api import register_openai_endpoints
 
         generative = NgramGenerativeModel(ours.model_name, ours.model)
         generative.load()
-        register_openai_endpoints(app, {generative.name: generative})
-        _model_server().start([generative])
+        server = _model_server()  # builds KServe's app anew: the routes go on that one
+        register_openai_endpoints(model_server.app, {generative.name: generative})
+        server.start([generative])
         return
     model = ArtifactModel(ours.model_name, ours.model, validate=ours.validate_inputs == "true")
     model.load()
