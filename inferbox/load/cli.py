@@ -87,6 +87,14 @@ def _print(result: LoadResult) -> None:
         + ", ".join(f"{k} {latency[k]} ms" for k in ("p50", "p90", "p99", "p99.9", "max") if k in latency)
         + f"; errors {summary['requests']['errors']}, 429s {summary['requests']['rate_limited']}"
     )
+    if "streams" in summary:
+        ttft, rate = summary["ttft_ms"], summary["stream_tokens_per_s"]
+        console.print(
+            "streams: time to first token "
+            + ", ".join(f"{k} {ttft[k]} ms" for k in ("p50", "p90", "p99") if k in ttft)
+            + f"; {summary['tokens_per_s'] or 'no'} tokens/s in all; per stream "
+            + ", ".join(f"{k} {rate[k]} tokens/s" for k in ("p50", "p10") if k in rate)
+        )
     console.print(f"report: {result.folder / 'load.html'}")
 
 

@@ -64,7 +64,6 @@ from locust.runners import MasterRunner, WorkerRunner
 
 # Outcome codes of a recorded request (inferbox.load.records reads the same codes).
 OK, RATE_LIMITED, HTTP_ERROR, WRONG_ANSWER, CONNECTION = 0, 1, 2, 3, 4
-COLUMNS = (("intended", "d"), ("sent", "d"), ("done", "d"), ("status", "h"), ("outcome", "b"), ("target", "h"))
 
 with open(os.environ["INFERBOX_LOAD_PLAN"], encoding="utf-8") as _plan_file:
     PLAN: dict[str, Any] = json.load(_plan_file)
@@ -73,6 +72,20 @@ STAGES: list[dict[str, Any]] = PLAN["stages"]
 TOTAL_S = float(sum(stage["seconds"] for stage in STAGES))
 OPEN = PLAN["mode"] == "open"
 TARGETS: list[dict[str, Any]] = PLAN["targets"]
+STREAMED = any(t.get("stream") for t in TARGETS)
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("intended", "d"),
+    ("sent", "d"),
+    ("done", "d"),
+    ("status", "h"),
+    ("outcome", "b"),
+    ("target", "h"),
+)
+if STREAMED:
+    # Streams also record when their first token arrived (NaN: none), the completion tokens the final
+    # usage chunk reported (-1: no usage) and the chunks with content counted (-1: not a stream).
+    COLUMNS += (("first", "d"), ("tokens", "i"), ("chunks", "i"))
+NAN = float("nan")
 END_GRACE_S = 2.0
 FINAL_REPORT_TIMEOUT_S = 30.0
 PROCESSES = max(1, int(PLAN.get("workers") or 0))
@@ -169,8 +182,31 @@ class Recorder:
         self.cpu0 = time.process_time()
         self.scheduled: int | None = None
 
-    def add(self, intended: float, sent: float, done: float, status: int, outcome: int, target: int) -> None:
-        row = (intended - self.t0_mono, sent - self.t0_mono, done - self.t0_mono, status, outcome, target)
+    def add(
+        self,
+        intended: float,
+        sent: float,
+        done: float,
+        status: int,
+        outcome: int,
+        target: int,
+        stream: ChatStream | None = None,
+    ) -> None:
+        row: tuple[float | int, ...] = (
+            intended - self.t0_mono,
+            sent - self.t0_mono,
+            done - self.t0_mono,
+            status,
+            outcome,
+            target,
+        )
+        if STREAMED:
+            first = stream.first if stream is not None and stream.first is not None else None
+            row += (
+                NAN if first is None else first - self.t0_mono,
+                -1 if stream is None or stream.usage_tokens is None else stream.usage_tokens,
+                -1 if stream is None else stream.chunks,
+            )
         for (name, _), value in zip(COLUMNS, row, strict=True):
             self.columns[name].append(value)
 
@@ -291,16 +327,90 @@ def _answer_ok(target: dict[str, Any], body: Any) -> bool:
     return bool([int(v) for v in outputs[0].get("data", [])] == expect)
 
 
-def classify(target: dict[str, Any], status: int, content: bytes, body: Any) -> tuple[int, str]:
+def classify(
+    target: dict[str, Any], status: int, content: bytes, body: Any, rate_limit_header: bool = False
+) -> tuple[int, str]:
+    """The outcome of an answer. A 429 is the gateway's rate limiter only when it says so: Envoy's local
+    limiter names itself in the body, its global one (the AI Gateway's token budget) sends an empty
+    body and ``x-envoy-ratelimited``."""
     if status == 0:
         return CONNECTION, "no response (connection error or timeout)"
-    if status == 429 and b"local_rate_limited" in content:
+    if status == 429 and (b"local_rate_limited" in content or rate_limit_header):
         return RATE_LIMITED, "429 from the gateway's rate limiter"
     if status != 200:
         return HTTP_ERROR, f"HTTP {status}"
     if not _answer_ok(target, body):
         return WRONG_ANSWER, "wrong answer"
     return OK, ""
+
+
+def rate_limit_head(data: bytes) -> bool:
+    """The response head (the bytes up to its blank line) carries Envoy's ``x-envoy-ratelimited``."""
+    end = data.find(b"\r\n\r\n")
+    return b"\r\nx-envoy-ratelimited:" in data[: end if end >= 0 else len(data)].lower()
+
+
+class ChatStream:
+    """One streamed chat completion (OpenAI's server-sent events) read as its bytes arrive: when the
+    first chunk with content came, how many chunks had content, the usage of the final chunk, and
+    whether it ended with ``data: [DONE]``. Fed the body (transfer encoding removed) in pieces."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.data: list[bytes] = []
+        self.first: float | None = None  # monotonic time of the read that brought the first token
+        self.chunks = 0  # chunks whose delta has content (one token each for the n-gram models)
+        self.usage_tokens: int | None = None  # completion_tokens of the usage chunk
+        self.done = False
+        self.problem = ""
+
+    def feed(self, data: bytes, at: float) -> None:
+        """Reads the complete lines of ``data`` (the rest waits for more); ``at`` is when it arrived."""
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r")
+            if line.startswith(b"data:"):
+                self.data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            elif not line and self.data:  # a blank line ends an event
+                self._event(b"\n".join(self.data), at)
+                self.data = []
+
+    def _event(self, payload: bytes, at: float) -> None:
+        if self.done:
+            self.problem = self.problem or "an event after data: [DONE]"
+            return
+        if payload == b"[DONE]":
+            self.done = True
+            return
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            self.problem = self.problem or f"an event that is not JSON: {payload[:60]!r}"
+            return
+        if not isinstance(chunk, dict) or chunk.get("object") != "chat.completion.chunk":
+            self.problem = self.problem or f"an event that is not a chat.completion.chunk: {payload[:60]!r}"
+            return
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict) and (choice.get("delta") or {}).get("content"):
+                self.chunks += 1
+                if self.first is None:
+                    self.first = at
+        usage = chunk.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self.usage_tokens = int(usage["completion_tokens"])
+
+    def verdict(self) -> tuple[int, str]:
+        """A complete stream with at least one token is a right answer (the text is the model's own)."""
+        if self.problem:
+            return WRONG_ANSWER, f"unreadable stream: {self.problem}"
+        if self.pending.strip() or self.data:
+            return WRONG_ANSWER, "the stream ended inside an event"
+        if not self.done:
+            return WRONG_ANSWER, "the stream did not end with data: [DONE]"
+        if not self.chunks:
+            return WRONG_ANSWER, "the stream carried no token"
+        return OK, ""
 
 
 def _mesh_tls(*args: Any, **kwargs: Any) -> Any:
@@ -371,6 +481,7 @@ class Answer(HTTPResponseParser):
         super().__init__()
         self.complete = False
         self.body = bytearray()
+        self.rate_limit_header = False
 
     def _on_message_begin(self) -> None:
         pass
@@ -379,7 +490,8 @@ class Answer(HTTPResponseParser):
         pass
 
     def _on_header_field(self, name: str) -> None:
-        pass
+        if name.lower() == "x-envoy-ratelimited":
+            self.rate_limit_header = True
 
     def _on_header_value(self, value: str) -> None:
         pass
@@ -487,6 +599,8 @@ class Connection:
         self.last_used = time.monotonic()
         self.intended = self.sent = 0.0
         self.index = 0
+        self.stream: ChatStream | None = None  # the request's stream, when its target streams
+        self.read_body = 0  # how much of the answer's body the stream has been fed
         sock = gevent.socket.create_connection((host, port), timeout=float(PLAN["timeout_s"]))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.kernel_stamps = False
@@ -509,6 +623,8 @@ class Connection:
     def send(self, payload: bytes, intended: float, index: int) -> None:
         self.busy = True
         self.intended, self.index = intended, index
+        self.stream = ChatStream() if TARGETS[index].get("stream") else None
+        self.read_body = 0
         self.sent = time.monotonic()
         try:
             written = self.sock.send(payload)  # a request fits an idle socket's buffer: one call
@@ -549,28 +665,42 @@ class Connection:
                         quick = outcome
                 else:
                     answer.feed(data)
+                if self.stream is not None and answer is not None:
+                    self._stream_read(answer, ancillary)
                 if quick is not None:
                     status, content, keep = quick
+                    limited = status == 429 and rate_limit_head(buffered)
                 elif answer is not None and answer.complete:
                     status, content, keep = answer.get_code(), bytes(answer.body), answer.should_keep_alive()
+                    limited = answer.rate_limit_header
                 else:
                     continue
             except HTTPParseError as exc:
                 self.fail(f"no response: unreadable answer ({exc})")
                 return
             done = (kernel_time(ancillary) if self.kernel_stamps else None) or time.monotonic()
+            if self.stream is not None and quick is not None and status == 200:
+                self.stream.feed(content, done)  # a stream that came whole, with a length
             self.busy = False
-            self.dispatcher.answered(self, status, content, done)
+            self.dispatcher.answered(self, status, content, done, limited)
             if not keep:
                 self.close()
                 return
             buffered, answer = b"", None
 
+    def _stream_read(self, answer: Answer, ancillary: list[tuple[int, int, bytes]]) -> None:
+        """Feeds a 200 stream's new body bytes to its reader, timed by this read's arrival."""
+        if answer.get_code() != 200 or len(answer.body) == self.read_body or self.stream is None:
+            return
+        at = (kernel_time(ancillary) if self.kernel_stamps else None) or time.monotonic()
+        self.stream.feed(bytes(answer.body[self.read_body :]), at)
+        self.read_body = len(answer.body)
+
     def fail(self, reason: str) -> None:
         """Ends the connection; the request on it, if any, is recorded without a response."""
         if self.busy:
             self.busy = False
-            self.dispatcher.failed(self.intended, self.sent, self.index, reason)
+            self.dispatcher.failed(self.intended, self.sent, self.index, reason, self.stream)
         self.close()
 
     def close(self) -> None:
@@ -754,7 +884,9 @@ class Dispatcher:
                 for connection in [c for c in pool.members if c.busy and now - c.sent >= timeout]:
                     connection.fail("no response: timed out")
 
-    def answered(self, connection: Connection, status: int, content: bytes, done: float) -> None:
+    def answered(
+        self, connection: Connection, status: int, content: bytes, done: float, rate_limit_header: bool = False
+    ) -> None:
         target = TARGETS[connection.index]
         body = None
         if status == 200 and target["expect"] is not None:
@@ -762,12 +894,17 @@ class Dispatcher:
                 body = json.loads(content)
             except ValueError:
                 body = None
-        outcome, reason = classify(target, status, content, body)
-        self._record(connection.intended, connection.sent, done, status, outcome, connection.index, reason, content)
+        outcome, reason = classify(target, status, content, body, rate_limit_header)
+        stream = connection.stream
+        if outcome == OK and stream is not None:
+            outcome, reason = stream.verdict()
+        self._record(
+            connection.intended, connection.sent, done, status, outcome, connection.index, reason, content, stream
+        )
         self.pools[connection.origin].release(connection)
 
-    def failed(self, intended: float, sent: float, index: int, reason: str) -> None:
-        self._record(intended, sent, time.monotonic(), 0, CONNECTION, index, reason, b"")
+    def failed(self, intended: float, sent: float, index: int, reason: str, stream: ChatStream | None = None) -> None:
+        self._record(intended, sent, time.monotonic(), 0, CONNECTION, index, reason, b"", stream)
 
     def _record(
         self,
@@ -779,9 +916,10 @@ class Dispatcher:
         index: int,
         reason: str,
         content: bytes,
+        stream: ChatStream | None = None,
     ) -> None:
         STATE["in_flight"] -= 1
-        self.recorder.add(intended, sent, done, status, outcome, index)
+        self.recorder.add(intended, sent, done, status, outcome, index, stream)
         target = TARGETS[index]
         self.environment.events.request.fire(
             request_type=target["method"],

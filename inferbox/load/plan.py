@@ -12,9 +12,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from inferbox.contract import LoadClientPlace
-from inferbox.load.profiles import PROTOCOLS, LoadProfile, LoadProfileError, SloFile
+from inferbox.load.profiles import CHAT_STREAM, PROTOCOLS, LoadProfile, LoadProfileError, SloFile
 from inferbox.profile import ConformanceProfile
 from inferbox.samples import samples_for, v2_shape
 from inferbox.topology import Model, Topology
@@ -28,6 +29,9 @@ CONSTANT_HEADROOM = 0.9
 # Poisson arrivals: the peak rate plus this many standard deviations of a one-second count must stay
 # inside the budget (a tenant's bucket refills every second), so a 429 is rarer than 1 in 10^6 windows.
 POISSON_SIGMAS = 5.0
+# The AI Gateway's token budget is per minute, in windows aligned to the minute.
+TOKEN_WINDOW_S = 60.0
+CHAT_PATH = "/v1/chat/completions"
 
 
 @dataclass(frozen=True)
@@ -38,41 +42,57 @@ class Target:
     protocol: str
     via: str
     weight: float
+    prompt: str = ""  # chat-stream only
+    max_tokens: int = 0  # chat-stream only
+
+    @property
+    def streamed(self) -> bool:
+        return self.protocol == CHAT_STREAM
 
 
-def _models(entry_tenant: str | None, entry_model: str | None, topology: Topology) -> list[Model]:
-    # The load generator speaks KServe's V1/V2 protocols: generative models (OpenAI's API on the AI
-    # Gateway) are not part of a mix.
+def _models(entry_tenant: str | None, entry_model: str | None, topology: Topology, chat: bool) -> list[Model]:
+    # KServe's V1/V2 protocols serve the predictive models; streamed chat (OpenAI's API on the AI
+    # Gateway) the generative ones.
+    candidates = topology.generative_models if chat else topology.predictive_models
     models = [
         m
-        for m in topology.predictive_models
+        for m in candidates
         if (entry_tenant is None or m.tenant == entry_tenant) and (entry_model is None or m.name == entry_model)
     ]
     if not models:
+        kind = f"generative model ({CHAT_STREAM})" if chat else "predictive model (v1/v2)"
         raise LoadProfileError(
             f"the load mix names tenant {entry_tenant or 'any'} / model {entry_model or 'any'}, which the platform "
-            "does not serve",
-            f"models on this platform: {', '.join(f'{m.tenant}/{m.name}' for m in topology.predictive_models)}",
+            f"does not serve as a {kind}",
+            f"such models on this platform: {', '.join(f'{m.tenant}/{m.name}' for m in candidates) or 'none'}",
         )
     return models
 
 
 def resolve_targets(profile: LoadProfile, topology: Topology) -> list[Target]:
     """The mix as weighted (tenant, model, protocol, path) targets."""
-    weights: dict[tuple[str, str, str, str], float] = {}
+    weights: dict[tuple[str, str, str, str, str, int], float] = {}
     for entry in profile.mix:
-        models = _models(entry.tenant, entry.model, topology)
+        chat = entry.protocol == CHAT_STREAM
+        models = _models(entry.tenant, entry.model, topology, chat)
         protocols = (entry.protocol,) if entry.protocol else PROTOCOLS
         share = entry.weight / (len(models) * len(protocols))
+        prompt, max_tokens = (entry.prompt, entry.max_tokens) if chat else ("", 0)
         for model in models:
             for protocol in protocols:
-                key = (model.tenant, model.name, protocol, entry.via)
+                key = (model.tenant, model.name, protocol, entry.via, prompt, max_tokens)
                 weights[key] = weights.get(key, 0.0) + share
     return [
-        Target(f"{tenant}/{model} {protocol} via {via}", tenant, model, protocol, via, weight)
-        for (tenant, model, protocol, via), weight in weights.items()
+        Target(_label(tenant, model, protocol, via, tokens), tenant, model, protocol, via, weight, prompt, tokens)
+        for (tenant, model, protocol, via, prompt, tokens), weight in weights.items()
         if weight > 0
     ]
+
+
+def _label(tenant: str, model: str, protocol: str, via: str, max_tokens: int) -> str:
+    if protocol == CHAT_STREAM:
+        return f"{tenant}/{model} {protocol} max_tokens {max_tokens} via ai-gateway"
+    return f"{tenant}/{model} {protocol} via {via}"
 
 
 def tenant_peak_rates(profile: LoadProfile, targets: list[Target]) -> dict[str, float]:
@@ -80,7 +100,8 @@ def tenant_peak_rates(profile: LoadProfile, targets: list[Target]) -> dict[str, 
     total = sum(t.weight for t in targets)
     rates: dict[str, float] = {}
     for target in targets:
-        if target.via == "gateway":
+        # The AI Gateway has no request budget; its token budget is checked apart (check_token_budgets).
+        if target.via == "gateway" and not target.streamed:
             rates[target.tenant] = rates.get(target.tenant, 0.0) + profile.peak_rate * target.weight / total
     return rates
 
@@ -109,6 +130,55 @@ def check_budgets(profile: LoadProfile, slo: SloFile, targets: list[Target], con
             )
 
 
+def tokens_per_request(target: Target) -> int:
+    """At most what one streamed chat completion of the target costs the tenant's token budget: its
+    completion tokens and its prompt's. A token spans at least one character of the prompt (true of
+    the n-gram models' words and punctuation, and of subword tokenizers)."""
+    return len(target.prompt) + target.max_tokens
+
+
+def check_token_budgets(
+    profile: LoadProfile, slo: SloFile, targets: list[Target], conformance: ConformanceProfile
+) -> None:
+    """Refuses a profile whose streams could spend a tenant's token budget within one budget window
+    while its SLOs allow no 429: refusals would then measure the budget, not the streams."""
+    allowed = next((s.bound for s in slo.slos if s.name == "rate-limited-ratio"), 0.0)
+    streamed = [t for t in targets if t.streamed]
+    if allowed > 0 or not streamed:
+        return
+    budget = float(conformance.require_ai_gateway().tokens_per_tenant_per_minute)
+    total = sum(t.weight for t in targets)
+    seconds = min(TOKEN_WINDOW_S, profile.total_s)  # the most of the run one window can hold
+    per_tenant: dict[str, float] = {}
+    for target in streamed:
+        requests = profile.peak_rate * target.weight / total * seconds
+        if profile.arrival == "poisson":
+            requests += POISSON_SIGMAS * math.sqrt(requests)
+        per_tenant[target.tenant] = per_tenant.get(target.tenant, 0.0) + requests * tokens_per_request(target)
+    for tenant, tokens in sorted(per_tenant.items()):
+        if tokens > CONSTANT_HEADROOM * budget:
+            raise LoadProfileError(
+                f"load profile {profile.name} may spend up to {tokens:.0f} tokens of {tenant} in one "
+                f"{TOKEN_WINDOW_S:g}s window (prompt characters + maxTokens per stream), against its budget of "
+                f"{budget:g} tokens per minute less {100 - CONSTANT_HEADROOM * 100:g}% headroom; the AI Gateway "
+                "would answer 429",
+                f"lower the rate, maxTokens or the run's length, or allow 429s (maxRateLimitedRatio) in {slo.source}",
+            )
+
+
+def _chat_body(target: Target) -> str:
+    return json.dumps(
+        {
+            "model": target.model,
+            "messages": [{"role": "user", "content": target.prompt}],
+            "max_tokens": target.max_tokens,
+            "stream": True,
+            # Usage in the last chunk: what the budget charges, and the stream's token count.
+            "stream_options": {"include_usage": True},
+        }
+    )
+
+
 def _body(model: Model, protocol: str) -> tuple[str, list[int]]:
     sample = samples_for(model.kind)[0]
     if protocol == "v1":
@@ -130,11 +200,16 @@ def build_plan(
     place: LoadClientPlace,
     output_dir: Path,
     workers: int | None = None,
+    ai_gateway_url: str | None = None,
 ) -> dict[str, Any]:
     targets = resolve_targets(profile, topology)
     check_budgets(profile, slo, targets, conformance)
+    check_token_budgets(profile, slo, targets, conformance)
     resolved = []
     for target in targets:
+        if target.streamed:
+            resolved.append(_chat_target(profile, target, ai_gateway_url))
+            continue
         model = topology.model(target.model)
         body, expected = _body(model, target.protocol)
         path = f"/v1/models/{model.name}:predict" if target.protocol == "v1" else f"/v2/models/{model.name}/infer"
@@ -185,6 +260,29 @@ def build_plan(
         },
         "output_dir": str(output_dir),
         "tls": dict(zip(("cert", "key", "ca"), place.replica_tls, strict=True)) if place.replica_tls else None,
+    }
+
+
+def _chat_target(profile: LoadProfile, target: Target, ai_gateway_url: str | None) -> dict[str, Any]:
+    if not ai_gateway_url:
+        raise LoadProfileError(
+            f"load profile {profile.name} streams chat completions, and no AI Gateway address was given",
+            "run it on a target with the ai-gateway capability",
+        )
+    return {
+        "label": target.label,
+        "tenant": target.tenant,
+        "model": target.model,
+        "protocol": target.protocol,
+        "via": target.via,
+        "weight": target.weight,
+        "method": "POST",
+        "url": ai_gateway_url.rstrip("/") + CHAT_PATH,
+        "host": urlsplit(ai_gateway_url).netloc,
+        "auth": True,
+        "body": _chat_body(target),
+        "expect": None,
+        "stream": True,
     }
 
 

@@ -23,9 +23,16 @@ DEFAULT_PROFILES = LOAD_DIR / "profiles.yaml"
 DEFAULT_SLO_DIR = LOAD_DIR / "slo"
 MODES = ("open", "closed")
 ARRIVALS = ("constant", "poisson")
-PROTOCOLS = ("v1", "v2")
+PROTOCOLS = ("v1", "v2")  # KServe's, for predictive models
+# OpenAI's streamed chat completions through the AI Gateway, for generative models.
+CHAT_STREAM = "chat-stream"
+MIX_PROTOCOLS = (*PROTOCOLS, CHAT_STREAM)
+DEFAULT_PROMPT = "What does the with statement do?"
+DEFAULT_MAX_TOKENS = 16
 PATHS = ("gateway", "direct")
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
+# Per-stream tokens/s: higher is better, so its tail is the slow side (p10: the slowest 10%).
+RATE_PERCENTILES = ("p50", "p10", "p1", "min")
 
 
 class LoadProfileError(InferboxError):
@@ -41,13 +48,18 @@ class Stage:
 
 @dataclass(frozen=True)
 class MixEntry:
-    """A share of the requests. Empty tenant/model: every model; protocol None: v1 and v2 alike."""
+    """A share of the requests. Empty tenant/model: every model; protocol None: v1 and v2 alike.
+
+    With protocol ``chat-stream`` the entry's models are the generative ones, each request a streamed
+    chat completion of ``prompt`` with at most ``max_tokens`` tokens through the AI Gateway."""
 
     weight: float = 1.0
     tenant: str | None = None
     model: str | None = None
     protocol: str | None = None
     via: str = "gateway"
+    prompt: str = DEFAULT_PROMPT
+    max_tokens: int = DEFAULT_MAX_TOKENS
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,11 @@ class LoadProfile:
     @property
     def peak_rate(self) -> float:
         return max(s.rate for s in self.stages)
+
+    @property
+    def streams(self) -> bool:
+        """Streamed chat completions through the AI Gateway are part of the mix."""
+        return any(m.protocol == CHAT_STREAM for m in self.mix)
 
     @property
     def overhead(self) -> bool:
@@ -152,14 +169,30 @@ def _mix(where: str, raw: Any) -> tuple[MixEntry, ...]:
         here = f"{where}[{index}]"
         if not isinstance(item, dict):
             raise LoadProfileError(f"{here} must be a mapping", "")
-        _known(here, item, {"weight", "tenant", "model", "protocol", "via"})
+        _known(here, item, {"weight", "tenant", "model", "protocol", "via", "prompt", "maxTokens"})
+        protocol = _choice(f"{here}.protocol", item["protocol"], MIX_PROTOCOLS) if "protocol" in item else None
+        via = _choice(f"{here}.via", item.get("via", "gateway"), PATHS)
+        chat = {"prompt", "maxTokens"} & set(item)
+        if chat and protocol != CHAT_STREAM:
+            raise LoadProfileError(f"{here}: {', '.join(sorted(chat))} only apply to protocol {CHAT_STREAM}", "")
+        if protocol == CHAT_STREAM and via != "gateway":
+            raise LoadProfileError(
+                f"{here}: protocol {CHAT_STREAM} goes through the AI Gateway only", "drop via or set via: gateway"
+            )
+        prompt = item.get("prompt", DEFAULT_PROMPT)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise LoadProfileError(f"{here}.prompt must be a non-empty string, found {prompt!r}", "")
         entries.append(
             MixEntry(
                 weight=_number(f"{here}.weight", item.get("weight", 1), minimum=0.0),
                 tenant=item.get("tenant"),
                 model=item.get("model"),
-                protocol=_choice(f"{here}.protocol", item["protocol"], PROTOCOLS) if "protocol" in item else None,
-                via=_choice(f"{here}.via", item.get("via", "gateway"), PATHS),
+                protocol=protocol,
+                via=via,
+                prompt=prompt,
+                max_tokens=int(
+                    _number(f"{here}.maxTokens", item.get("maxTokens", DEFAULT_MAX_TOKENS), minimum=1, integer=True)
+                ),
             )
         )
     if sum(e.weight for e in entries) <= 0:
@@ -223,6 +256,11 @@ def load_profiles(path: Path = DEFAULT_PROFILES) -> dict[str, LoadProfile]:
                 f"{where}: the warm-up ({profile.warmup_s}s) is not shorter than the run ({profile.total_s}s)",
                 "lengthen the stages or shorten warmupSeconds",
             )
+        if profile.streams and (profile.mode != "open" or profile.overhead):
+            raise LoadProfileError(
+                f"{where}: protocol {CHAT_STREAM} needs open loop and no `via: direct` entries",
+                "the open-loop dispatcher times each stream's first token; a direct path does not reach the AI Gateway",
+            )
         if profile.workers and any(s.users < profile.workers for s in profile.stages):
             raise LoadProfileError(
                 f"{where}: a stage has fewer users than the {profile.workers} workers", "give every worker a user"
@@ -240,7 +278,16 @@ def get_profile(name: str, path: Path = DEFAULT_PROFILES) -> LoadProfile:
     return profiles[name]
 
 
-SLO_FIELDS = {"latencyMs", "maxErrorRatio", "maxRateLimitedRatio", "minAchievedRatio", "gatewayOverheadMs"}
+SLO_FIELDS = {
+    "latencyMs",
+    "maxErrorRatio",
+    "maxRateLimitedRatio",
+    "minAchievedRatio",
+    "gatewayOverheadMs",
+    "ttftMs",
+    "minTokensPerSecond",
+    "minStreamTokensPerSecond",
+}
 
 
 def load_slo(profile: str, directory: Path = DEFAULT_SLO_DIR) -> SloFile:
@@ -300,7 +347,31 @@ def load_slo(profile: str, directory: Path = DEFAULT_SLO_DIR) -> SloFile:
                     f"added {q} latency through the gateway",
                 )
             )
+    slos += _stream_slos(path, spec)
     return SloFile(profile, tuple(slos), path)
+
+
+def _stream_slos(path: Path, spec: dict[str, Any]) -> list[Slo]:
+    """Streamed chat completions: time to first token (maxima), tokens per second (minima)."""
+    slos = []
+    ttft = spec.get("ttftMs") or {}
+    _known(f"{path}: spec.ttftMs", ttft, set(PERCENTILES))
+    for q in PERCENTILES:
+        if q in ttft:
+            bound = _number(f"{path}: spec.ttftMs.{q}", ttft[q])
+            slos.append(Slo(f"ttft-{q}", f"ttft_ms/{q}", bound, "<=", "ms", f"{q} time to first token of streams"))
+    if "minTokensPerSecond" in spec:
+        bound = _number(f"{path}: spec.minTokensPerSecond", spec["minTokensPerSecond"])
+        why = "completion tokens of answered streams per second of the window"
+        slos.append(Slo("tokens-per-second", "tokens_per_s", bound, ">=", "tokens/s", why))
+    rate = spec.get("minStreamTokensPerSecond") or {}
+    _known(f"{path}: spec.minStreamTokensPerSecond", rate, set(RATE_PERCENTILES))
+    for q in RATE_PERCENTILES:
+        if q in rate:
+            bound = _number(f"{path}: spec.minStreamTokensPerSecond.{q}", rate[q])
+            why = f"{q} of per-stream tokens/s (tokens after the first / time after the first)"
+            slos.append(Slo(f"stream-tokens-per-second-{q}", f"stream_tokens_per_s/{q}", bound, ">=", "tokens/s", why))
+    return slos
 
 
 def key_name(key: str) -> str:

@@ -3,7 +3,10 @@
 Times are seconds on one run timeline whose origin is the earliest worker's start; each worker's
 own times are monotonic and aligned to the others by their wall-clock start. ``latency`` is from
 the intended send time (open loop) or the actual send (closed loop), ``service`` always from the
-actual send, ``delay`` is how late the generator sent (schedule delay).
+actual send, ``delay`` is how late the generator sent (schedule delay). Runs with streamed chat
+completions also have, per request, ``first`` (when the first token arrived; NaN without one),
+``tokens`` (completion tokens of the stream's usage chunk; -1 without) and ``chunks`` (chunks with
+content counted; -1 for a request that is not a stream).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from inferbox.errors import InferboxError
 OK, RATE_LIMITED, HTTP_ERROR, WRONG_ANSWER, CONNECTION = 0, 1, 2, 3, 4
 OUTCOMES = {OK: "ok", RATE_LIMITED: "rate-limited", HTTP_ERROR: "http-error", WRONG_ANSWER: "wrong-answer"}
 OUTCOMES[CONNECTION] = "no-response"
-DTYPES = {"d": np.float64, "h": np.int16, "b": np.int8}
+DTYPES = {"d": np.float64, "h": np.int16, "b": np.int8, "i": np.int32}
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -43,6 +46,9 @@ class Records:
     # Summed over workers: the generator's CPU seconds and, in open loop, connections opened, the
     # most open at once, and requests that waited for a connection (the pool was at its limit).
     generator: dict[str, float] | None = None
+    first: Floats | None = None  # streams only (see the module's docstring)
+    tokens: Ints | None = None
+    chunks: Ints | None = None
 
     def __len__(self) -> int:
         return int(self.done.size)
@@ -71,6 +77,9 @@ class Records:
             self.origin_wall,
             self.origin_mono,
             None,
+            first=None if self.first is None else self.first[mask],
+            tokens=None if self.tokens is None else self.tokens[mask],
+            chunks=None if self.chunks is None else self.chunks[mask],
         )
 
 
@@ -107,6 +116,8 @@ def read_records(folder: Path) -> Records:
     def joined(name: str, dtype: type) -> npt.NDArray[np.generic]:
         return np.concatenate(parts[name]) if parts[name] else np.zeros(0, dtype=dtype)
 
+    streamed = "first" in parts
+
     return Records(
         joined("intended", np.float64).astype(np.float64),
         joined("sent", np.float64).astype(np.float64),
@@ -119,6 +130,9 @@ def read_records(folder: Path) -> Records:
         float(first["t0_mono"]),
         scheduled if workers else None,
         generator or None,
+        first=joined("first", np.float64).astype(np.float64) if streamed else None,
+        tokens=joined("tokens", np.int64).astype(np.int64) if streamed else None,
+        chunks=joined("chunks", np.int64).astype(np.int64) if streamed else None,
     )
 
 

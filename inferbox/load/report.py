@@ -55,6 +55,36 @@ def _errors(errors: dict[str, Any], limited_by_tenant: dict[str, int]) -> str:
     return "".join(parts)
 
 
+def _streams(summary: dict[str, Any]) -> str:
+    """Streamed chat completions: tokens per second, overall and per stream, and where counts came from."""
+    if "streams" not in summary:
+        return ""
+    streams = summary["streams"]
+    rate = summary.get("stream_tokens_per_s") or {}
+    per_target = [
+        [html.escape(label), *_ms(t["ttft_ms"])[:5], str(t["stream_tokens_per_s"].get("p50", "-"))]
+        for label, t in summary["by_target"].items()
+        if "ttft_ms" in t
+    ]
+    source = streams.get("tokens_from") or {}
+    tokens = streams.get("completion_tokens_per_stream") or {}
+    aggregate = summary.get("tokens_per_s")
+    rates = _table(
+        [[str(rate.get(k, "-")) for k in ("p50", "p10", "p1", "min", "mean", "count")]],
+        ["per-stream tokens/s p50", "p10 (slowest 10%)", "p1", "min", "mean", "streams with a rate"],
+    )
+    return f"""<h2>Streams (tokens)</h2>
+<p>{streams.get("answered", 0)} streams answered in the window, {streams.get("completion_tokens", 0)} completion tokens
+(per stream min {tokens.get("min", "-")}, mean {tokens.get("mean", "-")}, max {tokens.get("max", "-")}; taken from
+the usage chunk for {source.get("usage", 0)} streams, counted as chunks with content for
+{source.get("counted_chunks", 0)} streams without usage).
+Aggregate: <b>{"no data" if aggregate is None else aggregate} tokens/s</b> over the window.</p>
+{rates}
+<p>A stream's tokens/s is its tokens after the first over the time from its first token to its end;
+{streams.get("without_a_rate", 0)} streams had none (a single token, or every token in one read).</p>
+{_table(per_target, ["streamed target", "TTFT p50", "p90", "p99", "p99.9", "max", "tokens/s p50"])}"""
+
+
 def per_second(records: Records, profile: LoadProfile) -> dict[str, Any]:
     """The run per second of its timeline: requested and achieved (sent) rates, errors, and latency
     percentiles of the requests answered in that second (by intended send time)."""
@@ -102,6 +132,8 @@ def write_outputs(folder: Path, summary: dict[str, Any], records: Records, profi
     ]
     if summary.get("schedule_delay_ms"):
         figures.append(["schedule delay (sent late by)", *_ms(summary["schedule_delay_ms"])])
+    if "ttft_ms" in summary:
+        figures.append([f"time to first token (from the {html.escape(basis)})", *_ms(summary["ttft_ms"])])
     overhead = summary.get("gateway_overhead_ms") or {}
     for key in ("direct", "gateway", "added"):
         if key in overhead:
@@ -110,6 +142,7 @@ def write_outputs(folder: Path, summary: dict[str, Any], records: Records, profi
         [html.escape(label), str(t["requests"]), str(t["ok"]), *_ms(t["latency_ms"])[:5]]
         for label, t in summary["by_target"].items()
     ]
+    streams = _streams(summary)
     requests = summary["requests"]
     errors = summary["errors"]
     links = " · ".join(
@@ -143,6 +176,7 @@ Requests: {requests["in_window"]} in the window, {requests["ok"]} answered, {req
 <p>Versions: {versions}</p>
 <h2>SLOs</h2>{_table(verdicts, ["SLO", "verdict", "detail"])}
 <h2>Latency (ms)</h2>{_table(figures, ["", "p50", "p90", "p99", "p99.9", "max", "count"])}
+{streams}
 <h2>Achieved rate</h2>{rate_chart}
 <h2>Latency over time</h2>{over_time}
 <h2>Histogram</h2>{hist}

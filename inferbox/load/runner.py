@@ -83,6 +83,30 @@ def needs_direct_access(profile: LoadProfile) -> bool:
     return profile.overhead
 
 
+def needs_ai_gateway(profile: LoadProfile) -> bool:
+    return profile.streams
+
+
+def ai_gateway_url(platform: Platform, profile: LoadProfile, launcher: WorkerLauncher | None) -> str | None:
+    """The AI Gateway's address for a profile that streams chat completions (None: it does not)."""
+    if not needs_ai_gateway(profile):
+        return None
+    if launcher is not None:
+        # Launched workers know the gateway's in-cluster address only, not the AI Gateway's.
+        raise LoadProfileError(
+            f"load profile {profile.name} streams chat completions through the AI Gateway, which in-cluster workers "
+            "do not reach yet",
+            "run it with Locust on this machine (without --in-cluster); the AI Gateway is port-forwarded",
+        )
+    if Capability.AI_GATEWAY not in platform.capabilities:
+        raise LoadProfileError(
+            f"load profile {profile.name} streams chat completions, and target {platform.target} lacks capability: "
+            f"{Capability.AI_GATEWAY}",
+            "run it on a target with the AI Gateway",
+        )
+    return platform.ai_gateway_url()
+
+
 @contextlib.contextmanager
 def load_place(
     platform: Platform, profile: LoadProfile, launcher: WorkerLauncher | None = None
@@ -321,7 +345,16 @@ def run_profile(
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()  # Locust runs in this folder; every path it gets must be absolute
     with load_place(platform, profile, launcher) as place:
-        plan = build_plan(profile, slo, platform.topology, platform.profile, place, folder, workers)
+        plan = build_plan(
+            profile,
+            slo,
+            platform.topology,
+            platform.profile,
+            place,
+            folder,
+            workers,
+            ai_gateway_url(platform, profile, launcher),
+        )
         credentials = {
             tenant: {
                 "client_id": platform.credentials(tenant).client_id,

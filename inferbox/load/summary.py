@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from inferbox.load.profiles import LoadProfile, SloFile
 from inferbox.load.records import OK, OUTCOMES, RATE_LIMITED, Records, summary_ms
@@ -154,10 +155,115 @@ def summarise(
     }
     if profile.overhead:
         summary["gateway_overhead_ms"] = overhead(answered, targets)
+    if any(t.get("stream") for t in targets):
+        summary.update(streams(answered, targets, seconds))
+        for label, figures in stream_targets(answered, targets).items():
+            by_target[label].update(figures)
     verdicts = evaluate(summary, slo)
     summary["slos"] = [asdict(v) for v in verdicts]
     summary["passed"] = all(v.passed for v in verdicts)
     return summary
+
+
+def completion_tokens(records: Records) -> tuple[npt.NDArray[np.int64], int]:
+    """Each stream's completion tokens: its usage chunk's count, or the chunks with content counted
+    when it had no usage; and how many streams were counted that way."""
+    if records.tokens is None or records.chunks is None:
+        return np.zeros(0, dtype=np.int64), 0
+    from_usage = records.tokens >= 0
+    return np.where(from_usage, records.tokens, records.chunks), int((~from_usage).sum())
+
+
+def rate_summary(values: npt.NDArray[np.float64]) -> dict[str, float]:
+    """Tokens per second of streams: the slow side is the tail (p10: 10% of streams were slower)."""
+    if values.size == 0:
+        return {}
+    ordered = np.sort(values)
+
+    def at(q: float) -> float:
+        return round(float(ordered[max(1, int(np.ceil(q / 100.0 * ordered.size))) - 1]), 3)
+
+    return {
+        "p50": at(50),
+        "p10": at(10),
+        "p1": at(1),
+        "min": round(float(ordered[0]), 3),
+        "mean": round(float(ordered.mean()), 3),
+        "count": int(ordered.size),
+    }
+
+
+@dataclass
+class StreamFigures:
+    """Per answered stream: time to first token (s), completion tokens, and the per-stream rates."""
+
+    ttft: npt.NDArray[np.float64]
+    tokens: npt.NDArray[np.int64]
+    counted: int  # streams without usage, whose tokens were counted chunks
+    rates: npt.NDArray[np.float64]  # tokens/s of the streams that have one
+    unrated: int  # streams without a rate (one token, or all tokens in one read)
+
+    @classmethod
+    def of(cls, answered: Records) -> StreamFigures:
+        assert answered.first is not None, "records without stream columns"
+        tokens, counted = completion_tokens(answered)
+        after_first = answered.done - answered.first
+        # A stream's own rate: the tokens after the first over the time after the first. Undefined for
+        # a single token, or when every token arrived in one read (no time between them to divide by).
+        rated = (tokens >= 2) & (after_first > 0)
+        rates = (tokens[rated] - 1) / after_first[rated]
+        return cls(answered.first - answered.intended, tokens, counted, rates, int((~rated).sum()))
+
+
+def _streamed(answered: Records, targets: list[dict[str, Any]], index: int | None = None) -> Records | None:
+    """The answered requests of streamed targets (or of one target); None when nothing was streamed."""
+    if answered.first is None:
+        return None
+    streamed = np.array([bool(t.get("stream")) for t in targets])
+    mask = streamed[answered.target] if index is None else answered.target == index
+    mine = answered.select(mask)
+    return mine if len(mine) else None
+
+
+def streams(answered: Records, targets: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Figures of the answered streamed chat completions in the window. Absent measurements stay
+    absent (an empty summary, or None), so an SLO on them fails with "no data"."""
+    mine = _streamed(answered, targets)
+    if mine is None:
+        return {"ttft_ms": {}, "tokens_per_s": None, "stream_tokens_per_s": {}, "streams": {"answered": 0}}
+    figures = StreamFigures.of(mine)
+    total = int(figures.tokens.sum())
+    return {
+        "ttft_ms": summary_ms(figures.ttft),
+        "tokens_per_s": round(total / seconds, 3) if total else None,
+        "stream_tokens_per_s": rate_summary(figures.rates),
+        "streams": {
+            "answered": len(mine),
+            "completion_tokens": total,
+            "completion_tokens_per_stream": {
+                "min": int(figures.tokens.min()),
+                "mean": round(float(figures.tokens.mean()), 3),
+                "max": int(figures.tokens.max()),
+            },
+            "tokens_from": {"usage": len(mine) - figures.counted, "counted_chunks": figures.counted},
+            "without_a_rate": figures.unrated,
+        },
+    }
+
+
+def stream_targets(answered: Records, targets: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per streamed target: TTFT and tokens/s of its answered streams."""
+    out: dict[str, dict[str, Any]] = {}
+    for index, target in enumerate(targets):
+        if not target.get("stream"):
+            continue
+        mine = _streamed(answered, targets, index)
+        figures = StreamFigures.of(mine) if mine is not None else None
+        out[target["label"]] = {
+            "ttft_ms": summary_ms(figures.ttft) if figures else {},
+            "stream_tokens_per_s": rate_summary(figures.rates) if figures else {},
+        }
+    return out
 
 
 def overhead(answered: Records, targets: list[dict[str, Any]]) -> dict[str, Any]:

@@ -50,7 +50,8 @@ def test_shipped_profiles_fit_the_tenant_budgets(
 ) -> None:
     topology = read_topology(manifests)
     for name, load in load_profiles().items():
-        build_plan(load, load_slo(name), topology, profile, PLACE, tmp_path)  # raises when over a budget
+        # raises when over a budget (requests/s at the gateway, tokens per minute at the AI Gateway)
+        build_plan(load, load_slo(name), topology, profile, PLACE, tmp_path, ai_gateway_url="http://127.0.0.1:18081")
 
 
 def test_requested_requests_follow_the_stages(tmp_path: Path) -> None:
