@@ -14,13 +14,15 @@ MUTANT_JOBS ?= 2
 # `make test` keeps its conformance report here, and the mutant run takes its baseline from it.
 CONFORMANCE_REPORT ?=
 
-.PHONY: setup conformance test check lint typecheck unit platform-tests load mutants flakes bench bench-readme clean help chaos chaos-slow
+.PHONY: setup conformance test check lint typecheck unit platform-tests load mutants mutants-nightly flakes bench bench-readme clean help chaos chaos-slow
 
 help:
 	@echo "make conformance   stand up the embedded platform and run pytest -m conformance"
 	@echo "make test          lint, type-check, unit tests, conformance suite, load smoke + calibration, mutants"
 	@echo "make check         lint, type-check and the unit tests that start no platform (a few minutes)"
 	@echo "make load          the smoke load profile with its SLOs and the load calibration self-test"
+	@echo "make mutants       every mutant but the nightly ones (chaos), MUTANT_JOBS=2 at once"
+	@echo "make mutants-nightly  every mutant, the chaos experiments' too (about an hour)"
 	@echo "make flakes        the conformance suite RUNS=10 times on one platform (NOISE=1: a CPU hog on one core)"
 	@echo "make chaos         the chaos experiments (faults under load) on the embedded target, key rotation aside"
 	@echo "make chaos-slow    the chaos experiments marked slow (key rotation: about 11 minutes)"
@@ -84,6 +86,10 @@ chaos-slow: setup
 mutants: setup
 	$(BIN)/inferbox mutants run --jobs $(MUTANT_JOBS) \
 		$(if $(CONFORMANCE_REPORT),--baseline-report $(CONFORMANCE_REPORT)/report.json)
+
+# The nightly run: every mutant, also those whose killers are chaos experiments (minutes each).
+mutants-nightly: setup
+	$(BIN)/inferbox mutants run --nightly --jobs $(MUTANT_JOBS)
 
 # `make test`: what CI runs, steps in this order (make without -j), budgeted on 2 cores:
 #   lint + typecheck     1 min

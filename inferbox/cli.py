@@ -243,6 +243,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
     from inferbox.mutants.runner import MutantResult, run_all
 
     mutants = [m for m in load_mutants() if args.platform in m.targets]  # some need a cluster (Grafana, Kiali)
+    nightly_left: list[str] = []
     if args.only:
         wanted = set(args.only)
         mutants = [m for m in mutants if m.name in wanted]
@@ -250,10 +251,19 @@ def cmd_mutants(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
         if missing:
             err.print(Text(f"unknown mutant(s) on --platform {args.platform}: {', '.join(sorted(missing))}"))
             return 2
+    elif args.action == "run" and not args.nightly:
+        nightly_left = [m.name for m in mutants if m.nightly]
+        mutants = [m for m in mutants if not m.nightly]
     if args.action == "list":
         if args.output == "json":
             rows = [
-                {"name": m.name, "breaks": m.breaks, "kills": list(m.kills), "targets": list(m.targets)}
+                {
+                    "name": m.name,
+                    "breaks": m.breaks,
+                    "kills": list(m.kills),
+                    "targets": list(m.targets),
+                    "nightly": m.nightly,
+                }
                 for m in mutants
             ]
             print(json.dumps(rows, indent=2))
@@ -273,6 +283,10 @@ def cmd_mutants(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
 
     baseline = f"the baseline from {args.baseline_report}" if args.baseline_report else "the baseline"
     console.print(Text(f"running {baseline}, then {len(mutants)} mutants on the {args.platform} target"))
+    if nightly_left:
+        console.print(
+            Text(f"left for the nightly run (--nightly, `make mutants-nightly`): {len(nightly_left)} mutants")
+        )
     with console.status("running mutants"):
         run = run_all(
             mutants, Path(args.manifests), args.platform, args.jobs, progress, args.baseline_report, not args.no_share
@@ -458,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mutants.add_argument(
         "--no-share", action="store_true", help="every mutant on a platform of its own (no shared, reconfigured one)"
+    )
+    mutants.add_argument(
+        "--nightly",
+        action="store_true",
+        help="run: also the mutants marked nightly (each takes minutes: chaos experiments under load)",
     )
     mutants.add_argument(
         "-o", "--output", choices=["table", "json"], default="table", help="list: the mutants as a table or as JSON"

@@ -44,6 +44,9 @@ class Mutant:
     knobs: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     targets: tuple[str, ...] = TARGETS
+    # Run by the nightly mutant run only: its killers take minutes each (a chaos experiment under
+    # load on a platform of its own), too long for every `make test`.
+    nightly: bool = False
 
 
 def load_mutants(directory: Path = DEFAULT_MUTANT_DIR) -> list[Mutant]:  # noqa: C901 - one check per field, each with its message
@@ -87,6 +90,11 @@ def load_mutants(directory: Path = DEFAULT_MUTANT_DIR) -> list[Mutant]:  # noqa:
                     f"{path}: mutant {name}: unknown target(s) {sorted(set(targets) - set(TARGETS))}",
                     f"use some of {list(TARGETS)}",
                 )
+            nightly = entry.get("nightly", False)
+            if not isinstance(nightly, bool):
+                raise ManifestError(
+                    f"{path}: mutant {name}: nightly is {nightly!r}", "write nightly: true or leave it out"
+                )
             mutants.append(
                 Mutant(
                     name,
@@ -96,6 +104,7 @@ def load_mutants(directory: Path = DEFAULT_MUTANT_DIR) -> list[Mutant]:  # noqa:
                     dict(entry.get("knobs") or {}),
                     str(path.name),
                     targets,
+                    nightly,
                 )
             )
     return mutants

@@ -14,6 +14,7 @@ from inferbox.cluster.validation import check_objects
 from inferbox.cluster.versions import load_versions
 from inferbox.embedded.gateway_plan import plan_gateway
 from inferbox.embedded.subset import check_all_supported
+from inferbox.errors import ManifestError
 from inferbox.manifests import DEFAULT_MANIFEST_DIR, dump_objects, load_manifests
 from inferbox.mutants.model import Mutant, apply_pointer, load_mutants, mutate
 
@@ -83,6 +84,24 @@ def test_every_conformance_check_has_a_mutant(collected_ids: set[str]) -> None:
     checks = {test.split("[")[0] for test in collected_ids}
     guarded = {test.split("[")[0] for m in MUTANTS for test in m.kills}
     assert not checks - guarded, f"checks no mutant proves: {sorted(checks - guarded)}"
+
+
+def test_only_chaos_experiments_wait_for_the_nightly_run(collected_ids: set[str]) -> None:
+    """`make test` runs every mutant but the nightly ones: those may only guard chaos experiments,
+    so every conformance check is still proven on each run."""
+    nightly_kills = {test for m in MUTANTS if m.nightly for test in m.kills}
+    assert all(test.startswith("suites/chaos/") for test in nightly_kills), sorted(nightly_kills)
+    checks = {test.split("[")[0] for test in collected_ids if not test.startswith("suites/chaos/")}
+    guarded = {test.split("[")[0] for m in MUTANTS if not m.nightly for test in m.kills}
+    assert not checks - guarded, f"checks proven only nightly: {sorted(checks - guarded)}"
+
+
+def test_nightly_must_be_a_boolean(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text(
+        "kind: MutantSet\nmutants:\n- name: m\n  nightly: sometimes\n  knobs: {a: 1}\n  kills: [t]\n"
+    )
+    with pytest.raises(ManifestError, match="nightly"):
+        load_mutants(tmp_path)
 
 
 def test_json_pointer_operations() -> None:
