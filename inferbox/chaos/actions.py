@@ -39,7 +39,7 @@ def start_prober(seconds: float, rate: float = 12.0, configuration: dict[str, An
     # itself keeps at least one replica (an idle canary revision scaling from zero mid-run would be
     # measured as the fault's doing). Restored by the rollback ``restore_models``.
     if Capability.AUTOSCALING in session.platform.capabilities:
-        for model in session.platform.topology.models:
+        for model in session.platform.topology.predictive_models:
             if model not in session.held:
                 session.held.append(model)
                 session.platform.set_scale_bounds(model, 1, None, SETTLE_S)

@@ -66,7 +66,7 @@ def _forged_token(platform: Platform, tenant: str) -> str:
 def chaos_plan(platform: Platform, folder: Path, seconds: float, rate: float, timeout_s: float) -> dict[str, Any]:
     """The load plan: the valid stream of every model, then the refused streams (a load plan, so the
     load runner sends it unchanged)."""
-    models = platform.topology.models
+    models = platform.topology.predictive_models  # generative models speak OpenAI through the AI Gateway
     if not models:
         raise InferboxError("the platform serves no model to probe", "the manifests define no InferenceService")
     profile = LoadProfile(

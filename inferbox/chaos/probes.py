@@ -34,7 +34,7 @@ def tenants_served(configuration: dict[str, Any] | None = None) -> bool:
     """Every model answers a valid request with its known answer (within a cold start)."""
     session = current(configuration)
     with session.platform.gateway() as client:
-        for model in session.platform.topology.models:
+        for model in session.platform.topology.predictive_models:
             token = client.token(session.platform.credentials(model.tenant))
             sample = samples_for(model.kind)[0]
 
@@ -58,7 +58,7 @@ def refusals_hold(configuration: dict[str, Any] | None = None) -> bool:
     from inferbox.chaos.prober import _forged_token
 
     with platform.gateway() as client:
-        for model in platform.topology.models:
+        for model in platform.topology.predictive_models:
             sample = samples_for(model.kind)[0]
             others = [t for t in tenants if t != model.tenant]
             tokens: list[str | None] = [None, _forged_token(platform, model.tenant)]
@@ -201,7 +201,7 @@ def telemetry_resumed(configuration: dict[str, Any] | None = None) -> dict[str, 
 def new_key_accepted(configuration: dict[str, Any] | None = None) -> bool:
     """A freshly issued token (signed by the key just activated) is accepted at once."""
     session = current(configuration)
-    model = session.platform.topology.models[0]
+    model = session.platform.topology.predictive_models[0]
     with session.platform.gateway() as client:
         token = client.token(session.platform.credentials(model.tenant))
     accepted = _predict(f"{model.tenant}/{model.name}", token, configuration).status_code == 200
@@ -223,7 +223,7 @@ def retired_key_refused(configuration: dict[str, Any] | None = None) -> float | 
 
     session = current(configuration)
     chaos = session.platform.profile.require_chaos()
-    model = session.platform.topology.models[0]
+    model = session.platform.topology.predictive_models[0]
     forge = TokenForge(session.measured["kept_key"], session.platform.profile)
 
     def refused() -> None:

@@ -72,7 +72,7 @@ STAGES: list[dict[str, Any]] = PLAN["stages"]
 TOTAL_S = float(sum(stage["seconds"] for stage in STAGES))
 OPEN = PLAN["mode"] == "open"
 TARGETS: list[dict[str, Any]] = PLAN["targets"]
-STREAMED = any(t.get("stream") for t in TARGETS)
+STREAMED = any(t.get("chat_stream") for t in TARGETS)
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("intended", "d"),
     ("sent", "d"),
@@ -623,7 +623,7 @@ class Connection:
     def send(self, payload: bytes, intended: float, index: int) -> None:
         self.busy = True
         self.intended, self.index = intended, index
-        self.stream = ChatStream() if TARGETS[index].get("stream") else None
+        self.stream = ChatStream() if TARGETS[index].get("chat_stream") else None
         self.read_body = 0
         self.sent = time.monotonic()
         try:

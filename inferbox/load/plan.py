@@ -282,7 +282,7 @@ def _chat_target(profile: LoadProfile, target: Target, ai_gateway_url: str | Non
         "auth": True,
         "body": _chat_body(target),
         "expect": None,
-        "stream": True,
+        "chat_stream": True,  # read as server-sent events (the chaos prober's "stream" is its own)
     }
 
 

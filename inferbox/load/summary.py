@@ -155,7 +155,7 @@ def summarise(
     }
     if profile.overhead:
         summary["gateway_overhead_ms"] = overhead(answered, targets)
-    if any(t.get("stream") for t in targets):
+    if any(t.get("chat_stream") for t in targets):
         summary.update(streams(answered, targets, seconds))
         for label, figures in stream_targets(answered, targets).items():
             by_target[label].update(figures)
@@ -219,7 +219,7 @@ def _streamed(answered: Records, targets: list[dict[str, Any]], index: int | Non
     """The answered requests of streamed targets (or of one target); None when nothing was streamed."""
     if answered.first is None:
         return None
-    streamed = np.array([bool(t.get("stream")) for t in targets])
+    streamed = np.array([bool(t.get("chat_stream")) for t in targets])
     mask = streamed[answered.target] if index is None else answered.target == index
     mine = answered.select(mask)
     return mine if len(mine) else None
@@ -255,7 +255,7 @@ def stream_targets(answered: Records, targets: list[dict[str, Any]]) -> dict[str
     """Per streamed target: TTFT and tokens/s of its answered streams."""
     out: dict[str, dict[str, Any]] = {}
     for index, target in enumerate(targets):
-        if not target.get("stream"):
+        if not target.get("chat_stream"):
             continue
         mine = _streamed(answered, targets, index)
         figures = StreamFigures.of(mine) if mine is not None else None

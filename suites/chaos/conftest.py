@@ -38,7 +38,7 @@ def _warm(platform: Platform) -> None:
     """Every model keeps at least one replica (as between the experiments of a run): an experiment
     starts from a warm platform instead of timing the cold starts of models idle since the last."""
     if Capability.AUTOSCALING in platform.capabilities:
-        for model in platform.topology.models:
+        for model in platform.topology.predictive_models:
             platform.set_scale_bounds(model, 1, None, SETTLE_S)
 
 
@@ -47,7 +47,7 @@ def warm_platform(platform: Platform) -> Iterator[Platform]:
     _warm(platform)
     yield platform
     if Capability.AUTOSCALING in platform.capabilities:
-        for model in platform.topology.models:
+        for model in platform.topology.predictive_models:
             platform.restore_model(model, SETTLE_S)
 
 

@@ -61,7 +61,7 @@ for name, pieces in json.loads(sys.argv[2]).items():
 limited = b"HTTP/1.1 429 Too Many Requests\\r\\nX-Envoy-RateLimited: true\\r\\ncontent-length: 0\\r\\n\\r\\n"
 other = b"HTTP/1.1 429 Too Many Requests\\r\\ncontent-length: 22\\r\\n\\r\\nx-envoy-ratelimited: no"
 out["heads"] = [lf.rate_limit_head(limited), lf.rate_limit_head(other)]
-target = {"protocol": "chat-stream", "expect": None, "stream": True}
+target = {"protocol": "chat-stream", "expect": None, "chat_stream": True}
 out["global_429"] = lf.classify(target, 429, b"", None, True)[0]
 out["plain_429"] = lf.classify(target, 429, b"", None)[0]
 print(json.dumps(out))
@@ -184,7 +184,7 @@ def _target(label: str, path: str) -> dict[str, Any]:
         "auth": False,
         "body": "{}",
         "expect": None,
-        "stream": True,
+        "chat_stream": True,
     }
 
 
@@ -253,7 +253,7 @@ def test_the_dispatcher_records_first_token_tokens_and_outcome_of_real_streams(t
 PLAN = {
     "targets": [
         {"label": "iris", "tenant": "tenant-a", "via": "gateway"},
-        {"label": "chat", "tenant": "tenant-b", "via": "gateway", "stream": True},
+        {"label": "chat", "tenant": "tenant-b", "via": "gateway", "chat_stream": True},
     ],
     "stages": [{"seconds": 10, "rate": 10, "users": 2}],
     "workers": 0,
@@ -362,7 +362,7 @@ def test_the_shipped_chat_stream_profile_streams_within_the_token_budget(
     plan = build_plan(load, slo, read_topology(manifests), profile, PLACE, tmp_path, ai_gateway_url=AI_GATEWAY)
     (target,) = plan["targets"]
     assert target["url"] == "http://127.0.0.1:18081/v1/chat/completions"
-    assert (target["host"], target["tenant"], target["auth"], target["stream"]) == (
+    assert (target["host"], target["tenant"], target["auth"], target["chat_stream"]) == (
         "127.0.0.1:18081",
         "tenant-b",
         True,
