@@ -344,6 +344,16 @@ def classify(
     return OK, ""
 
 
+def bearer_token(target: dict[str, Any]) -> str:
+    """The token a target's requests carry: a fixed one (a chaos probe's forged token), else the
+    current token of the tenant it names (a chaos probe may send another tenant's), else none."""
+    if target.get("token"):
+        return str(target["token"])
+    if not target["auth"]:
+        return ""
+    return str(STATE["tokens"].get(target.get("token_tenant") or target["tenant"]) or "")
+
+
 def rate_limit_head(data: bytes) -> bool:
     """The response head (the bytes up to its blank line) carries Envoy's ``x-envoy-ratelimited``."""
     end = data.find(b"\r\n\r\n")
@@ -808,7 +818,7 @@ class Dispatcher:
     def payload(self, index: int) -> bytes:
         """The request's bytes, rendered once per target and token."""
         target = TARGETS[index]
-        token: str = STATE["tokens"].get(target["tenant"]) if target["auth"] else ""
+        token = bearer_token(target)
         cached = self.rendered.get(index)
         if cached is not None and cached[0] == token:
             return cached[1]
@@ -982,12 +992,9 @@ class ModelUser(FastHttpUser):
         index = STATE["mix"].next()
         target = TARGETS[index]
         headers = {"Host": target["host"], "Content-Type": "application/json"}
-        if target["auth"]:
-            # A chaos probe stream may send another tenant's valid token ("token_tenant").
-            tenant = target.get("token_tenant") or target["tenant"]
-            headers["Authorization"] = f"Bearer {STATE['tokens'].get(tenant)}"
-        elif target.get("token"):
-            headers["Authorization"] = f"Bearer {target['token']}"  # a fixed (e.g. forged) token
+        token = bearer_token(target)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         sent = time.monotonic()
         STATE["in_flight"] = STATE.get("in_flight", 0) + 1
         try:

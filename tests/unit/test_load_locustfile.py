@@ -49,6 +49,13 @@ out["quick"] = [
     quick(b"HTTP/1.1 100 Continue\\r\\n\\r\\n"),
     quick(head + b"{}extra"),
 ]
+lf.STATE["tokens"] = {"t": "own", "u": "other"}
+out["bearer"] = [
+    lf.bearer_token({"tenant": "t", "auth": True}),
+    lf.bearer_token({"tenant": "t", "auth": True, "token_tenant": "u"}),
+    lf.bearer_token({"tenant": "t", "auth": False, "token": "forged"}),
+    lf.bearer_token({"tenant": "t", "auth": False}),
+]
 print(json.dumps(out))
 """
 
@@ -106,6 +113,13 @@ def test_poisson_timeline_has_the_right_mean_rate(tmp_path: Path) -> None:
 def test_answers_and_statuses_are_classified(tmp_path: Path) -> None:
     out = _probe(tmp_path, {"arrival": "constant", "stages": [{"seconds": 1, "rate": 1, "users": 1}]})
     assert (out["v2_ok"], out["v2_wrong"], out["limited"], out["other_429"], out["dead"]) == (0, 3, 1, 2, 4)
+
+
+def test_a_probe_sends_the_token_it_names(tmp_path: Path) -> None:
+    """A chaos probe's refused streams carry another tenant's token or a forged one, never the
+    target tenant's own (else they would be answered and prove nothing)."""
+    out = _probe(tmp_path, {"arrival": "constant", "stages": [{"seconds": 1, "rate": 1, "users": 1}]})
+    assert out["bearer"] == ["own", "other", "forged", ""]
 
 
 def test_the_locustfile_needs_only_the_standard_library_and_locust() -> None:
