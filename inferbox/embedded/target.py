@@ -302,8 +302,9 @@ class EmbeddedTarget(PlatformBase):
         # ``name`` labels the place on targets that create a pod for it; embedded places are numbered.
         from inferbox.embedded.loadclient import load_client
 
-        # A client calling replicas directly bypasses the gateway, whose counters the autoscaler
-        # reads: the tenant's models keep a replica while it runs (and their bounds come back after).
+        # A client calling replicas directly bypasses the gateway, whose request counter the autoscaler
+        # reads (its short requests are rarely in flight at a tick): the tenant's models keep a
+        # replica while it runs (and their bounds come back after).
         held = [m for m in self.topology.models if m.tenant == tenant] if self.control is not None else []
         for model in held:
             self.set_scale_bounds(model, 1, None, HOLD_SETTLE_S)

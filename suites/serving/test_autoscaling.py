@@ -45,8 +45,8 @@ pytestmark = [
     pytest.mark.serving,
     pytest.mark.capability(Capability.AUTOSCALING),
 ]
-LOAD_FACTOR = 2.5  # concurrent slow clients per replica's worth of target load
-HOLD_S = 1.0  # how long each slow client takes to send its body
+LOAD_FACTOR = 2.5  # requests held in flight per replica's worth of target load
+HOLD_S = 1.0  # how long each held request takes to send its body
 LOAD_LIMIT_S = 30.0  # the heavy load stops at this point whatever happens
 SCALE_IN_LIMIT_S = 30.0  # the light load stops at this point whatever happens
 LIGHT_RATE = 5.0  # requests per second of the light load that runs while replicas drain
