@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from inferbox.client import GatewayClient
 from inferbox.contract_types import (
@@ -36,6 +36,7 @@ from inferbox.contract_types import (
     SigningKey,
     TraceNaming,
 )
+from inferbox.held_load import HeldLoad
 from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, Workload
 from inferbox.profile import ConformanceProfile
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
@@ -51,6 +52,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "Feature",
+    "HeldLoad",
     "InClusterLoadPlace",
     "LoadClientPlace",
     "MetricCatalogue",
@@ -160,6 +162,16 @@ class Platform(Protocol):
 
     def restore_model(self, model: Model, settle_s: float) -> None:
         """Back to what the manifests declare for the model: autoscaling bounds and traffic split."""
+
+    def hold_requests(
+        self, model: Model, token: str, payload: Any, count: int, seconds: float, limit_s: float
+    ) -> AbstractContextManager[HeldLoad]:
+        """Keeps ``count`` V1 predict requests (``payload``, sent with ``token``) in flight at the
+        model's revisions, sent by a workload of the model's own tenant inside the mesh (as a real
+        in-cluster caller: its identity, the model's cluster-local address, the traffic split), each
+        body uploaded over about ``seconds``; a request that ends is followed by the next, until the
+        context ends or ``limit_s`` has passed (needs Capability.HELD_LOAD). The context's value
+        collects every request's result."""
 
     # -- telemetry (needs Capability.METRICS) ---------------------------------------------------
     def observability(self) -> Observability:
@@ -277,6 +289,11 @@ class PlatformBase:
 
     def restore_model(self, model: Model, settle_s: float) -> None:
         raise self._missing(Capability.AUTOSCALING)
+
+    def hold_requests(
+        self, model: Model, token: str, payload: Any, count: int, seconds: float, limit_s: float
+    ) -> AbstractContextManager[HeldLoad]:
+        raise self._missing(Capability.HELD_LOAD)
 
     def observability(self) -> Observability:
         raise self._missing(Capability.METRICS)

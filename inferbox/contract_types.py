@@ -100,6 +100,10 @@ class Capability(StrEnum):
     # Chaos: the issuer's signing keys are rotated in stages (publish, activate, retire):
     # Platform.stage_signing_key / activate_signing_key / retire_signing_key.
     KEY_ROTATION = "key-rotation"
+    # Requests can be kept in flight at a model's revisions by a workload of the model's own tenant
+    # inside the mesh, their bodies uploaded slowly (load Knative counts, which the gateway's request
+    # buffering would hold back): Platform.hold_requests.
+    HELD_LOAD = "held-load"
 
 
 class Signal(StrEnum):

@@ -3,13 +3,17 @@ component health and logs, and the versions actually running."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from inferbox.client import GatewayClient
 from inferbox.cluster import diagnostics, readback
+from inferbox.cluster import held_load as kind_held
 from inferbox.cluster import mesh as kind_mesh
 from inferbox.cluster import serving as kind_serving
 from inferbox.cluster.kube import KubeApi, KubeError, is_true
@@ -20,6 +24,7 @@ from inferbox.contract import (
     ComponentHealth,
     Credentials,
     Fault,
+    HeldLoad,
     InClusterLoadPlace,
     Observability,
     PlatformBase,
@@ -27,10 +32,11 @@ from inferbox.contract import (
     SigningKey,
 )
 from inferbox.errors import PlatformError
+from inferbox.held_load import check_bounds, run_workers
 from inferbox.jwtserver.clients import read_credentials
 from inferbox.jwtserver.keystore import KeyStore
 from inferbox.manifests import ManifestSet
-from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, SourceKind, Workload
+from inferbox.mesh import MeshClient, MeshSource, ProbeResult, QuotaStatus, ScaleOutcome, SourceKind, Workload
 from inferbox.profile import ConformanceProfile
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
@@ -124,6 +130,7 @@ class KubePlatform(PlatformBase):
         caps = {
             Capability.WORKLOAD_NETWORK,
             Capability.MESH_PROBES,
+            Capability.HELD_LOAD,  # from the tenants' probe pods
             Capability.NETWORK_POLICY,
             Capability.RESOURCE_QUOTA,
             # kube-prometheus-stack, Jaeger and Kiali are part of every install (inferbox.cluster.components).
@@ -282,7 +289,8 @@ class KubePlatform(PlatformBase):
     def workloads(self) -> list[Workload]:
         return kind_mesh.model_workloads(self._api_client(), [(m.tenant, m.name) for m in self.topology.models])
 
-    def mesh_client(self, source: MeshSource) -> MeshClient:
+    def _probe(self, source: MeshSource) -> kind_mesh.Probe:
+        """The probe pod standing where ``source`` stands (the fleet is deployed on first use)."""
         if self._probes is None:
             fleet = kind_mesh.ProbeFleet(self._api_client(), [t.name for t in self.topology.tenants])
             self._probes = fleet  # torn down in close(), also when deploy fails half-way
@@ -292,8 +300,29 @@ class KubePlatform(PlatformBase):
             if source.kind is SourceKind.TENANT
             else ("gateway" if source.kind is SourceKind.GATEWAY else "outside")
         )
-        probe = next(p for p in kind_mesh.probes([t.name for t in self.topology.tenants]) if p.label == label)
+        return next(p for p in kind_mesh.probes([t.name for t in self.topology.tenants]) if p.label == label)
+
+    def mesh_client(self, source: MeshSource) -> MeshClient:
+        probe = self._probe(source)
         return kind_mesh.KindMeshClient(kind_mesh.kubernetes_exec(self._api_client()), probe, self._foreign_cert())
+
+    @contextmanager
+    def hold_requests(
+        self, model: Model, token: str, payload: Any, count: int, seconds: float, limit_s: float
+    ) -> Iterator[HeldLoad]:
+        check_bounds(count, seconds, limit_s)
+        probe = self._probe(MeshSource.in_tenant(model.tenant))
+        run = kind_mesh.kubernetes_exec(self._api_client())
+
+        def round_(_index: int, _stop: threading.Event, deadline: float) -> list[ProbeResult]:
+            # The probe runs all ``count`` requests of a round; the next round starts when it ends.
+            run_s = min(kind_held.ROUND_S, deadline - time.monotonic())
+            if run_s <= 0:
+                return []
+            return kind_held.hold_round(run, probe, kind_held.hold_args(model, token, payload, count, seconds, run_s))
+
+        with run_workers(HeldLoad(model.tenant, model.name, count, seconds), 1, limit_s, round_) as load:
+            yield load
 
     def _foreign_cert(self) -> tuple[str, str]:
         """A client certificate from a CA the platform does not trust."""

@@ -1,7 +1,8 @@
 """Knative's KPA decisions for one revision, as the embedded autoscaler makes them (no I/O here).
 
-Inputs per tick: the revision's observed load (requests in flight at the gateway, which includes
-the requests the activator holds, and the gateway's request counter), its ready replicas, and
+Inputs per tick: the revision's observed load (requests in flight at its replicas, counted by their
+sidecars as Knative counts them at each pod's queue-proxy, plus those the activator holds; and the
+gateway's request counter), its ready replicas, and
 whether it receives traffic. Output: the replicas it should have, and whether the activator must be
 in its path. The rules follow Knative Serving 1.18's KPA:
 

@@ -15,12 +15,14 @@ import os
 import socket
 import ssl
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from inferbox.embedded.netns import connect_in_netns
 from inferbox.embedded.state import MeshState
 from inferbox.errors import PlatformError
+from inferbox.held_load import MAX_SECONDS, body_pieces
 from inferbox.mesh import (
     MeshSource,
     Outcome,
@@ -119,6 +121,46 @@ class EmbeddedMeshClient:
         json: Any = None,
         transport: Transport = Transport.MESH,
     ) -> ProbeResult:
+        all_headers = dict(headers or {})
+        body = None
+        if json is not None:
+            body = jsonlib.dumps(json).encode()
+            all_headers["Content-Type"] = "application/json"
+        return self._exchange(workload, port, method, path, token, all_headers, [body] if body else [], transport)
+
+    def slow_request(
+        self,
+        workload: Workload,
+        port: int,
+        path: str,
+        *,
+        token: str,
+        json: Any,
+        seconds: float,
+        stop: threading.Event,
+    ) -> ProbeResult:
+        """A POST over the mesh whose JSON body goes out in pieces over about ``seconds`` (a caller on
+        a slow link): the request is in flight at the workload all that time. ``stop`` cuts the
+        pauses short (the body is then sent at once)."""
+        body = jsonlib.dumps(json).encode()
+        pieces = body_pieces(body)
+        pause = min(seconds, MAX_SECONDS) / max(1, len(pieces) - 1)
+        headers = {"Content-Type": "application/json"}
+        return self._exchange(workload, port, "POST", path, token, headers, pieces, Transport.MESH, pause, stop)
+
+    def _exchange(
+        self,
+        workload: Workload,
+        port: int,
+        method: str,
+        path: str,
+        token: str | None,
+        headers: dict[str, str],
+        pieces: Sequence[bytes],
+        transport: Transport,
+        pause: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> ProbeResult:
         try:
             sock = self._connect(workload.address, port)
         except (TimeoutError, OSError) as exc:
@@ -135,15 +177,20 @@ class EmbeddedMeshClient:
             sock.settimeout(READ_TIMEOUT_S)
             conn = http.client.HTTPConnection(workload.address, port, timeout=READ_TIMEOUT_S)
             conn.sock = sock
-            all_headers = {"Host": f"{workload.model or workload.name}.{workload.namespace}", **(headers or {})}
-            body = None
+            all_headers = {"Host": f"{workload.model or workload.name}.{workload.namespace}", **headers}
             if token is not None:
                 all_headers["Authorization"] = f"Bearer {token}"
-            if json is not None:
-                body = jsonlib.dumps(json).encode()
-                all_headers["Content-Type"] = "application/json"
             try:
-                conn.request(method, path, body=body, headers=all_headers)
+                conn.putrequest(method, path, skip_host=True)
+                for name, value in all_headers.items():
+                    conn.putheader(name, value)
+                if pieces or method in ("POST", "PUT", "PATCH"):
+                    conn.putheader("Content-Length", str(sum(len(p) for p in pieces)))
+                conn.endheaders()
+                for i, piece in enumerate(pieces):
+                    if i and pause and stop is not None:
+                        stop.wait(pause)  # the caller's upload speed, not synchronisation
+                    conn.send(piece)
                 response = conn.getresponse()
                 text = response.read().decode(errors="replace")
             except TRANSPORT_ERRORS as exc:

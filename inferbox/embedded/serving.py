@@ -9,9 +9,11 @@ activator and route controller do on a cluster.
   (reached over mutual TLS), or the activator while it has none. The gateway's routes split a
   model's traffic between revision clusters by percentage, and come from a file too (filesystem
   RDS), so promoting a canary changes the split without restarting Envoy.
-- **Autoscaler.** A thread reads the gateway's per-revision counters a few times a second (requests
-  in flight, requests seen), lets each revision's KPA decider (``autoscaler.py``) choose its
-  replicas, starts replicas (quota admission first) and removes surplus ones: out of the gateway's
+- **Autoscaler.** A thread reads a few times a second, per revision, the requests in flight at its
+  ready replicas' sidecars (as Knative's KPA counts them at each pod's queue-proxy: every caller's,
+  the gateway's and those of workloads inside the mesh) plus those the activator holds, and the
+  gateway's request counter (requests seen); it lets each revision's KPA decider (``autoscaler.py``)
+  choose its replicas, starts replicas (quota admission first) and removes surplus ones: out of the gateway's
   endpoints first, then it waits until the gateway has dropped the endpoint and the replica's sidecar
   has no request in flight (drain), then stops it.
 - **Activator** (``activator.py``): holds requests for a revision without a ready replica, pokes
@@ -25,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,10 @@ DRAIN_TIMEOUT_S = 30.0  # longest a replica may finish its in-flight requests be
 ENDPOINT_REMOVAL_S = 5.0  # longest the gateway may take to drop an endpoint
 ACTIVATOR_TIMEOUT_S = 50.0  # below the gateway's 60 s route timeout, so the client sees the activator's 504
 SIDECAR_ADMIN_PORT = 15000
+# A sidecar's admin answers within milliseconds on this machine; one that does not within this is
+# stopped or frozen, and must not hold up the tick.
+IN_FLIGHT_READ_S = 0.5
+IN_FLIGHT_READERS = 4  # sidecars read at once per tick
 
 
 def wall(monotonic: float) -> float:
@@ -137,6 +144,9 @@ class ServingControlPlane:
         self._thread: threading.Thread | None = None
         self._admin: httpx.Client | None = None
         self._workers: list[threading.Thread] = []
+        # How one replica's in-flight requests are read (its sidecar's admin); replaceable in tests.
+        self.read_in_flight: Callable[[Pod], int] = lambda pod: sidecar_in_flight(pod, IN_FLIGHT_READ_S)
+        self._readers = ThreadPoolExecutor(IN_FLIGHT_READERS, thread_name_prefix="in-flight")
         # A model replica on its way out leaves the gateway's endpoints before its process stops.
         deployer.when_removing(self._replica_removing)
 
@@ -215,6 +225,7 @@ class ServingControlPlane:
             self._thread.join(timeout=10)
         for worker in list(self._workers):
             worker.join(timeout=DRAIN_TIMEOUT_S)
+        self._readers.shutdown(wait=True, cancel_futures=True)
         if self.activator is not None:
             self.activator.stop()
         if self._admin is not None:
@@ -351,13 +362,43 @@ class ServingControlPlane:
             counts[0 if metric == "upstream_rq_active" else 1] = int(stat.get("value", 0))
         return {k: (v[0], v[1]) for k, v in found.items()}
 
+    def replica_in_flight(self) -> dict[str, int]:
+        """Per revision whose ready replicas have sidecars: the requests in flight at them.
+
+        Knative's KPA counts a revision's concurrency at its pods' queue-proxies, so a request counts
+        once its headers reached the pod, whoever sent it. The gateway's own gauge does not do: it
+        buffers a request's whole body before sending it on (the routes' requestBuffer), and
+        callers inside the mesh do not pass it at all."""
+        with self._lock:
+            pods = {
+                state.key: [r.pod for r in ready]
+                for state in self.revisions.values()
+                if (ready := self._ready(state)) and all(r.sidecar is not None for r in ready)
+            }
+        return {key: sum(self._readers.map(self._read_or_zero, found)) for key, found in pods.items()}
+
+    def _read_or_zero(self, pod: Pod) -> int:
+        try:
+            return self.read_in_flight(pod)
+        except (OSError, http.client.HTTPException, ValueError):
+            # The replica is going away between the list and the read (its sidecar stopped), or is
+            # frozen (no answer within the read's timeout). A stopping replica was drained first, so
+            # it has nothing to count; a frozen one counts 0 for this tick, which the stable and panic
+            # windows average out. Either way the tick goes on.
+            return 0
+
     def reconcile(self) -> None:
         counters = self.gateway_counters()
+        at_replicas = self.replica_in_flight()
         now = time.monotonic()
         with self._lock:
             for state in self.revisions.values():
-                in_flight, total = counters.get(state.cluster, (0, state.last_total))
+                assert self.activator is not None
+                gateway_in_flight, total = counters.get(state.cluster, (0, state.last_total))
                 state.last_total = total
+                in_flight = revision_in_flight(
+                    at_replicas.get(state.key), self.activator.held(state.key), gateway_in_flight
+                )
                 state.load.record(now, in_flight, total)
                 self._decide(state, now)
 
@@ -614,12 +655,22 @@ class ServingControlPlane:
         return {rev.name: self.revisions[f"{namespace}/{rev.name}"].decider.activity for rev in model.revisions}
 
 
-def sidecar_in_flight(pod: Pod) -> int:
+def revision_in_flight(at_replicas: int | None, held: int, gateway_in_flight: int) -> int:
+    """A revision's concurrency for one tick: the requests in flight at its replicas' sidecars plus
+    those the activator holds for it (not yet at a replica). ``at_replicas`` is None when its replicas
+    have no sidecar to ask (a namespace without injection): the gateway's gauge is all there is then.
+    """
+    if at_replicas is None:
+        return gateway_in_flight
+    return at_replicas + held
+
+
+def sidecar_in_flight(pod: Pod, timeout: float = 1.0) -> int:
     """Requests the pod's sidecar is serving right now (Envoy's inbound downstream_rq_active)."""
     port = pod.port(SIDECAR_ADMIN_PORT)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     if pod.netns_path:
-        conn.sock = connect_in_netns(pod.netns_path, "127.0.0.1", port, 1.0)
+        conn.sock = connect_in_netns(pod.netns_path, "127.0.0.1", port, timeout)
     try:
         conn.request("GET", "/stats?filter=%5Ehttp%5C.inbound%5C.downstream_rq_active%24")
         text = conn.getresponse().read().decode()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import platform as pyplatform
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,6 +21,7 @@ from inferbox.contract import (
     Credentials,
     Fault,
     FaultKind,
+    HeldLoad,
     LoadClientPlace,
     Observability,
     PlatformBase,
@@ -28,22 +31,25 @@ from inferbox.contract import (
 from inferbox.embedded.catalogue import CATALOGUE, trace_naming
 from inferbox.embedded.control import ControlPlane
 from inferbox.embedded.envoy_launcher import envoy_version
+from inferbox.embedded.held_load import ReplicaChooser
 from inferbox.embedded.knobs import read_knobs
 from inferbox.embedded.mesh_client import EmbeddedMeshClient
 from inferbox.embedded.netpol import nft_available
 from inferbox.embedded.processes import is_same_process
 from inferbox.embedded.state import ComponentStatus, PlatformState
 from inferbox.errors import PlatformError
+from inferbox.held_load import check_bounds, run_workers
 from inferbox.jwtserver.clients import read_credentials
 from inferbox.jwtserver.keystore import KeyStore
 from inferbox.manifests import load_manifests
-from inferbox.mesh import MeshClient, MeshSource, QuotaStatus, ScaleOutcome, Workload
+from inferbox.mesh import MeshClient, MeshSource, ProbeResult, QuotaStatus, ScaleOutcome, Workload
 from inferbox.profile import ConformanceProfile
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
 from inferbox.topology import Model, Topology, read_topology
 
 HOLD_SETTLE_S = 90.0  # replicas starting from zero while a model is held warm
+NO_REPLICA_POLL_S = 0.2  # how often a held request looks again for a ready replica of its model
 
 
 class EmbeddedTarget(PlatformBase):
@@ -71,6 +77,7 @@ class EmbeddedTarget(PlatformBase):
         if self.state.mesh is not None:
             caps.add(Capability.MESH_PROBES)
             caps.add(Capability.BORROWED_MESH_IDENTITY)
+            caps.add(Capability.HELD_LOAD)
             if self.state.mesh.network_policy:
                 caps.add(Capability.NETWORK_POLICY)
         caps.add(Capability.KEY_ROTATION)  # the issuer's key folder is this machine's
@@ -223,6 +230,29 @@ class EmbeddedTarget(PlatformBase):
     def promote_canary(self, model: Model, settle_s: float) -> None:
         self._control().promote(model.tenant, model.name, settle_s)
 
+    @contextmanager
+    def hold_requests(
+        self, model: Model, token: str, payload: Any, count: int, seconds: float, limit_s: float
+    ) -> Iterator[HeldLoad]:
+        check_bounds(count, seconds, limit_s)
+        if self.state.mesh is None:
+            raise self._missing(Capability.HELD_LOAD)
+        client = EmbeddedMeshClient(self.state.mesh, MeshSource.in_tenant(model.tenant))
+        traffic = (lambda: self.revisions(model)) if self.control is not None else list
+        chooser = ReplicaChooser(model, self.workloads, traffic)
+        path = f"/v1/models/{model.name}:predict"
+
+        def one(_index: int, stop: threading.Event, _deadline: float) -> list[ProbeResult]:
+            replica = chooser.next()
+            if replica is None:
+                stop.wait(NO_REPLICA_POLL_S)  # polling for a ready replica; the hold's limit bounds it
+                return []
+            port = replica.ports[0][1]
+            return [client.slow_request(replica, port, path, token=token, json=payload, seconds=seconds, stop=stop)]
+
+        with run_workers(HeldLoad(model.tenant, model.name, count, seconds), count, limit_s, one) as load:
+            yield load
+
     # -- chaos and load ------------------------------------------------------------------------------
     def pause_replica(self, model: Model, seconds: float, replica: int = 0) -> ReplicaPause:
         from inferbox.embedded.pause import pause_replica
@@ -272,8 +302,9 @@ class EmbeddedTarget(PlatformBase):
         # ``name`` labels the place on targets that create a pod for it; embedded places are numbered.
         from inferbox.embedded.loadclient import load_client
 
-        # A client calling replicas directly bypasses the gateway, whose counters the autoscaler
-        # reads: the tenant's models keep a replica while it runs (and their bounds come back after).
+        # A client calling replicas directly bypasses the gateway, whose request counter the autoscaler
+        # reads (its short requests are rarely in flight at a tick): the tenant's models keep a
+        # replica while it runs (and their bounds come back after).
         held = [m for m in self.topology.models if m.tenant == tenant] if self.control is not None else []
         for model in held:
             self.set_scale_bounds(model, 1, None, HOLD_SETTLE_S)

@@ -3,11 +3,9 @@ and waiting for zero. Target-agnostic: everything goes through the platform cont
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -111,42 +109,6 @@ def predict(gateway: GatewayClient, model: Model, token: str, client: httpx.Clie
     answered = time.time()
     correct = response.status_code == 200 and response.json().get("predictions") == known.expected
     return Answer(response.status_code, source_of(response), sent, answered, describe(response), correct)
-
-
-def slow_predict(
-    gateway: GatewayClient, model: Model, token: str, client: httpx.Client, hold_s: float, stop: threading.Event
-) -> Answer:
-    """A V1 predict whose body the client sends over ``hold_s`` seconds, as a client on a slow link
-    uploads: the request is in flight at the model all that time (Knative counts it towards the
-    revision's concurrency) while costing almost no CPU, so load above a concurrency target stays
-    far below the tenant's request budget."""
-    known = sample(model)
-    body = json.dumps({"instances": known.instances}).encode()
-    pieces = 5
-    step = max(1, len(body) // pieces)
-
-    def trickle() -> Iterator[bytes]:
-        for start in range(0, len(body), step):
-            if start:
-                stop.wait(hold_s / pieces)  # the client's upload speed, not synchronisation
-            yield body[start : start + step]
-
-    sent = time.time()
-    try:
-        response = client.post(
-            f"/v1/models/{model.name}:predict",
-            content=trickle(),
-            headers={
-                "Host": gateway.host(model),
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/json",
-                "Content-Length": str(len(body)),
-            },
-        )
-    except httpx.HTTPError as exc:
-        return Answer(0, Source.UNKNOWN, sent, time.time(), f"{type(exc).__name__}: {exc}", False)
-    correct = response.status_code == 200 and response.json().get("predictions") == known.expected
-    return Answer(response.status_code, source_of(response), sent, time.time(), describe(response), correct)
 
 
 def failures(answers: list[Answer]) -> list[str]:

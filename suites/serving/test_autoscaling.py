@@ -2,13 +2,18 @@
 than the load asks for, and load above a model's target scales it out beyond one replica and back
 in, without a request failing while replicas come and go (new replicas join, surplus ones drain).
 
-The load is real concurrency within the tenant's request budget: clients that send their request
-bodies slowly keep requests in flight at the model for about a second each, so a handful of them is
-"above target" at a few requests per second.
+The heavy load is real concurrency within the tenant's request budget: a workload of the model's
+own tenant, inside the mesh, sends requests whose bodies it uploads slowly, keeping each in flight
+at the model for about a second, so a handful of them is "above target" at a few requests per
+second (``Platform.hold_requests``). It does not go through the gateway: the gateway buffers a
+request's whole body before sending it on (the routes' requestBuffer), so a slow upload through it
+is never in flight at the model. A light load through the gateway runs meanwhile and while the
+surplus replicas drain.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -31,7 +36,7 @@ from ._serving import (
     declared,
     failures,
     predict,
-    slow_predict,
+    sample,
     starts_finished,
 )
 
@@ -40,8 +45,8 @@ pytestmark = [
     pytest.mark.serving,
     pytest.mark.capability(Capability.AUTOSCALING),
 ]
-LOAD_FACTOR = 2.5  # concurrent slow clients per replica's worth of target load
-HOLD_S = 1.0  # how long each slow client takes to send its body
+LOAD_FACTOR = 2.5  # requests held in flight per replica's worth of target load
+HOLD_S = 1.0  # how long each held request takes to send its body
 LOAD_LIMIT_S = 30.0  # the heavy load stops at this point whatever happens
 SCALE_IN_LIMIT_S = 30.0  # the light load stops at this point whatever happens
 LIGHT_RATE = 5.0  # requests per second of the light load that runs while replicas drain
@@ -99,7 +104,8 @@ def test_burst_at_zero_is_held_and_served(
 
 @pytest.mark.features(Feature.AUTOSCALING)
 @pytest.mark.overlap(Stage.SCALE_OUT)
-def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its phases in order
+@pytest.mark.capability(Capability.HELD_LOAD)
+def test_scales_out_under_load_and_back_in(
     platform: Platform, gateway: GatewayClient, model: Model, token_for: Token, evidence: Evidence
 ) -> None:
     promise = platform.profile.require_serving()
@@ -111,16 +117,12 @@ def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its ph
     token = token_for(model.tenant)
     workers = math.ceil(LOAD_FACTOR * settings.per_replica_target)
     assert workers / HOLD_S < platform.profile.rate_limit_per_tenant_rps, "the load would exceed the tenant's budget"
+    known = sample(model)
     answers: list[Answer] = []
-    heavy, light, stop = threading.Event(), threading.Event(), threading.Event()
+    light, stop = threading.Event(), threading.Event()
     peak: dict[str, int] = defaultdict(int)
     timeline: list[tuple[float, dict[str, int]]] = []
     began = time.monotonic()
-
-    def slow_client() -> None:
-        with httpx.Client(base_url=platform.gateway_url, timeout=DEFAULT_TIMEOUT) as client:
-            while not heavy.is_set() and time.monotonic() - began < LOAD_LIMIT_S:
-                answers.append(slow_predict(gateway, model, token, client, HOLD_S, stop))
 
     def light_client() -> None:
         with httpx.Client(base_url=platform.gateway_url, timeout=DEFAULT_TIMEOUT) as client:
@@ -136,22 +138,21 @@ def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its ph
         timeline.append((round(time.monotonic() - began, 2), counts))
         return counts
 
+    payload = {"instances": known.instances}
     with alone() as section:  # load that starts replicas: no other check's heavy section meanwhile
         began = time.monotonic()  # the load's limits count from here, not from waiting for alone()
-        threads = [threading.Thread(target=slow_client, daemon=True) for _ in range(workers)]
-        threads.append(threading.Thread(target=light_client, daemon=True))
-        for thread in threads:
-            thread.start()
+        light_thread = threading.Thread(target=light_client, daemon=True)
+        light_thread.start()
         try:
             # Heavy load until a revision has scaled out and served a few seconds that way.
-            scaled_at = None
-            while time.monotonic() - began < LOAD_LIMIT_S:
-                if max(replicas().values()) >= 2:
-                    scaled_at = scaled_at or time.monotonic()
-                    if time.monotonic() - scaled_at >= 2 * HOLD_S:
-                        break
-                stop.wait(SAMPLE_S)
-            heavy.set()
+            with platform.hold_requests(model, token, payload, workers, HOLD_S, LOAD_LIMIT_S) as held:
+                scaled_at = None
+                while time.monotonic() - began < LOAD_LIMIT_S:
+                    if max(replicas().values()) >= 2:
+                        scaled_at = scaled_at or time.monotonic()
+                        if time.monotonic() - scaled_at >= 2 * HOLD_S:
+                            break
+                    stop.wait(SAMPLE_S)
             starts_finished(platform, model)  # replicas the load asked for finish starting...
             section.release()  # ...then the check only waits: a light load while replicas drain
             # The light load goes on while the surplus replicas drain, down to one.
@@ -160,16 +161,19 @@ def test_scales_out_under_load_and_back_in(  # noqa: C901 - one scenario, its ph
                 stop.wait(SAMPLE_S)
             scaled_in = max(replicas().values()) <= 1
         finally:
-            heavy.set()
             light.set()
             stop.set()
-            for thread in threads:
-                thread.join(timeout=30)
-    evidence.figure("load_clients", workers)
+            light_thread.join(timeout=30)
+    answered = [r for r in held.results if r.answered]
+    wrong = [r.describe() for r in answered if json.loads(r.body).get("predictions") != known.expected]
+    evidence.figure("held_requests", workers)
     evidence.figure("peak_ready_replicas", dict(peak))
-    evidence.figure("requests", len(answers))
+    evidence.figure("requests", {"held": len(held.results), "gateway": len(answers)})
     evidence.artifact(f"scale-timeline-{model.tenant}-{model.name}.json", {"timeline": timeline})
-    assert answers, "the load sent nothing"
+    assert held.results, "the held load sent nothing"
+    assert answers, "the light load sent nothing"
+    held_failed = held.failures() + wrong
+    assert not held_failed, f"{len(held_failed)} of {len(held.results)} held requests failed: {held_failed[:5]}"
     assert not failures(answers), f"{len(failures(answers))} of {len(answers)} requests failed: {failures(answers)[:5]}"
     assert max(peak.values()) >= 2, (
         f"{workers} concurrent requests (per-replica target {settings.per_replica_target:g}) never scaled "

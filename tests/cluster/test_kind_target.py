@@ -58,6 +58,7 @@ def test_the_platform_implements_the_contract_with_the_kept_key(fake_cluster: Fa
             Capability.TOKEN_SIGNING_KEY,
             Capability.WORKLOAD_NETWORK,
             Capability.MESH_PROBES,
+            Capability.HELD_LOAD,
             Capability.NETWORK_POLICY,
             Capability.RESOURCE_QUOTA,
             Capability.METRICS,
