@@ -16,6 +16,7 @@ from inferbox.observability.prometheus import PrometheusClient
 from inferbox.observability.promql import names
 from inferbox.observability.traffic import send_predictions
 from inferbox.openai_client import OpenAIClient, chat_body
+from inferbox.waiting import eventually
 
 pytestmark = [
     pytest.mark.conformance,
@@ -43,6 +44,8 @@ def dashboard_traffic(
     The models are held at one ready replica while the panels are judged: a model that idled to
     zero meanwhile has no replica to show (the ready-replicas panel would rightly be empty)."""
     tenants = [t.name for t in platform.topology.tenants]
+    if Capability.AUTOSCALING in platform.capabilities:
+        _wait_replicas_scraped(platform, prometheus, observability)
     for model in platform.topology.predictive_models:
         send_predictions(gateway, model, token_for(model.tenant), 3)
         gateway.metadata_v1(model)
@@ -64,6 +67,22 @@ def dashboard_traffic(
     response = prometheus.http.get("/api/v1/label/__name__/values")
     known: list[str] = response.json()["data"]
     return set(known)
+
+
+def _wait_replicas_scraped(platform: Platform, prometheus: PrometheusClient, observability: Observability) -> None:
+    """Every ready replica of every model is a scrape target Prometheus has scraped, before the
+    traffic: a replica started for the hold becomes a target only at Prometheus's next discovery
+    update (every few seconds), and the predictions it served before would never be counted."""
+
+    def scraped() -> None:
+        for model in platform.topology.predictive_models:
+            ready = sum(r.ready for r in platform.revisions(model))
+            up = observability.catalogue.model_up(model.tenant, model.name)
+            seen = prometheus.query(f"count({up} == 1)")
+            count = int(seen[0].value) if seen else 0
+            assert count >= ready, f"{model.tenant}/{model.name}: {count} of {ready} ready replicas scraped"
+
+    eventually(scraped, timeout_s=observability.metrics_deadline_s(), interval_s=0.2)
 
 
 def test_dashboard_panels_return_data(
