@@ -38,7 +38,7 @@ DEADLINE_S = 120.0
 
 
 def _replica_replaced(platform: Platform) -> float:
-    model = next(m for m in platform.topology.models if m.tenant == "tenant-c")
+    model = next(m for m in platform.topology.predictive_models if m.tenant == "tenant-c")
     platform.set_scale_bounds(model, 2, 2, SETTLE_S)
     fault = platform.kill_replica(model, 0)
 
@@ -50,7 +50,7 @@ def _replica_replaced(platform: Platform) -> float:
 
 
 def _gateway_back(platform: Platform, token: str) -> float:
-    model = platform.topology.models[0]
+    model = platform.topology.predictive_models[0]
     sample = samples_for(model.kind)[0]
     fault = platform.kill_gateway()
     with platform.gateway() as client:
@@ -94,7 +94,7 @@ def run() -> dict[str, Any]:
         options = TargetOptions(DEFAULT_MANIFEST_DIR, load_profile(), Path(tmp))
         with target_factory("embedded")(options) as platform:
             with platform.gateway() as client:
-                tenant = platform.topology.models[0].tenant
+                tenant = platform.topology.predictive_models[0].tenant
                 token = client.token(platform.credentials(tenant))
             for _ in range(CYCLES):
                 samples["replica replaced"].append(_replica_replaced(platform))
