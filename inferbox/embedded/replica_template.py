@@ -16,6 +16,7 @@ from pathlib import Path
 from inferbox.embedded.health import wait_until
 from inferbox.embedded.network import Pod
 from inferbox.embedded.processes import ManagedProcess, Supervisor
+from inferbox.embedded.socket_dir import ensure_socket_dir
 from inferbox.errors import PlatformError
 
 TEMPLATE_NAME = "model-server-template"
@@ -41,6 +42,10 @@ class ReplicaTemplate:
                 str(self.announce),
                 "--registry",
                 str(supervisor.registry),
+                "--socket",
+                # A state folder can be too deep for a Unix socket's path; the platform and the
+                # reaper remove this short folder however the template ends.
+                str(ensure_socket_dir(state_dir) / "model-server-template.sock"),
             ],
             host,
             {**env, **TEMPLATE_ENV},

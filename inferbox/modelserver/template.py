@@ -8,7 +8,7 @@ network namespace (``setns`` into the pod's), the replica's environment and argu
 model server as ``python -m inferbox.modelserver`` would run it. The parent answers with the child's
 PID and reaps children as they exit; the platform watches and stops them by PID like every process.
 
-``python -m inferbox.modelserver.template --announce FILE --registry FILE``
+``python -m inferbox.modelserver.template --announce FILE --registry FILE --socket PATH``
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -141,15 +139,15 @@ def _handle(conn: socket.socket, listener: socket.socket, registry: Path) -> Non
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
-def serve(announce: Path, registry: Path) -> None:
-    """Serves fork requests on a socket in a private folder of its own (a short path: a platform's
-    state folder can be too deep for a Unix socket's 108 bytes), whose path it writes to ``announce``."""
+def serve(announce: Path, registry: Path, path: Path) -> None:
+    """Serves fork requests on the Unix socket ``path`` (in the platform's short socket folder,
+    which the platform and its reaper remove however this process ends), and writes the path to
+    ``announce`` once it listens."""
     _preload()
     signal.signal(signal.SIGCHLD, _reap)
-    folder = Path(tempfile.mkdtemp(prefix="ib-template-"))  # mode 0700: this user's only
-    path = folder / "fork.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        path.unlink(missing_ok=True)
         listener.bind(str(path))
         listener.listen(16)
         announce.write_text(str(path))
@@ -159,16 +157,16 @@ def serve(announce: Path, registry: Path) -> None:
             _handle(conn, listener, registry)
     finally:
         listener.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m inferbox.modelserver.template")
     parser.add_argument("--announce", required=True, type=Path, help="where to write the socket's path")
     parser.add_argument("--registry", required=True, type=Path, help="the platform's process registry")
+    parser.add_argument("--socket", required=True, type=Path, help="the Unix socket to serve fork requests on")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _stop)
-    serve(args.announce, args.registry)
+    serve(args.announce, args.registry, args.socket)
 
 
 if __name__ == "__main__":
