@@ -22,7 +22,6 @@ import contextlib
 import os
 import secrets
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -30,10 +29,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from inferbox.contract_types import STOPPABLE_COMPONENTS, Fault, FaultKind
+from inferbox.embedded import netpol
 from inferbox.embedded.deployer import Deployer, Replica
 from inferbox.embedded.gateway import EmbeddedGateway
 from inferbox.embedded.gateway_plan import jwks_service
-from inferbox.embedded.netpol import nft_binary
 from inferbox.embedded.network import Network, Pod
 from inferbox.embedded.observability import EmbeddedObservability
 from inferbox.embedded.processes import ManagedProcess, Supervisor, is_same_process
@@ -64,21 +63,6 @@ def partition_script(sources: list[str]) -> str:
 
 def heal_script() -> str:
     return f"table inet {CHAOS_TABLE}\ndelete table inet {CHAOS_TABLE}\n"
-
-
-def run_nft(netns: str, script: str) -> None:
-    done = subprocess.run(
-        ["ip", "netns", "exec", netns, nft_binary(), "-f", "-"],
-        input=script,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise PlatformError(
-            f"nftables in {netns} refused the partition rules: {done.stderr.strip()}",
-            "check that nftables works in network namespaces (`nft list ruleset` as root)",
-        )
 
 
 def signal_group(process: ManagedProcess, sig: signal.Signals) -> None:
@@ -326,7 +310,7 @@ class ChaosControl:
         try:
             for pod in cut:
                 assert pod.netns is not None
-                run_nft(pod.netns, script)
+                netpol.apply(pod.netns, script, "the partition rules")
                 applied.append(pod)
         except BaseException:
             self._unpartition(applied)
@@ -344,4 +328,4 @@ class ChaosControl:
         for pod in pods:
             if pod.netns and pod.name in self.network.pods:  # a pod that is gone took its rules with it
                 with contextlib.suppress(PlatformError):
-                    run_nft(pod.netns, heal_script())
+                    netpol.apply(pod.netns, heal_script(), "the partition rules")

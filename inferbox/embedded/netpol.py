@@ -141,7 +141,8 @@ def nft_binary() -> str:
     raise PlatformError("the nft command is not installed", "install nftables: apt-get install -y nftables")
 
 
-def apply(netns: str, script: str) -> None:
+def apply(netns: str, script: str, what: str = "NetworkPolicy rules") -> None:
+    """Loads an nftables script into the namespace ``netns``; ``what`` names it in the error."""
     done = subprocess.run(
         ["ip", "netns", "exec", netns, nft_binary(), "-f", "-"],
         input=script,
@@ -151,7 +152,7 @@ def apply(netns: str, script: str) -> None:
     )
     if done.returncode != 0:
         raise PlatformError(
-            f"loading NetworkPolicy rules into {netns} failed: {done.stderr.strip()}",
+            f"loading {what} into {netns} failed: {done.stderr.strip()}",
             "check that nftables works in network namespaces (`nft list ruleset` as root)",
         )
 
