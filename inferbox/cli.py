@@ -316,8 +316,24 @@ def cmd_mutants(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
         )
     console.print(table)
     console.print(Text(f"mutants: {run.killed} killed of {len(run.results)}"))
+    # The table is wide and long; a CI log often keeps only its tail, so the survivors are named
+    # again below it, each with why it survived and where its pytest output is.
+    for result in run.results:
+        if not result.killed:
+            console.print(Text.assemble(("SURVIVED ", "red"), f"{result.name}: {result.problem}"))
+            console.print(Text(f"  pytest output: {run.folder / result.name / 'pytest.log'}"))
+            for line in _log_tail(run.folder / result.name / "pytest.log"):
+                console.print(Text(f"  | {line}"))
     console.print(Text(f"report: {run.folder}"))
     return 0 if run.killed == len(run.results) else 1
+
+
+def _log_tail(log: Path, lines: int = 12) -> list[str]:
+    """The last lines of a survivor's pytest output (its short test summary)."""
+    try:
+        return log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
 
 
 def cmd_report_diff(args: argparse.Namespace) -> int:
