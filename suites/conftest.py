@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from inferbox.client import GatewayClient
+from inferbox.client import GatewayClient, TokenError
 from inferbox.contract import Capability, Platform
 from inferbox.tokens import decode_unverified
 from inferbox.topology import Model
 
+from ._background import background_checks, plan_background, relay_background_outcome, stop_background
 from .serving._overlap import OVERLAP_KEY
 
 
@@ -24,21 +26,37 @@ def gateway(platform: Platform) -> Iterator[GatewayClient]:
     client.close()
 
 
+RENEW_BEFORE_S = 120.0  # a check holds a token for up to a few budget windows
+USABLE_FOR_S = 30.0
+
+
 @pytest.fixture(scope="session")
 def token_for(platform: Platform, gateway: GatewayClient) -> Callable[[str], str]:
-    """A real token for a tenant from the platform's token endpoint, renewed before it expires."""
+    """A real token for a tenant from the platform's token endpoint, renewed well before it expires.
+
+    Checks run side by side (``_background.py``), and one of them exhausts a client's token budget on
+    purpose: a renewal refused then keeps the current token while it has time left, as a client would."""
     cache: dict[str, tuple[str, float]] = {}
+    lock = threading.Lock()
 
     def get(tenant: str) -> str:
-        token, expires = cache.get(tenant, ("", 0.0))
-        if time.time() > expires - 30:
-            token = gateway.token(platform.credentials(tenant))
-            expires = float(decode_unverified(token)[1]["exp"])
-            cache[tenant] = (token, expires)
-        return token
+        with lock:
+            token, expires = cache.get(tenant, ("", 0.0))
+            left = expires - time.time()
+            if left < RENEW_BEFORE_S:
+                try:
+                    token = gateway.token(platform.credentials(tenant))
+                except TokenError:
+                    if left < USABLE_FOR_S:
+                        raise
+                    return token
+                cache[tenant] = (token, float(decode_unverified(token)[1]["exp"]))
+            return token
 
     return get
 
+
+__all__ = ["background_checks"]  # an autouse fixture of every check (``_background.py``)
 
 SLOWEST_KEY = pytest.StashKey[dict[str, float]]()
 
@@ -116,6 +134,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("model", models, ids=model_ids(models), scope="session")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Background checks (``_background.py``) go to the end of the session; the rest keeps its order."""
+    plan_background(config, items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A background check already ran (or runs) in the background thread: report how it ended."""
+    return relay_background_outcome(pyfuncitem)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """While the overlapped serverless checks run, no other test may send a model traffic."""
     overlap = item.config.stash.get(OVERLAP_KEY, None)
@@ -129,9 +159,12 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     overlap = item.config.stash.get(OVERLAP_KEY, None)
     if overlap is not None and nextitem is None:
         overlap.stop()
+    if nextitem is None:
+        stop_background(item.config)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     overlap = session.config.stash.get(OVERLAP_KEY, None)
     if overlap is not None:
         overlap.stop()
+    stop_background(session.config)

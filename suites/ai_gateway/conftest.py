@@ -13,6 +13,7 @@ from inferbox.openai_client import OpenAIClient
 from inferbox.profile import AIGatewayPromise
 from inferbox.topology import Model
 
+from .._background import BACKGROUND_KEY
 from ..observability.conftest import observability, prometheus
 
 __all__ = ["observability", "prometheus"]  # Prometheus fixtures for the token metrics check
@@ -41,9 +42,10 @@ def ai_gateway(platform: Platform) -> Iterator[OpenAIClient]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def generative_models_warm(platform: Platform) -> Iterator[None]:
+def generative_models_warm(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
     """Holds every generative model at one replica while a module runs (a cold start is the serving
-    checks' subject, not these); the manifests' bounds come back afterwards."""
+    checks' subject, not these); the manifests' bounds come back afterwards, once no background
+    check of this folder is left."""
     models = platform.topology.generative_models
     assert models, "the manifests define no generative model: nothing to check through the AI Gateway"
     if Capability.AUTOSCALING not in platform.capabilities:
@@ -54,8 +56,12 @@ def generative_models_warm(platform: Platform) -> Iterator[None]:
     try:
         yield
     finally:
-        for model in models:
-            platform.restore_model(model, SETTLE_S)
+        # A background check of this folder still uses them; the last module of the folder, its
+        # own, restores them once it has run.
+        background = request.config.stash.get(BACKGROUND_KEY, None)
+        if background is None or not background.pending_in(request.path.parent):
+            for model in models:
+                platform.restore_model(model, SETTLE_S)
 
 
 def other_tenants_model(platform: Platform, model: Model) -> Model | None:

@@ -13,8 +13,8 @@ Two rules keep the verdicts what they were when the checks ran one after another
 - while overlapped checks run, no other test runs (a test that is not one of them waits until all
   of them have finished), so nothing else sends a model traffic that would end its idleness;
 - sections that load the machine (a cold start being measured, a burst, load that starts replicas)
-  run ``alone()``: never two at once, so one model's cold start is not timed while another model
-  starts replicas. Waiting for zero needs no such section.
+  run ``alone()`` (``suites/_machine.py``): never two at once, so one model's cold start is not
+  timed while another model starts replicas. Waiting for zero needs no such section.
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ from inferbox.contract import Capability
 from inferbox.evidence import Evidence
 from inferbox.topology import Model
 
+from .._machine import Alone, alone
+
+__all__ = ["Alone", "Overlap", "Stage", "alone"]
+
 MARK = "overlap"
 SESSION_FIXTURES = ("platform", "gateway", "token_for")
 ALLOWED_ARGUMENTS = {*SESSION_FIXTURES, "model", "evidence"}
 STOP_WAIT_S = 120.0  # at the end of a session, how long a check still running may take to finish
-
-_ALONE = threading.Lock()
 
 
 class Stage(IntEnum):
@@ -51,31 +53,6 @@ class Stage(IntEnum):
     IDLE = 30
     COLD_START = 40
     BURST = 50
-
-
-class Alone:
-    """A section that must not share the machine with another overlapped check's heavy section;
-    ``release()`` ends it early (the rest of the check only waits)."""
-
-    def __init__(self) -> None:
-        _ALONE.acquire()
-        self._held = True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            _ALONE.release()
-
-    def __enter__(self) -> Alone:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def alone() -> Alone:
-    """Waits for the machine to be free of other heavy sections, then holds it (use with ``with``)."""
-    return Alone()
 
 
 def stage_of(item: pytest.Item) -> int | None:
