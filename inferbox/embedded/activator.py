@@ -201,9 +201,11 @@ class Activator:
         self, revision: str, request: h11.Request, body: bytes
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         record = Held(revision, time.monotonic())
+        held = False
         try:
             upstreams = self._upstreams(revision)
             if not upstreams:
+                held = True
                 upstreams = await self._hold(revision, record)
             record.forwarded = time.monotonic()
             status, headers, payload = await self._forward(revision, upstreams, request, body)
@@ -214,7 +216,7 @@ class Activator:
                 f"activator: {exc.reason}\n".encode(),
             )
         record.status = status
-        if record.forwarded is None or record.forwarded - record.arrived > 0.001:
+        if held or record.forwarded is None:  # what it held, and what it could not forward
             self.history = [*self.history[-499:], record]
         return status, headers, payload
 
