@@ -25,7 +25,7 @@ from inferbox.embedded.deployer import Deployer
 from inferbox.embedded.knobs import Knobs, parse_knobs
 from inferbox.embedded.quota import QuotaLedger
 from inferbox.embedded.serving import ServingControlPlane
-from inferbox.embedded.socket_dir import socket_dir_for
+from inferbox.embedded.socket_dir import connect_unix, socket_dir_for
 from inferbox.embedded.state import ComponentStatus, WorkloadRow, parse, to_json
 from inferbox.errors import InferboxError, PlatformError
 from inferbox.mesh import QuotaStatus, ScaleOutcome
@@ -166,6 +166,13 @@ OPERATIONS = (
 )
 
 
+class _ChannelServer(socketserver.ThreadingUnixStreamServer):
+    # socketserver's default backlog is 5. Checks run side by side (overlapped serving checks, a
+    # background check, their pollers), and while the accepting thread waits for a CPU a sixth
+    # caller would be refused at once: a Unix socket does not queue past its backlog.
+    request_queue_size = 128
+
+
 class ControlServer:
     def __init__(self, control: ControlPlane, path: Path) -> None:
         self.path = path
@@ -186,7 +193,7 @@ class ControlServer:
                 self.wfile.write(json.dumps(answer).encode() + b"\n")
 
         path.unlink(missing_ok=True)
-        self._server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+        self._server = _ChannelServer(str(path), Handler)
         self._server.daemon_threads = True
         os.chmod(path, 0o600)
         self._thread = threading.Thread(target=self._server.serve_forever, name="control", daemon=True)
@@ -205,7 +212,7 @@ def call(path: Path, op: str, *args: Any) -> Any:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(CALL_TIMEOUT_S)
         try:
-            sock.connect(str(path))
+            connect_unix(sock, path)
         except OSError as exc:
             raise PlatformError(
                 f"cannot reach the kept platform's control channel {path}: {exc}", "restart it with `inferbox up`"

@@ -16,7 +16,7 @@ from pathlib import Path
 from inferbox.embedded.health import wait_until
 from inferbox.embedded.network import Pod
 from inferbox.embedded.processes import ManagedProcess, Supervisor
-from inferbox.embedded.socket_dir import ensure_socket_dir
+from inferbox.embedded.socket_dir import connect_unix, ensure_socket_dir
 from inferbox.errors import PlatformError
 
 TEMPLATE_NAME = "model-server-template"
@@ -62,7 +62,7 @@ class ReplicaTemplate:
     def _call(self, request: dict[str, object]) -> dict[str, object]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(CALL_TIMEOUT_S)
-            sock.connect(self.announce.read_text())
+            connect_unix(sock, self.announce.read_text())
             sock.sendall(json.dumps(request).encode() + b"\n")
             with sock.makefile("rb") as answer:
                 reply: dict[str, object] = json.loads(answer.readline() or b"{}")

@@ -12,13 +12,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import stat
 import tempfile
 from pathlib import Path
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
 from inferbox.errors import PlatformError
 
 PREFIX = "ib-sock-"
+CONNECT_BUSY_S = 30.0  # how long a busy server (its backlog full) is waited for
 
 
 def socket_dir_for(state_dir: Path) -> Path:
@@ -47,3 +51,17 @@ def remove_socket_dir(state_dir: Path) -> None:
     folder = socket_dir_for(state_dir)
     if folder.is_dir() and not folder.is_symlink() and folder.lstat().st_uid == os.getuid():
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def connect_unix(sock: socket.socket, path: Path | str) -> None:
+    """Connects to a Unix socket; a full backlog is waited out, bounded. A Unix socket does not queue
+    callers past its backlog: with a timeout set, connect fails at once (EAGAIN) while the server's
+    accepting thread waits for a CPU."""
+    for attempt in Retrying(
+        retry=retry_if_exception_type(BlockingIOError),
+        stop=stop_after_delay(CONNECT_BUSY_S),
+        wait=wait_fixed(0.05),
+        reraise=True,
+    ):
+        with attempt:
+            sock.connect(str(path))

@@ -149,7 +149,7 @@ def serve(announce: Path, registry: Path, path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
         listener.bind(str(path))
-        listener.listen(16)
+        listener.listen(128)  # replicas of a burst are spawned together
         announce.write_text(str(path))
         print(f"replica template ready on {path}", flush=True)
         while True:
