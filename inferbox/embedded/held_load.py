@@ -7,6 +7,11 @@ same choice is made per request: a revision by its share of the traffic, then it
 turn. Unlike a cluster, a held request does not wake a revision at zero (there Knative's activator
 would hold it and start a replica): it goes to another revision's ready replica, and while the model
 has none it waits for one, within the hold's time limit.
+
+A request whose connection a replica cut as it left (chosen just before the replica began to drain)
+is sent again to a ready one, at most twice: on a cluster the caller's sidecar no longer sends to a
+terminating pod, the pod's sidecar keeps accepting while it drains, and Istio's default retry policy
+(two attempts) covers connect failures.
 """
 
 from __future__ import annotations
@@ -48,8 +53,15 @@ class ReplicaChooser:
         self._in_revision: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
 
+    def _ready(self) -> list[Workload]:
+        return [w for w in self._workloads() if w.namespace == self.model.tenant and w.model == self.model.name]
+
+    def still_ready(self, workload: Workload) -> bool:
+        """Whether ``workload`` is still one of the model's ready replicas (not draining, not gone)."""
+        return any(w.name == workload.name for w in self._ready())
+
     def next(self) -> Workload | None:
-        ready = [w for w in self._workloads() if w.namespace == self.model.tenant and w.model == self.model.name]
+        ready = self._ready()
         by_revision: dict[str, list[Workload]] = defaultdict(list)
         for workload in ready:
             by_revision[workload.labels.get(REVISION_LABEL, "")].append(workload)

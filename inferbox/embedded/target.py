@@ -42,7 +42,7 @@ from inferbox.held_load import check_bounds, run_workers
 from inferbox.jwtserver.clients import read_credentials
 from inferbox.jwtserver.keystore import KeyStore
 from inferbox.manifests import load_manifests
-from inferbox.mesh import MeshClient, MeshSource, ProbeResult, QuotaStatus, ScaleOutcome, Workload
+from inferbox.mesh import MeshClient, MeshSource, Outcome, ProbeResult, QuotaStatus, ScaleOutcome, Workload
 from inferbox.profile import ConformanceProfile
 from inferbox.serving import AutoscalingSettings, ReplicaTiming, RevisionStatus
 from inferbox.tokens import TokenForge
@@ -50,6 +50,7 @@ from inferbox.topology import Model, Topology, read_topology
 
 HOLD_SETTLE_S = 90.0  # replicas starting from zero while a model is held warm
 NO_REPLICA_POLL_S = 0.2  # how often a held request looks again for a ready replica of its model
+LEFT_REPLICA_RETRIES = 2  # Istio's default retry attempts
 
 
 class EmbeddedTarget(PlatformBase):
@@ -243,12 +244,17 @@ class EmbeddedTarget(PlatformBase):
         path = f"/v1/models/{model.name}:predict"
 
         def one(_index: int, stop: threading.Event, _deadline: float) -> list[ProbeResult]:
-            replica = chooser.next()
-            if replica is None:
-                stop.wait(NO_REPLICA_POLL_S)  # polling for a ready replica; the hold's limit bounds it
-                return []
-            port = replica.ports[0][1]
-            return [client.slow_request(replica, port, path, token=token, json=payload, seconds=seconds, stop=stop)]
+            for _attempt in range(1 + LEFT_REPLICA_RETRIES):
+                replica = chooser.next()
+                if replica is None:
+                    stop.wait(NO_REPLICA_POLL_S)  # polling for a ready replica; the hold's limit bounds it
+                    return []
+                port = replica.ports[0][1]
+                result = client.slow_request(replica, port, path, token=token, json=payload, seconds=seconds, stop=stop)
+                # Cut by a replica that was leaving: sent again (see embedded/held_load.py).
+                if result.outcome is not Outcome.TRANSPORT_REFUSED or chooser.still_ready(replica):
+                    break
+            return [result]
 
         with run_workers(HeldLoad(model.tenant, model.name, count, seconds), count, limit_s, one) as load:
             yield load

@@ -51,6 +51,16 @@ def test_a_revision_without_ready_replicas_leaves_its_share_to_the_others_and_no
     assert chooser.next() is None
 
 
+def test_a_replica_that_left_is_no_longer_ready() -> None:
+    ready = [_replica("a", "r1"), _replica("b", "r1")]
+    chooser = ReplicaChooser(MODEL, lambda: list(ready), lambda: [_revision("r1", 100)])
+    leaving = ready[0]
+    assert chooser.still_ready(leaving)
+    ready.remove(leaving)  # it began to drain: out of the ready replicas
+    assert not chooser.still_ready(leaving)
+    assert chooser.still_ready(ready[0])
+
+
 def test_bounds_are_checked_with_a_fix() -> None:
     check_bounds(8, 1.0, 30)
     for count, seconds, limit in [(0, 1.0, 30), (1000, 1.0, 30), (2, 0, 30), (2, 1.0, 10_000)]:
