@@ -32,8 +32,16 @@ def proc_start_time(pid: int) -> float | None:
         return None
 
 
+# psutil derives a start time from the boot time it read once per process, and the kernel's boot
+# time (/proc/stat btime) moves by a second or so as the wall clock is adjusted: two processes can
+# see one process's start time apart by that much. A PID reused within this margin of the first
+# process's start is not a concern (the first must have exited first).
+START_TIME_MARGIN_S = 2.0
+
+
 def is_same_process(pid: int, start_time: float) -> bool:
-    return proc_start_time(pid) == start_time
+    started = proc_start_time(pid)
+    return started is not None and abs(started - start_time) < START_TIME_MARGIN_S
 
 
 @dataclass
