@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +26,10 @@ import pytest
 from inferbox.evidence import Evidence
 from inferbox.pytest_plugin.core import FOLDER_KEY
 
+from ._deferred import DeferredCheck
+
 MARK = "background"
 STOP_WAIT_S = 180.0  # at the end of a session, how long a background check still running may take
-
-
-@dataclass
-class Step:
-    """One background check: its test item and, once run, how it ended."""
-
-    item: pytest.Function
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    seconds: float = 0.0
 
 
 def _fixtures_of(item: pytest.Function) -> list[str]:
@@ -66,7 +56,7 @@ def _runnable(item: pytest.Item) -> bool:
 class Background:
     """The background checks of a session: planned from the collected items, run in one thread."""
 
-    def __init__(self, steps: list[Step], starter: str) -> None:
+    def __init__(self, steps: list[DeferredCheck], starter: str) -> None:
         self.steps = {step.item.nodeid: step for step in steps}
         self.folders = {step.item.path.parent for step in steps}
         self.starter = starter  # the node after whose run the thread starts
@@ -85,7 +75,7 @@ class Background:
         # The last other check of their folders; with none, the first background check starts them.
         neighbours = [item for item in items if item.nodeid not in chosen and item.path.parent in folders]
         starter = neighbours[-1] if neighbours else background[0]
-        steps = [Step(item) for item in background if isinstance(item, pytest.Function)]
+        steps = [DeferredCheck(item) for item in background if isinstance(item, pytest.Function)]
         return cls(steps, starter.nodeid)
 
     def has(self, item: pytest.Item) -> bool:
@@ -113,27 +103,13 @@ class Background:
     def _run(self, fixtures: dict[str, Any], folder: Path | None) -> None:
         for step in self.steps.values():
             if self._stop.is_set():
-                step.error = RuntimeError("not run: the test session stopped first")
-                step.done.set()
-                continue
-            arguments = {**fixtures, **_parameters(step.item), "evidence": Evidence(step.item, folder)}
-            wanted = inspect.signature(step.item.obj).parameters
-            began = time.monotonic()
-            try:
-                step.item.obj(**{name: arguments[name] for name in wanted})
-            except BaseException as exc:  # the check's own outcome (assertion, skip...), re-raised in its turn
-                step.error = exc
-            finally:
-                step.seconds = time.monotonic() - began
-                step.done.set()
+                step.not_run()
+            else:
+                step.run({**fixtures, **_parameters(step.item), "evidence": Evidence(step.item, folder)})
 
     def outcome(self, item: pytest.Item) -> None:
         """Waits for the item's check to have run; raises what it raised."""
-        step = self.steps[item.nodeid]
-        step.done.wait()
-        item.user_properties.append(("figure", ("background_run_s", round(step.seconds, 3))))
-        if step.error is not None:
-            raise step.error
+        self.steps[item.nodeid].report("background_run_s")
 
     def stop(self) -> None:
         """No further check starts; the one running may finish (bounded)."""

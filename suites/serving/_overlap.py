@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from inferbox.contract import Capability
 from inferbox.evidence import Evidence
 from inferbox.topology import Model
 
+from .._deferred import DeferredCheck
 from .._machine import Alone, alone
 
 __all__ = ["Alone", "Overlap", "Stage", "alone"]
@@ -61,15 +62,11 @@ def stage_of(item: pytest.Item) -> int | None:
 
 
 @dataclass
-class Step:
-    """One overlapped check: its test item and, once run, how it ended."""
+class Step(DeferredCheck):
+    """One overlapped check, in its model's stage order."""
 
-    item: pytest.Function
     stage: int
     model: Model
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    seconds: float = 0.0
 
 
 def _runnable(item: pytest.Item, capabilities: frozenset[Capability]) -> bool:
@@ -128,27 +125,13 @@ class Overlap:
     def _run_model(self, steps: list[Step], fixtures: dict[str, Any], folder: Path | None) -> None:
         for step in steps:
             if self._stop.is_set():
-                step.error = RuntimeError("not run: the test session stopped first")
-                step.done.set()
-                continue
-            arguments = {**fixtures, "model": step.model, "evidence": Evidence(step.item, folder)}
-            wanted = inspect.signature(step.item.obj).parameters
-            began = time.monotonic()
-            try:
-                step.item.obj(**{name: arguments[name] for name in wanted})
-            except BaseException as exc:  # the check's own outcome (assertion, skip...), re-raised in its turn
-                step.error = exc
-            finally:
-                step.seconds = time.monotonic() - began
-                step.done.set()
+                step.not_run()
+            else:
+                step.run({**fixtures, "model": step.model, "evidence": Evidence(step.item, folder)})
 
     def outcome(self, item: pytest.Item) -> None:
         """Waits for the item's check to have run; raises what it raised."""
-        step = self.steps[item.nodeid]
-        step.done.wait()
-        item.user_properties.append(("figure", ("overlapped_run_s", round(step.seconds, 3))))
-        if step.error is not None:
-            raise step.error
+        self.steps[item.nodeid].report("overlapped_run_s")
 
     def finish(self) -> None:
         """Waits until every overlapped check has run."""
