@@ -90,6 +90,11 @@ class Platform(Protocol):
     def gateway_url(self) -> str:
         """Base URL of the gateway as this machine reaches it (requests carry the Host header)."""
 
+    @property
+    def policy_convergence_s(self) -> float:
+        """How long the manifests' mesh and network policies may take to be enforced at every ready
+        workload; checks of that enforcement retry this long before a difference is a failure."""
+
     def gateway(self) -> GatewayClient:
         """A client that calls models and the token endpoint through the gateway."""
 
@@ -239,6 +244,8 @@ class PlatformBase:
     """
 
     target: str
+    # On a cluster istiod pushes policies to the sidecars and the CNI programs the network rules.
+    policy_convergence_s: float = 10.0
 
     def _missing(self, capability: Capability) -> MissingCapability:
         return MissingCapability(self.target, capability)

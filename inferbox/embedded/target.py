@@ -58,6 +58,9 @@ class EmbeddedTarget(PlatformBase):
     the state file says is known, and capabilities that change the platform are absent)."""
 
     target = "embedded"
+    # A workload's policies are part of its sidecar's configuration and its namespace's rules from
+    # its start: there is nothing to converge; the margin covers a probe lost on a busy machine.
+    policy_convergence_s = 2.0
 
     def __init__(self, state: PlatformState, profile: ConformanceProfile, control: ControlPlane | None) -> None:
         self.state = state

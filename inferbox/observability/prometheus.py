@@ -146,36 +146,62 @@ class Overcounted(Exception):
     """A counter grew by more than the requests sent: waiting longer cannot fix it."""
 
 
-def expect_growth(
-    prometheus: PrometheusClient, promql: str, before: float, expected: float, timeout_s: float, in_a_row: int = 3
-) -> float:
-    """Waits until ``promql`` equals ``before + expected`` and stays there ``in_a_row`` scrapes."""
+class Undercounted(Exception):
+    """A counter still lacks requests after every target was scraped twice since they were answered:
+    Prometheus holds all it will ever get of them, so waiting longer cannot fix it."""
 
-    def grown() -> float:
-        now = prometheus.value(promql)
-        if now > before + expected:
-            raise Overcounted(f"`{promql}` grew by {now - before:g}, more than the {expected:g} expected")
-        assert now == before + expected, f"`{promql}` grew by {now - before:g} of the {expected:g} expected"
-        return now
 
-    return eventually(grown, timeout_s=timeout_s, interval_s=0.5, in_a_row=in_a_row)
+class ScrapeRounds:
+    """Counts complete scrape rounds (every target scraped successfully) since it was made.
+
+    Two rounds after a request was answered, all it measured is in Prometheus: Envoy merges its
+    histograms when its stats are read, so one scrape can still show a histogram as of the one
+    before. A target that is down or not scraped yet holds the count where it is."""
+
+    def __init__(self, prometheus: PrometheusClient) -> None:
+        self.prometheus = prometheus
+        self.mark = time.time()
+        self.rounds = 0
+
+    def complete(self, wanted: int = 2) -> bool:
+        while self.rounds < wanted:
+            try:
+                last = self.prometheus.last_complete_scrape()
+            except NoData:
+                return False
+            if last <= self.mark:
+                return False
+            self.rounds += 1
+            self.mark = time.time()  # the next round is every target scraped after this reading
+        return True
 
 
 def expect_growths(
     prometheus: PrometheusClient, expected: dict[str, tuple[float, float]], timeout_s: float, in_a_row: int = 3
 ) -> dict[str, float]:
-    """``expect_growth`` for several queries at once (query -> (before, growth)), waited on together:
-    each must equal its ``before + growth``, all of them in the same ``in_a_row`` readings."""
+    """Waits until each query (query -> (before, growth)) equals its ``before + growth``, all of
+    them in the same ``in_a_row`` readings. The requests counted were answered before the call: a
+    reading still short once every target has been scraped twice since is final (Undercounted),
+    as is one above the expected value (Overcounted)."""
+    rounds = ScrapeRounds(prometheus)
 
     def grown() -> dict[str, float]:
+        settled = rounds.complete()  # read before the values: they are at least as new
         values, short = {}, []
         for promql, (before, growth) in expected.items():
-            now = prometheus.value(promql)
+            try:
+                now = prometheus.value(promql)
+            except NoData as exc:
+                if settled:
+                    raise Undercounted(f"{exc}, after every target was scraped twice since the requests") from exc
+                raise
             if now > before + growth:
                 raise Overcounted(f"`{promql}` grew by {now - before:g}, more than the {growth:g} expected")
             if now != before + growth:
                 short.append(f"`{promql}` grew by {now - before:g} of the {growth:g} expected")
             values[promql] = now
+        if short and settled:
+            raise Undercounted("; ".join(short) + ", after every target was scraped twice since the requests")
         assert not short, "; ".join(short)
         return values
 

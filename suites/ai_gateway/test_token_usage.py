@@ -12,7 +12,7 @@ import pytest
 
 from inferbox.contract import Feature, Observability, Platform
 from inferbox.evidence import Evidence
-from inferbox.observability.prometheus import NoData, PrometheusClient
+from inferbox.observability.prometheus import NoData, PrometheusClient, expect_growths
 from inferbox.openai_client import OpenAIClient, chat_body
 from inferbox.topology import Model
 from inferbox.verdicts import describe
@@ -110,20 +110,8 @@ def test_token_metrics_per_tenant_and_model(
                 answer = ai_gateway.chat(body, token_for(model.tenant))
                 assert answer.status_code == 200, describe(answer)
                 reported[model] += answer.json()["usage"]["total_tokens"]
-    sent = time.time()
-
-    def counted() -> None:
-        prometheus.wait_scraped_after(sent, observability.metrics_deadline_s())
-        problems = []
-        for model, query in queries.items():
-            try:
-                now = prometheus.value(query)
-            except NoData:
-                problems.append(f"no data: `{query}` returned nothing")
-                continue
-            if now - before[model] != reported[model]:
-                problems.append(f"`{query}` grew by {now - before[model]:g}, the answers reported {reported[model]}")
-        assert not problems, "\n".join(problems)
-
-    eventually(counted, timeout_s=observability.metrics_deadline_s() + 20, interval_s=1.0)
+    # Exactly the reported tokens, each model's counter labelled with its tenant; a count still
+    # short once every target was scraped twice after the answers is final.
+    growth = {query: (before[model], float(reported[model])) for model, query in queries.items()}
+    expect_growths(prometheus, growth, observability.metrics_deadline_s() + 20, in_a_row=1)
     evidence.figure("tokens", {f"{m.tenant}/{m.name}": n for m, n in reported.items()})

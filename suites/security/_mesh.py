@@ -7,7 +7,7 @@ they use from here.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -18,10 +18,17 @@ from inferbox.mesh import MeshClient, MeshSource, SourceKind, Workload
 from inferbox.topology import Model
 
 T = TypeVar("T")
-# Policies take effect at once on the embedded target; on a cluster they propagate (istiod pushes,
-# the CNI programs rules), so checks retry this long. Override with INFERBOX_MESH_CONVERGENCE_S.
-CONVERGENCE_S = float(os.environ.get("INFERBOX_MESH_CONVERGENCE_S", "10"))
-PARALLEL_PROBES = 16
+# Probes refused by the network each wait out a whole connect timeout (a dropped SYN is never
+# answered); they cost no CPU, so many go out at once. The policy-engine table has a few hundred.
+PARALLEL_PROBES = 64
+
+
+def convergence_s(platform: Platform) -> float:
+    """How long enforcement checks retry: the target's policy convergence (a cluster's policies
+    propagate, the embedded target's are in force from a workload's start), or
+    INFERBOX_MESH_CONVERGENCE_S."""
+    override = os.environ.get("INFERBOX_MESH_CONVERGENCE_S")
+    return float(override) if override else platform.policy_convergence_s
 
 
 def sources(platform: Platform) -> list[MeshSource]:
@@ -64,7 +71,7 @@ def best_token(source: MeshSource, destination_tenant: str, token_for: Callable[
     return token_for(destination_tenant)
 
 
-def in_parallel(jobs: list[Callable[[], T]]) -> list[T]:
+def in_parallel(jobs: Sequence[Callable[[], T]]) -> list[T]:
     """Runs independent probes concurrently (a dropped connection costs a whole connect timeout)."""
     with ThreadPoolExecutor(max_workers=PARALLEL_PROBES) as pool:
         return list(pool.map(lambda job: job(), jobs))

@@ -20,7 +20,7 @@ from inferbox.topology import Model
 from inferbox.verdicts import Source, describe, source_of
 from inferbox.waiting import eventually
 
-from ._mesh import CONVERGENCE_S, mesh_clients, workloads_of
+from ._mesh import convergence_s, mesh_clients, workloads_of
 
 pytestmark = [
     pytest.mark.conformance,
@@ -83,4 +83,4 @@ def test_other_issuers_are_not_answered_by_a_models_sidecar(
                         failures.append(f"issuer {issuer!r} -> {workload.name}:{port}: {result.describe()}")
         assert not failures, "a model's sidecar did not refuse another issuer:\n" + "\n".join(failures)
 
-    eventually(check, timeout_s=CONVERGENCE_S, interval_s=0.5)
+    eventually(check, timeout_s=convergence_s(platform), interval_s=0.5)

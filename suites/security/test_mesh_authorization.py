@@ -10,6 +10,7 @@ the same caller with the right token is answered.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -18,7 +19,7 @@ from inferbox.mesh import MeshClient, MeshSource, Outcome
 from inferbox.topology import Model
 from inferbox.waiting import eventually
 
-from ._mesh import CONVERGENCE_S, mesh_clients, workloads_of
+from ._mesh import convergence_s, in_parallel, mesh_clients, workloads_of
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),
@@ -43,30 +44,39 @@ def _check(
     token_for: Callable[[str], str],
     spoof_headers: bool,
 ) -> None:
-    failures = []
-    decided_by_sidecar = 0
     path = f"/v1/models/{model.name}"
-    for workload in workloads_of(platform, model):
-        for _, port in workload.ports:
-            gateway = clients[MeshSource.gateway().label]
-            twin = gateway.request(workload, port, "GET", path, token=token_for(model.tenant))
-            if not twin.answered:
-                failures.append(f"gateway with {model.tenant}'s token was not answered: {twin.describe()}")
-            for tenant in _others(platform, model):
-                headers = (
-                    {h: model.tenant for h in platform.profile.isolation.identity_headers} if spoof_headers else {}
-                )
-                callers = [MeshSource.gateway()] + ([MeshSource.in_tenant(tenant)] if spoof_headers else [])
-                for source in callers:
-                    result = clients[source.label].request(
-                        workload, port, "GET", path, token=token_for(tenant), headers=headers
-                    )
-                    what = f"{source.label} with {tenant}'s token{' and ' + str(sorted(headers)) if headers else ''}"
-                    if result.outcome is Outcome.AUTHZ_DENIED:
-                        decided_by_sidecar += 1
-                    elif result.connected or result.outcome is Outcome.ERROR:
-                        # A connected caller must be refused by the sidecar's authorization itself.
-                        failures.append(f"{what} -> {workload.name}:{port}: {result.describe()}")
+    headers = {h: model.tenant for h in platform.profile.isolation.identity_headers} if spoof_headers else {}
+    gateway = MeshSource.gateway()
+    twins = [(w, port) for w in workloads_of(platform, model) for _, port in w.ports]
+    # Other tenants' own workloads are refused by the network, each probe waiting out a connect
+    # timeout: the probes go out at once.
+    wrong = [
+        (source, tenant, workload, port)
+        for workload, port in twins
+        for tenant in _others(platform, model)
+        for source in [gateway] + ([MeshSource.in_tenant(tenant)] if spoof_headers else [])
+    ]
+    own_token = token_for(model.tenant)
+    results = in_parallel(
+        [partial(clients[gateway.label].request, w, p, "GET", path, token=own_token) for w, p in twins]
+        + [
+            partial(clients[s.label].request, w, p, "GET", path, token=token_for(t), headers=headers)
+            for s, t, w, p in wrong
+        ]
+    )
+    failures = [
+        f"gateway with {model.tenant}'s token was not answered: {twin.describe()}"
+        for twin in results[: len(twins)]
+        if not twin.answered
+    ]
+    decided_by_sidecar = 0
+    for (source, tenant, workload, port), result in zip(wrong, results[len(twins) :], strict=True):
+        what = f"{source.label} with {tenant}'s token{' and ' + str(sorted(headers)) if headers else ''}"
+        if result.outcome is Outcome.AUTHZ_DENIED:
+            decided_by_sidecar += 1
+        elif result.connected or result.outcome is Outcome.ERROR:
+            # A connected caller must be refused by the sidecar's authorization itself.
+            failures.append(f"{what} -> {workload.name}:{port}: {result.describe()}")
     assert not failures, "\n".join(failures)
     assert decided_by_sidecar, "no request reached the sidecar's authorization; the check proved nothing"
 
@@ -77,7 +87,7 @@ def test_another_tenants_token_is_refused_by_the_sidecar(
     """A token valid for another tenant, presented straight to this model's sidecar: 403."""
     eventually(
         lambda: _check(platform, mesh_clients, model, token_for, spoof_headers=False),
-        timeout_s=CONVERGENCE_S,
+        timeout_s=convergence_s(platform),
         interval_s=0.5,
     )
 
@@ -89,7 +99,7 @@ def test_identity_headers_cannot_cross_tenants_inside_the_mesh(
     hop and from the other tenants' own workloads: never answered."""
     eventually(
         lambda: _check(platform, mesh_clients, model, token_for, spoof_headers=True),
-        timeout_s=CONVERGENCE_S,
+        timeout_s=convergence_s(platform),
         interval_s=0.5,
     )
 
@@ -128,7 +138,7 @@ def test_mesh_authorization_alone_refuses_other_tenants_identities(
         assert not failures, "mesh authorization let another tenant's identity through:\n" + "\n".join(failures)
 
     try:
-        eventually(check, timeout_s=CONVERGENCE_S, interval_s=0.5)
+        eventually(check, timeout_s=convergence_s(platform), interval_s=0.5)
     finally:
         for client in clients:
             client.close()

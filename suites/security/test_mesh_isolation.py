@@ -21,8 +21,8 @@ from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.waiting import eventually
 
 from ._mesh import (
-    CONVERGENCE_S,
     best_token,
+    convergence_s,
     in_parallel,
     mesh_clients,
     model_workloads,
@@ -93,7 +93,7 @@ def test_isolation_truth_table(
         )
 
     try:
-        eventually(table, timeout_s=CONVERGENCE_S, interval_s=0.5)
+        eventually(table, timeout_s=convergence_s(platform), interval_s=0.5)
     finally:
         cells = last.get("cells", [])
         evidence.artifact("isolation-matrix.txt", report(cells, LEGEND) + "\n")

@@ -22,7 +22,7 @@ from inferbox.mesh import MeshClient, MeshSource, Outcome, Transport, Workload
 from inferbox.topology import Model
 from inferbox.waiting import eventually
 
-from ._mesh import CONVERGENCE_S, mesh_clients, workloads_of
+from ._mesh import convergence_s, mesh_clients, workloads_of
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),
@@ -65,7 +65,7 @@ def test_plaintext_to_a_strict_workload_fails(
     workloads = workloads_of(platform, model)
     eventually(
         lambda: _refused_beside_twin(mesh_clients, model, workloads, token_for(model.tenant), Transport.PLAINTEXT),
-        timeout_s=CONVERGENCE_S,
+        timeout_s=convergence_s(platform),
         interval_s=0.5,
     )
 
@@ -76,7 +76,7 @@ def test_foreign_ca_client_certificates_are_refused(
     workloads = workloads_of(platform, model)
     eventually(
         lambda: _refused_beside_twin(mesh_clients, model, workloads, token_for(model.tenant), Transport.FOREIGN_CA),
-        timeout_s=CONVERGENCE_S,
+        timeout_s=convergence_s(platform),
         interval_s=0.5,
     )
 

@@ -26,7 +26,7 @@ from inferbox.policy.matrix import Cell, as_json, report
 from inferbox.tokens import decode_unverified
 from inferbox.waiting import eventually
 
-from ._mesh import CONVERGENCE_S, in_parallel, mesh_clients, model_workloads, sources
+from ._mesh import convergence_s, in_parallel, mesh_clients, model_workloads, sources
 
 pytestmark = [
     pytest.mark.usefixtures("models_held_warm"),
@@ -108,7 +108,7 @@ def test_enforcement_matches_the_manifests_policies(
         )
 
     try:
-        eventually(table, timeout_s=CONVERGENCE_S, interval_s=0.5)
+        eventually(table, timeout_s=convergence_s(platform), interval_s=0.5)
     finally:
         cells = last.get("cells", [])
         evidence.artifact("policy-engine.json", as_json(cells))
