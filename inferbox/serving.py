@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy.stats import binom
 
 from inferbox.topology import Model
 from inferbox.waiting import eventually
@@ -177,6 +176,8 @@ def binomial_interval(n: int, p: float, false_failure_rate: float) -> tuple[int,
     (split evenly between the tails, computed from the exact binomial distribution)."""
     if not 0 <= p <= 1 or n <= 0 or not 0 < false_failure_rate < 1:
         raise ValueError(f"bad binomial parameters n={n} p={p} rate={false_failure_rate}")
+    from scipy.stats import binom  # about a second to import: only the checks that use it pay for it
+
     pmf = binom.pmf(np.arange(n + 1), n, p)  # scipy evaluates it in log space: no overflow for large n
     tail = false_failure_rate / 2
     at_most = np.cumsum(pmf)  # P(X <= k)

@@ -143,6 +143,8 @@ def stop_daemon(state_dir: Path, timeout_s: float = 30.0) -> bool:
 
         with contextlib.suppress(NotYet):  # the reaper below removes whatever it left
             eventually(gone, timeout_s, 0.05)
+        with contextlib.suppress(ChildProcessError):  # started by this process: collect its exit status
+            os.waitpid(pid, os.WNOHANG)
     # Whatever state the daemon left, nothing of this instance survives.
     reap(state_dir, state.netns_prefix)
     return True

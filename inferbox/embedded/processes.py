@@ -25,9 +25,13 @@ from inferbox.embedded.network import Pod
 
 def proc_start_time(pid: int) -> float | None:
     """When ``pid`` started (psutil's create time: the kernel's start time on the boot clock), or None
-    if it is gone. A reused PID has another start time, so (PID, start time) names one process."""
+    if it is gone or has exited (a zombie). A reused PID has another start time, so (PID, start
+    time) names one process."""
     try:
-        return float(psutil.Process(pid).create_time())
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None  # it has exited; only its parent has yet to read its exit status
+        return float(process.create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
         return None
 

@@ -72,6 +72,10 @@ def _run_pytest(
         "--no-header",
         "-p",
         "no:randomly",
+        # Hypothesis's pytest plugin takes a second to import and only reports; the checks that use
+        # Hypothesis run the same without it. A mutant's run is mostly such start-up costs.
+        "-p",
+        "no:hypothesispytest",
         "--inferbox-platform",
         platform,
         "--inferbox-manifests",

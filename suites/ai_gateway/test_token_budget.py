@@ -36,6 +36,9 @@ pytestmark = [
     pytest.mark.features(Feature.AI_GATEWAY, Feature.TOKEN_BUDGET),
 ]
 WINDOW_S = 60  # the promise is per minute
+# Spending a budget takes a few seconds (about 40 answers); a window with less left than this is
+# waited out, and one that ends while spending is measured again.
+SPEND_S = 10
 MAX_TOKENS = 512  # the most one answer may spend; the model refuses more
 
 
@@ -98,10 +101,10 @@ def test_budget_refuses_once_spent_and_recovers(
 
     def spend_in_one_window() -> tuple[int, int, httpx.Response, httpx.Response]:
         token = token_for(llm.tenant)  # each attempt its own: a check may wait out several windows
-        _window_start(ai_gateway, llm, token, needed_s=WINDOW_S / 2)
+        _window_start(ai_gateway, llm, token, needed_s=1.5 * SPEND_S)
         with alone():  # answers as fast as the gateway gives them: no other check's timing meanwhile
             # Waiting for the machine may have taken the window's time: spend only in time enough.
-            _window_left(ai_gateway, llm, token, needed_s=WINDOW_S / 3)
+            _window_left(ai_gateway, llm, token, needed_s=SPEND_S)
             spent, largest, refusal = _spend(ai_gateway, llm, token, budget)
         # Meanwhile another tenant, with its own budget, is served, in the window that refused this
         # one: a window ending in between would serve both, whether budgets are per tenant or not.
