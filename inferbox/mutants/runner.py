@@ -6,10 +6,11 @@ named tests only, in its own pytest process; it is killed when every one of them
 setup or a skip does not count).
 
 Where a mutant runs (the verdict is the same either way; only the time differs): ``jobs`` workers
-take mutants from one queue, the longest first (by the last run's times). On the embedded target a
-mutant whose changes only a part of the platform that restarts on its own reads (see
-``inferbox.embedded.reconfigure``: today the gateway's routes and policies and the knobs it reads, or
-nothing the platform reads at all, such as a dashboard) runs on its worker's *shared* kept platform:
+take mutants from one queue, the longest first (by the last run's times; without them, a rule of
+thumb: ``_longest_first``). On the embedded target a mutant whose changes only a part of the
+platform that restarts on its own reads (see ``inferbox.embedded.reconfigure``: today the gateway's
+routes and policies and the knobs it reads, or nothing the platform reads at all, such as a
+dashboard) runs on its worker's *shared* kept platform:
 before its tests the platform takes the mutated manifests in place and restarts that part only.
 Every other mutant gets a *private* platform of its own.
 """
@@ -280,9 +281,13 @@ def previous_durations(root: Path = REPORTS_ROOT) -> dict[str, float]:
         return {}
 
 
-def _longest_first(mutants: list[Mutant], previous: dict[str, float]) -> list[Mutant]:
-    """By the last run's times; without them, mutants that wait on the platform's clocks first."""
-    return sorted(mutants, key=lambda m: (-previous.get(m.name, 0.0), m.source not in LONG_RUNNING, -len(m.kills)))
+def _longest_first(mutants: list[Mutant], previous: dict[str, float], shareable: set[str]) -> list[Mutant]:
+    """By the last run's times when it timed every one of them (a run of a few mutants leaves the
+    others unknown); otherwise mutants that wait on the platform's clocks first, then those that
+    need a platform of their own (its start and stop), then those with more checks to fail."""
+    if all(m.name in previous for m in mutants):
+        return sorted(mutants, key=lambda m: -previous[m.name])
+    return sorted(mutants, key=lambda m: (m.source not in LONG_RUNNING, m.name in shareable, -len(m.kills)))
 
 
 class Worker:
@@ -322,7 +327,7 @@ def _run_mutants(
     mutants: list[Mutant], folder: Path, manifests: Path, platform: str, jobs: int, share: bool, done: Done
 ) -> None:
     shareable = {m.name for m in mutants if share and platform == "embedded" and shares_a_platform(m, manifests)}
-    queue = _longest_first(mutants, previous_durations())
+    queue = _longest_first(mutants, previous_durations(), shareable)
     lock = threading.Lock()
     stop = threading.Event()
 
