@@ -62,9 +62,10 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest tests/unit tests/cluster -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 
-# The suite's own tests that start embedded platforms (lifecycle, reaper, CLI).
+# The suite's own tests that start embedded platforms (lifecycle, reaper, CLI), on two workers: each
+# test's platform is an instance of its own (namespaces, ports, state folder), as the mutant run's are.
 platform-tests: setup
-	$(BIN)/pytest tests/platform -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest tests/platform -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 
 check: lint typecheck unit
 
