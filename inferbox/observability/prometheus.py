@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from inferbox.contract_types import PROMETHEUS_TARGET_UPDATE_S
 from inferbox.waiting import eventually
 
 
@@ -152,15 +153,19 @@ class Undercounted(Exception):
 
 
 class ScrapeRounds:
-    """Counts complete scrape rounds (every target scraped successfully) since it was made.
+    """Counts complete scrape rounds (every target scraped successfully) once the targets that
+    existed when it was made are surely in Prometheus's target set.
 
-    Two rounds after a request was answered, all it measured is in Prometheus: Envoy merges its
+    Two such rounds after a request was answered, all it measured is in Prometheus: Envoy merges its
     histograms when its stats are read, so one scrape can still show a histogram as of the one
-    before. A target that is down or not scraped yet holds the count where it is."""
+    before; and a replica that served just before may be discovered but not yet scraped, so rounds
+    begin only after Prometheus has applied target changes once more (PROMETHEUS_TARGET_UPDATE_S,
+    plus a second for discovery). A target that is down or not scraped yet holds the count where
+    it is."""
 
     def __init__(self, prometheus: PrometheusClient) -> None:
         self.prometheus = prometheus
-        self.mark = time.time()
+        self.mark = time.time() + PROMETHEUS_TARGET_UPDATE_S + 1.0
         self.rounds = 0
 
     def complete(self, wanted: int = 2) -> bool:
