@@ -152,6 +152,11 @@ class Undercounted(Exception):
     Prometheus holds all it will ever get of them, so waiting longer cannot fix it."""
 
 
+class NeverScraped(Exception):
+    """A target the platform should have is not among those Prometheus scrapes, after every target
+    there is was scraped twice since its target set last changed: waiting longer cannot fix it."""
+
+
 class ScrapeRounds:
     """Counts complete scrape rounds (every target scraped successfully) once the targets that
     existed when it was made are surely in Prometheus's target set.

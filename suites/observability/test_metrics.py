@@ -21,7 +21,14 @@ from inferbox.burst import send_burst
 from inferbox.client import GatewayClient
 from inferbox.contract import Capability, Feature, Observability, Platform, Signal
 from inferbox.evidence import Evidence
-from inferbox.observability.prometheus import NoData, PrometheusClient, duration_s, expect_growths
+from inferbox.observability.prometheus import (
+    NeverScraped,
+    NoData,
+    PrometheusClient,
+    ScrapeRounds,
+    duration_s,
+    expect_growths,
+)
 from inferbox.observability.promises import observability_promise
 from inferbox.observability.traffic import send_predictions
 from inferbox.topology import Model
@@ -78,17 +85,22 @@ def test_every_scrape_target_is_up(
     for model in platform.topology.models:
         expected[f"model {model.tenant}/{model.name}"] = catalogue.model_up(model.tenant, model.name)
 
+    rounds = ScrapeRounds(prometheus)
+
     def all_up() -> None:
-        problems = []
+        settled = rounds.complete()  # read before the series: they are at least as new
+        problems, unscraped = [], []
         for name, selector in expected.items():
             samples = prometheus.query(selector)
             if not samples:
-                problems.append(f"{name}: no data: `{selector}` returned no series (nothing scrapes it)")
+                unscraped.append(f"{name}: no data: `{selector}` returned no series (nothing scrapes it)")
             for sample in samples:
                 if sample.value != 1:
                     problems.append(f"{name}: target {sample.labels.get('instance')} is down (`{selector}`)")
         problems += [f"target down: {s.labels}" for s in prometheus.query("up == 0")]
-        assert not problems, "\n".join(problems)
+        if unscraped and settled:  # every target there is was scraped twice: these are not among them
+            raise NeverScraped("\n".join(unscraped + problems))
+        assert not unscraped + problems, "\n".join(unscraped + problems)
 
     eventually(all_up, timeout_s=observability.metrics_deadline_s() + 10, interval_s=0.5, in_a_row=2)
     promise = observability_promise(platform.profile)
