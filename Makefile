@@ -93,14 +93,14 @@ mutants-nightly: setup
 	$(BIN)/inferbox mutants run --nightly --jobs $(MUTANT_JOBS)
 
 # `make test`: what CI runs, steps in this order (make without -j). Measured from a fresh clone on
-# 2 cores (2026-12-07, 29 min in all, install included; CI allows 90):
-#   lint + typecheck     1 min
+# 2 cores (2026-12-08, 23 min in all, install included; CI allows 90):
+#   install, lint + typecheck   2 min
 #   unit                 2 min    (tests/unit, tests/cluster on two workers)
-#   platform-tests       3.5 min  (tests/platform: platforms started and killed)
-#   conformance          3 min    (platform start + 153 s of tests; target 2 min, see README "Timing")
+#   platform-tests       2 min    (tests/platform on two workers: platforms started and killed)
+#   conformance          2.5 min  (platform start + 123 s of tests; target 2 min, see README "Timing")
 #   chaos                4.5 min  (suites/chaos, key rotation aside)
 #   load                 2 min    (smoke profile + calibration)
-#   mutants             13 min    (64 mutants, two workers; baseline from the conformance report)
+#   mutants              8.5 min  (64 mutants, two workers; baseline from the conformance report)
 # A step added later gets a line here; the total must stay well inside CI's 90 minutes.
 test: CONFORMANCE_REPORT = reports/$(TEST_RUN)-test-conformance
 test: lint typecheck unit platform-tests conformance chaos load mutants
