@@ -91,6 +91,7 @@ class MeshControlPlane:
         self.pods: dict[str, tuple[Pod, PodMeta]] = {}
         self.probes: dict[str, ProbePod] = {}
         self.enforcing = network.isolated and netpol.nft_available()
+        self._rules_loaded: dict[str, str] = {}  # namespace -> the NetworkPolicy script it has
         self._lock = threading.RLock()
 
     # -- pods ------------------------------------------------------------------------------------
@@ -110,6 +111,8 @@ class MeshControlPlane:
     def unregister(self, pod: Pod, meta: PodMeta) -> None:
         with self._lock:
             self.pods.pop(pod.name, None)
+            if pod.netns is not None:
+                self._rules_loaded.pop(pod.netns, None)  # the namespace goes with the pod
             self.ledger.release(meta.namespace, meta.name)
             self.enforce()
 
@@ -122,7 +125,7 @@ class MeshControlPlane:
                 netpol.NetPod(meta.namespace, pod.name, pod.ip, meta.labels, pod.netns)
                 for pod, meta in self.pods.values()
             ]
-            netpol.enforce(self.manifests, netpods)
+            netpol.enforce(self.manifests, netpods, self._rules_loaded)
 
     def injected(self, namespace: str) -> bool:
         return injected(self.manifests, namespace)

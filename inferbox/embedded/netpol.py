@@ -157,16 +157,24 @@ def apply(netns: str, script: str, what: str = "NetworkPolicy rules") -> None:
         )
 
 
-def enforce(manifests: ManifestSet, pods: list[NetPod]) -> dict[str, list[Allowance] | None]:
-    """Loads (or removes) every namespaced pod's rules; returns what each pod allows, by pod name."""
+def enforce(
+    manifests: ManifestSet, pods: list[NetPod], loaded: dict[str, str] | None = None
+) -> dict[str, list[Allowance] | None]:
+    """Loads (or removes) every namespaced pod's rules; returns what each pod allows, by pod name.
+
+    ``loaded`` (namespace -> the script last loaded there, kept by the caller) skips a pod whose rules
+    are what it already has: a pod's arrival changes only the rules of the pods it is a peer of, and
+    each load is a process of its own."""
     result: dict[str, list[Allowance] | None] = {}
     for pod in pods:
         if pod.netns is None:
             continue
         allowed = allowances(manifests, pod, pods)
         result[pod.name] = allowed
-        if allowed is None:
-            apply(pod.netns, f"table inet {TABLE}\ndelete table inet {TABLE}\n")
-        else:
-            apply(pod.netns, ruleset(allowed))
+        script = f"table inet {TABLE}\ndelete table inet {TABLE}\n" if allowed is None else ruleset(allowed)
+        if loaded is not None and loaded.get(pod.netns) == script:
+            continue
+        apply(pod.netns, script)
+        if loaded is not None:
+            loaded[pod.netns] = script
     return result
